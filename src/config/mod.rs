@@ -1,0 +1,264 @@
+//! Configuration: the TOML schema ([`schema`]), durations ([`duration`]),
+//! loading a file or the embedded default, resolving relative paths against
+//! the file's directory, and validation whose errors name file, line and key.
+
+pub mod duration;
+pub mod schema;
+
+pub use schema::*;
+
+use std::path::{Path, PathBuf};
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}{}: {key}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// The embedded default: `mxguard serve` without a file. Paths are
+    /// relative to the current directory.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::from_toml("", "<embedded default>", Path::new("."))
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::from_toml(&text, &file, base)
+    }
+
+    /// Parses `text`; relative paths are taken relative to `base`.
+    pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = e
+                .span()
+                .map(|span| locate(text, span.start))
+                .unwrap_or((None, String::from("(file)")));
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                key,
+                message: e.message().to_string(),
+            }
+        })?;
+        config.resolve_paths(base);
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            file: file.to_string(),
+            line: line_of_key(text, key),
+            key: key.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.spool.dir);
+        if let Some(tls) = &mut self.tls {
+            join(&mut tls.cert);
+            join(&mut tls.key);
+        }
+        if let Some(table) = &mut self.recipients.table {
+            join(table);
+        }
+        if let Some(file) = &mut self.log.file {
+            join(file);
+        }
+        for target in &mut self.downstream.targets {
+            if let Target::Maildir(p) = target {
+                join(p);
+            }
+        }
+    }
+
+    /// Checks that need more than one value, or the value's meaning.
+    fn validate(&mut self) -> Result<(), (&'static str, String)> {
+        let host = &self.server.hostname;
+        if !crate::smtp::address::is_domain(host) {
+            return Err(("server.hostname", format!("`{host}` is not a host name")));
+        }
+        if self.server.listen.is_empty() {
+            return Err(("server.listen", "needs at least one address".into()));
+        }
+        for domain in &mut self.relay.domains {
+            let normal = crate::smtp::address::normalize_domain(domain);
+            if !crate::smtp::address::is_domain(&normal) {
+                return Err(("relay.domains", format!("`{domain}` is not a domain name")));
+            }
+            *domain = normal;
+        }
+        if self.downstream.targets.is_empty() {
+            return Err(("downstream.targets", "needs at least one target".into()));
+        }
+        if self.downstream.retry_min.0.is_zero() {
+            return Err(("downstream.retry_min", "must be more than 0s".into()));
+        }
+        if self.downstream.retry_max.0 < self.downstream.retry_min.0 {
+            return Err((
+                "downstream.retry_max",
+                "must not be less than downstream.retry_min".into(),
+            ));
+        }
+        if self.downstream.concurrency == 0 {
+            return Err(("downstream.concurrency", "must be at least 1".into()));
+        }
+        let limits = &self.limits;
+        let positive: [(&'static str, u64); 6] = [
+            ("limits.max_message_size", limits.max_message_size),
+            ("limits.max_recipients", limits.max_recipients as u64),
+            ("limits.max_errors", limits.max_errors.into()),
+            ("limits.max_commands", limits.max_commands.into()),
+            ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.max_connections_per_client",
+                limits.max_connections_per_client as u64,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err((key, "must be at least 1".into()));
+        }
+        let timeouts = [
+            ("limits.command_timeout", limits.command_timeout.0),
+            ("limits.data_timeout", limits.data_timeout.0),
+            ("downstream.connect_timeout", self.downstream.connect_timeout.0),
+            ("downstream.command_timeout", self.downstream.command_timeout.0),
+        ];
+        if let Some((key, _)) = timeouts.iter().find(|(_, v)| v.is_zero()) {
+            return Err((key, "must be more than 0s".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Line number (1-based) and dotted key at byte `offset` of a TOML text.
+fn locate(text: &str, offset: usize) -> (Option<usize>, String) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let section = before
+        .lines()
+        .rev()
+        .find_map(|l| section_name(l.trim()))
+        .unwrap_or_default();
+    let key = match line.split_once('=') {
+        Some((k, _)) if section_name(line.trim()).is_none() => k.trim().trim_matches('"').to_string(),
+        _ => String::new(),
+    };
+    let dotted = match (section.is_empty(), key.is_empty()) {
+        (true, true) => "(file)".to_string(),
+        (true, false) => key,
+        (false, true) => section,
+        (false, false) => format!("{section}.{key}"),
+    };
+    (Some(line_no), dotted)
+}
+
+fn section_name(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('[')?.split(']').next()?;
+    Some(inner.trim_start_matches('[').trim().to_string())
+}
+
+/// The line where a dotted key (`section.key`) is written, if it is.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (want_section, want_key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(s) = section_name(trimmed) {
+            section = s;
+        } else if let Some((k, _)) = trimmed.split_once('=') {
+            if section == want_section && k.trim() == want_key {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", Path::new("/etc/mxguard"))
+    }
+
+    #[test]
+    fn embedded_default_is_the_spec() {
+        let c = Config::embedded_default().unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(c.relay.domains, vec!["localhost".to_string()]);
+        assert_eq!(
+            c.downstream.targets,
+            vec![Target::Maildir("./mxguard-data/Maildir".into())]
+        );
+        assert_eq!(c.spool.dir, PathBuf::from("./mxguard-data/spool"));
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let c = parse("[spool]\ndir = \"q\"\n[recipients]\ntable = \"/abs/r\"\n").unwrap();
+        assert_eq!(c.spool.dir, PathBuf::from("/etc/mxguard/q"));
+        assert_eq!(c.recipients.table, Some(PathBuf::from("/abs/r")));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[server]\nhostname = \"mx.example.com\"\nlisen = []\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("test.toml:3: server.lisen: unknown field `lisen`"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = parse("[limits]\ncommand_timeout = \"5 minutes\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2: limits.command_timeout:"), "{err}");
+        let err = parse("[downstream]\ntargets = [\"ftp://x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("downstream.targets"), "{err}");
+        let err = parse("[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(err.to_string().contains("relay.trusted_networks"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let err = parse("[limits]\nmax_recipients = 0\n").unwrap_err();
+        assert_eq!(err.to_string(), "test.toml:2: limits.max_recipients: must be at least 1");
+        let err = parse("[relay]\ndomains = [\"bad domain\"]\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2: relay.domains:"), "{err}");
+        let err = parse("[downstream]\nretry_min = \"2h\"\nretry_max = \"1h\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:3: downstream.retry_max"), "{err}");
+    }
+
+    #[test]
+    fn domains_are_normalised() {
+        let c = parse("[relay]\ndomains = [\"Example.COM.\"]\n").unwrap();
+        assert_eq!(c.relay.domains, vec!["example.com".to_string()]);
+    }
+}

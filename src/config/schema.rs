@@ -1,0 +1,343 @@
+//! The TOML schema: every section and key mxguard reads, with its default.
+//! Unknown keys are refused (`deny_unknown_fields`); values that cannot be
+//! right (a bad address, duration or target) fail while deserialising, so
+//! the error carries the position of the offending key.
+
+use super::duration::HumanDuration;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub tls: Option<Tls>,
+    pub relay: Relay,
+    pub recipients: Recipients,
+    pub downstream: Downstream,
+    pub spool: Spool,
+    pub limits: Limits,
+    pub log: Log,
+}
+
+/// `[server]`: who we are and where we listen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Name in the banner, the `Received:` header and our HELO downstream.
+    pub hostname: String,
+    pub listen: Vec<SocketAddr>,
+    /// What to do with a bare CR or LF inside DATA.
+    pub bare_line_endings: BareLineEndings,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            hostname: system_hostname(),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            bare_line_endings: BareLineEndings::Reject,
+        }
+    }
+}
+
+/// `server.bare_line_endings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Read to the real end of data, then refuse the message (550 5.5.2).
+    Reject,
+    /// Turn every bare CR or LF into CRLF, as Postfix can.
+    Normalize,
+}
+
+/// `[tls]`: when present, STARTTLS is offered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[relay]`: which mail we accept at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    pub domains: Vec<String>,
+    pub trusted_networks: Vec<Network>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            domains: vec!["localhost".into()],
+            trusted_networks: Vec::new(),
+        }
+    }
+}
+
+/// `[recipients]`: how recipients are verified.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipients {
+    pub table: Option<PathBuf>,
+}
+
+/// `[downstream]`: where accepted mail goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Downstream {
+    pub targets: Vec<Target>,
+    pub max_queue_lifetime: HumanDuration,
+    pub retry_min: HumanDuration,
+    pub retry_max: HumanDuration,
+    pub connect_timeout: HumanDuration,
+    pub command_timeout: HumanDuration,
+    /// Messages delivered at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for Downstream {
+    fn default() -> Self {
+        Downstream {
+            targets: vec![Target::Maildir(PathBuf::from("mxguard-data/Maildir"))],
+            max_queue_lifetime: HumanDuration(Duration::from_secs(5 * 86_400)),
+            retry_min: HumanDuration(Duration::from_secs(60)),
+            retry_max: HumanDuration(Duration::from_secs(3600)),
+            connect_timeout: HumanDuration(Duration::from_secs(30)),
+            command_timeout: HumanDuration(Duration::from_secs(300)),
+            concurrency: 20,
+        }
+    }
+}
+
+/// `[spool]`: the durable queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    pub dir: PathBuf,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            dir: PathBuf::from("mxguard-data/spool"),
+        }
+    }
+}
+
+/// `[limits]`: everything a client controls is bounded here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub max_commands: u32,
+    pub command_timeout: HumanDuration,
+    pub data_timeout: HumanDuration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 26_214_400,
+            max_recipients: 100,
+            max_errors: 10,
+            max_commands: 1000,
+            command_timeout: HumanDuration(Duration::from_secs(300)),
+            data_timeout: HumanDuration(Duration::from_secs(600)),
+            max_connections: 1000,
+            max_connections_per_client: 20,
+        }
+    }
+}
+
+/// `[log]`: where the decision log goes.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Append to this file; standard error when absent.
+    pub file: Option<PathBuf>,
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A downstream target: `smtp://host:port`, `lmtp://host:port` or
+/// `maildir:/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Smtp { host: String, port: u16 },
+    Lmtp { host: String, port: u16 },
+    Maildir(PathBuf),
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("maildir:") {
+            if path.is_empty() {
+                return Err("`maildir:` needs a directory, e.g. \"maildir:/var/mail/Maildir\"".into());
+            }
+            return Ok(Target::Maildir(PathBuf::from(path)));
+        }
+        let (scheme, rest, default_port) = if let Some(r) = s.strip_prefix("smtp://") {
+            ("smtp", r, 25)
+        } else if let Some(r) = s.strip_prefix("lmtp://") {
+            ("lmtp", r, 24)
+        } else {
+            return Err(format!(
+                "`{s}` is not a target (use smtp://host:port, lmtp://host:port or maildir:/path)"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = split_host_port(rest, default_port)
+            .ok_or_else(|| format!("`{s}` has no valid host and port"))?;
+        Ok(match scheme {
+            "smtp" => Target::Smtp { host, port },
+            _ => Target::Lmtp { host, port },
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Target::Smtp { host, port } => write!(f, "smtp://{}", join_host_port(host, *port)),
+            Target::Lmtp { host, port } => write!(f, "lmtp://{}", join_host_port(host, *port)),
+            Target::Maildir(p) => write!(f, "maildir:{}", p.display()),
+        }
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(v6) = s.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if rest.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (s, default_port),
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    valid.then(|| (host.to_string(), port))
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// An IP network in CIDR form; a bare address means that one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub ipnet::IpNet);
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&crate::net::canonical_ip(ip))
+    }
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Network(net.trunc()));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| Network(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("`{s}` is not an IP address or network (e.g. \"192.0.2.0/24\")"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// The machine's host name, or `localhost` when it cannot be read.
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if !name.is_empty() => name.to_string(),
+        _ => "localhost".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            "smtp://10.0.0.5:25".parse(),
+            Ok(Target::Smtp { host: "10.0.0.5".into(), port: 25 })
+        );
+        assert_eq!(
+            "lmtp://[::1]:24".parse(),
+            Ok(Target::Lmtp { host: "::1".into(), port: 24 })
+        );
+        assert_eq!(
+            "smtp://mail.example.com".parse(),
+            Ok(Target::Smtp { host: "mail.example.com".into(), port: 25 })
+        );
+        assert_eq!("maildir:/m".parse(), Ok(Target::Maildir("/m".into())));
+        assert!("http://x".parse::<Target>().is_err());
+        assert!("smtp://a b:25".parse::<Target>().is_err());
+        assert!("smtp://host:99999".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn networks() {
+        let n: Network = "192.0.2.7/24".parse().unwrap();
+        assert!(n.contains("192.0.2.200".parse().unwrap()));
+        assert!(!n.contains("192.0.3.1".parse().unwrap()));
+        let one: Network = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        let v4: Network = "127.0.0.0/8".parse().unwrap();
+        assert!(v4.contains("::ffff:127.0.0.9".parse().unwrap()));
+        assert!("nonsense".parse::<Network>().is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! One delivery attempt of one queued message: the targets in order until
+//! one answers, per-recipient results honoured (delivered, deferred, failed),
+//! the state saved, and the message removed when done, or moved to the
+//! quarantine when a recipient failed for good or the queue lifetime ran
+//! out. No bounce is ever sent from here.
+
+use super::smtp_client::{self, RcptResult};
+use super::{maildir, Context};
+use crate::config::Target;
+use crate::spool::{DeliveryState, Entry, QueueId, SpoolError};
+use std::time::Duration;
+
+/// What the scheduler does with the message next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Removed or quarantined (or gone from the queue).
+    Done,
+    /// Try again at this Unix time.
+    Retry(u64),
+}
+
+/// Wait before attempt `attempts + 1`: doubling from `min`, at most `max`.
+pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+    min.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
+    let downstream = &ctx.config.downstream;
+    let spool = ctx.spool.clone();
+    let read_id = id.clone();
+    let entry = match tokio::task::spawn_blocking(move || spool.read(&read_id)).await {
+        Ok(Ok(entry)) => entry,
+        Ok(Err(SpoolError::NotFound(_))) => return Outcome::Done,
+        Ok(Err(e)) => {
+            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            return Outcome::Retry(crate::time::unix_now() + downstream.retry_max.0.as_secs());
+        }
+        Err(e) => {
+            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            return Outcome::Retry(crate::time::unix_now() + downstream.retry_max.0.as_secs());
+        }
+    };
+    let mut state = entry.state.clone();
+    let pending: Vec<String> = state
+        .pending(&entry.envelope)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let now = crate::time::unix_now();
+    let expired = now >= entry.envelope.arrival + downstream.max_queue_lifetime.0.as_secs();
+    if expired {
+        let why = format!(
+            "queue lifetime expired; last error: {}",
+            state.last_error.as_deref().unwrap_or("none")
+        );
+        for rcpt in &pending {
+            log_result(ctx, id, rcpt, "-", "expired", &why);
+            state.failed.push((rcpt.clone(), why.clone()));
+        }
+    } else if !pending.is_empty() {
+        deliver(ctx, &entry, &pending, &mut state).await;
+    }
+    finish(ctx, id, &entry, state, now).await
+}
+
+/// Tries the targets in order; records each recipient's result in `state`.
+async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut DeliveryState) {
+    let id = &entry.envelope.id;
+    let mut last_error = String::from("no target");
+    for target in &ctx.config.downstream.targets {
+        let results = match target {
+            Target::Maildir(dir) => maildir::deliver(dir, &ctx.config.server.hostname, entry.message())
+                .await
+                .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
+                .map_err(|e| e.to_string()),
+            Target::Smtp { host, port } | Target::Lmtp { host, port } => {
+                let request = smtp_client::Request {
+                    host,
+                    port: *port,
+                    lmtp: matches!(target, Target::Lmtp { .. }),
+                    helo: &ctx.config.server.hostname,
+                    from: &entry.envelope.from,
+                    rcpts: pending,
+                    body_8bit: entry.envelope.body_8bit,
+                    message: entry.message(),
+                    connect_timeout: ctx.config.downstream.connect_timeout.0,
+                    command_timeout: ctx.config.downstream.command_timeout.0,
+                };
+                smtp_client::deliver(&request, ctx.tls.clone()).await.map_err(|e| e.to_string())
+            }
+        };
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                log_result(ctx, id, "*", &target.to_string(), "deferred", &e);
+                last_error = format!("{target}: {e}");
+                continue;
+            }
+        };
+        for (rcpt, result) in pending.iter().zip(results) {
+            match result {
+                RcptResult::Delivered(reply) => {
+                    log_result(ctx, id, rcpt, &target.to_string(), "sent", &reply);
+                    state.delivered.push(rcpt.clone());
+                }
+                RcptResult::Deferred(reply) => {
+                    log_result(ctx, id, rcpt, &target.to_string(), "deferred", &reply);
+                    state.last_error = Some(reply);
+                }
+                RcptResult::Failed(reply) => {
+                    log_result(ctx, id, rcpt, &target.to_string(), "failed", &reply);
+                    state.failed.push((rcpt.clone(), reply));
+                }
+            }
+        }
+        return;
+    }
+    state.last_error = Some(last_error);
+}
+
+/// Removes, quarantines or reschedules the message after an attempt.
+async fn finish(ctx: &Context, id: &QueueId, entry: &Entry, mut state: DeliveryState, now: u64) -> Outcome {
+    let spool = ctx.spool.clone();
+    let task_id = id.clone();
+    if !state.pending(&entry.envelope).is_empty() {
+        let downstream = &ctx.config.downstream;
+        state.attempts += 1;
+        let wait = backoff(state.attempts, downstream.retry_min.0, downstream.retry_max.0);
+        state.next_attempt = now + wait.as_secs();
+        let next = state.next_attempt;
+        let saved = blocking(move || spool.save_state(&task_id, &state)).await;
+        if let Err(e) = saved {
+            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+        }
+        return Outcome::Retry(next);
+    }
+    if state.failed.is_empty() {
+        if let Err(e) = blocking(move || spool.remove(&task_id)).await {
+            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+        }
+        ctx.log.event("removed").kv("queue_id", id).emit();
+        return Outcome::Done;
+    }
+    let failed: Vec<String> = state.failed.iter().map(|(r, _)| r.clone()).collect();
+    match blocking(move || spool.quarantine(&task_id, &state)).await {
+        Ok(()) => ctx
+            .log
+            .event("quarantine")
+            .kv("queue_id", id)
+            .kv("from", &entry.envelope.from)
+            .kv("to", failed.join(","))
+            .kv("reason", "permanent delivery failure; no bounce is sent")
+            .emit(),
+        Err(e) => ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit(),
+    }
+    Outcome::Done
+}
+
+fn log_result(ctx: &Context, id: &QueueId, rcpt: &str, relay: &str, status: &str, reply: &str) {
+    ctx.log
+        .event("delivery")
+        .kv("queue_id", id)
+        .kv("to", rcpt)
+        .kv("relay", relay)
+        .kv("status", status)
+        .kv("reply", reply)
+        .emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let min = Duration::from_secs(60);
+        let max = Duration::from_secs(3600);
+        assert_eq!(backoff(1, min, max), Duration::from_secs(60));
+        assert_eq!(backoff(2, min, max), Duration::from_secs(120));
+        assert_eq!(backoff(4, min, max), Duration::from_secs(480));
+        assert_eq!(backoff(7, min, max), max);
+        assert_eq!(backoff(200, min, max), max);
+    }
+}

@@ -1,0 +1,205 @@
+//! Delivery from the spool to the downstream: the scheduler that decides
+//! which queued message is tried when (this file), one attempt at one
+//! message ([`attempt`]), and the targets it may go to ([`smtp_client`] for
+//! SMTP and LMTP, [`maildir`]).
+//!
+//! The scheduler keeps, for every queued message, the time of its next
+//! attempt; new messages come from sessions through a [`Handle`], due ones
+//! are handed to at most `downstream.concurrency` attempts at once, and a
+//! flush (from `mxguard queue flush`) makes everything due now.
+
+pub mod attempt;
+pub mod maildir;
+pub mod smtp_client;
+
+use crate::config::Config;
+use crate::log::Logger;
+use crate::spool::{QueueId, Spool};
+use attempt::Outcome;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+enum Request {
+    Enqueue(QueueId),
+    Flush,
+}
+
+/// Tells the scheduler about new messages and flushes.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Handle {
+    /// A message was just committed to the spool.
+    pub fn enqueue(&self, id: QueueId) {
+        let _ = self.tx.send(Request::Enqueue(id));
+    }
+
+    /// Make every queued message due now.
+    pub fn flush(&self) {
+        let _ = self.tx.send(Request::Flush);
+    }
+
+    /// A handle with no scheduler behind it: messages stay in the spool.
+    pub fn detached() -> Handle {
+        let (tx, _) = mpsc::unbounded_channel();
+        Handle { tx }
+    }
+}
+
+/// What attempts need, shared by all of them.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub spool: Arc<Spool>,
+    pub log: Arc<Logger>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Next attempt times, with stale heap entries skipped on pop.
+#[derive(Default)]
+struct Schedule {
+    heap: BinaryHeap<Reverse<(u64, QueueId)>>,
+    next: HashMap<QueueId, u64>,
+}
+
+impl Schedule {
+    fn set(&mut self, id: QueueId, at: u64) {
+        self.next.insert(id.clone(), at);
+        self.heap.push(Reverse((at, id)));
+    }
+
+    /// The earliest time anything is due.
+    fn earliest(&mut self) -> Option<u64> {
+        while let Some(Reverse((at, id))) = self.heap.peek() {
+            if self.next.get(id) == Some(at) {
+                return Some(*at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Takes one message due at `now`, if any.
+    fn pop_due(&mut self, now: u64) -> Option<QueueId> {
+        let at = self.earliest()?;
+        if at > now {
+            return None;
+        }
+        let Reverse((_, id)) = self.heap.pop()?;
+        self.next.remove(&id);
+        Some(id)
+    }
+}
+
+/// Starts the scheduler; it first picks up whatever the spool holds.
+pub fn start(ctx: Arc<Context>) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(schedule(ctx, rx));
+    Handle { tx }
+}
+
+/// Every queued message with its next attempt time.
+async fn scan(ctx: &Context) -> Vec<(QueueId, u64)> {
+    let spool = ctx.spool.clone();
+    let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, u64)>, crate::spool::SpoolError> {
+        let ids = spool.list()?;
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let next = spool.read(&id).map(|e| e.state.next_attempt).unwrap_or(0);
+                (id, next)
+            })
+            .collect())
+    })
+    .await;
+    match scanned {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
+            ctx.log.event("spool_error").kv("error", e).emit();
+            Vec::new()
+        }
+        Err(e) => {
+            ctx.log.event("spool_error").kv("error", e).emit();
+            Vec::new()
+        }
+    }
+}
+
+async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut plan = Schedule::default();
+    for (id, at) in scan(&ctx).await {
+        plan.set(id, at);
+    }
+    // Messages being attempted, by the task attempting them.
+    let mut running: HashMap<tokio::task::Id, QueueId> = HashMap::new();
+    let mut tasks: JoinSet<Outcome> = JoinSet::new();
+    let limit = ctx.config.downstream.concurrency;
+    loop {
+        let now = crate::time::unix_now();
+        while running.len() < limit {
+            let Some(id) = plan.pop_due(now) else { break };
+            if running.values().any(|r| *r == id) {
+                continue;
+            }
+            let (task_ctx, task_id) = (ctx.clone(), id.clone());
+            let handle = tasks.spawn(async move { attempt::run(&task_ctx, &task_id).await });
+            running.insert(handle.id(), id);
+        }
+        let wait = match plan.earliest() {
+            Some(at) if running.len() < limit => Duration::from_secs(at.saturating_sub(now).max(1)),
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            request = rx.recv() => match request {
+                None => break,
+                Some(Request::Enqueue(id)) => plan.set(id, 0),
+                Some(Request::Flush) => {
+                    for (id, _) in scan(&ctx).await {
+                        plan.set(id, 0);
+                    }
+                }
+            },
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
+                Ok((task, outcome)) => {
+                    if let (Some(id), Outcome::Retry(at)) = (running.remove(&task), outcome) {
+                        plan.set(id, at);
+                    }
+                }
+                Err(e) => {
+                    // A failed attempt task must not strand its message.
+                    if let Some(id) = running.remove(&e.id()) {
+                        ctx.log.event("delivery_error").kv("queue_id", &id).kv("error", &e).emit();
+                        plan.set(id, now + ctx.config.downstream.retry_max.0.as_secs());
+                    }
+                }
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_skips_stale_entries() {
+        let mut s = Schedule::default();
+        let a = QueueId::generate();
+        let b = QueueId::generate();
+        s.set(a.clone(), 100);
+        s.set(b.clone(), 50);
+        s.set(a.clone(), 10);
+        assert_eq!(s.earliest(), Some(10));
+        assert_eq!(s.pop_due(20), Some(a.clone()));
+        assert_eq!(s.pop_due(20), None);
+        assert_eq!(s.earliest(), Some(50));
+        assert_eq!(s.pop_due(60), Some(b));
+        assert_eq!(s.pop_due(1000), None, "the stale entry for a is gone");
+    }
+}

@@ -1,0 +1,34 @@
+//! mxguard: an SMTP gateway that refuses spam, forged senders and bots
+//! during the SMTP conversation, spools accepted mail durably and relays it
+//! to the real mail server.
+//!
+//! The way of a connection, one module per box:
+//!
+//! ```text
+//! server     TCP accept, connection caps ──► smtp::session (per connection)
+//! smtp       parser (command, address), DATA decoder, replies, conn, session
+//!   └─ asks  policy: relay control, recipients (table) ──► Refusal or Ok
+//!   └─ end of DATA ──► spool: write, fsync file + dir ──► "250 queued as ID"
+//! delivery   scheduler ──► attempt ──► smtp_client (SMTP/LMTP) | maildir
+//!            permanent failure ──► quarantine (never a bounce)
+//! log        one key=value line per decision
+//! ```
+//!
+//! Around them: [`config`] (TOML schema and validation), [`services`] (what
+//! sessions share), [`tls`], [`control`] (the control socket),
+//! [`queue_admin`] (`mxguard queue`), [`time`] and [`net`] helpers.
+
+pub mod config;
+pub mod control;
+pub mod delivery;
+pub mod log;
+pub mod net;
+pub mod policy;
+pub mod queue_admin;
+pub mod recipients;
+pub mod server;
+pub mod services;
+pub mod smtp;
+pub mod spool;
+pub mod time;
+pub mod tls;

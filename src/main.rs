@@ -1,0 +1,146 @@
+//! The `mxguard` command line: parses arguments, loads the configuration,
+//! and calls into the library. Exit codes follow sysexits where one fits.
+
+use clap::{Parser, Subcommand};
+use mxguard::config::Config;
+use mxguard::spool::Spool;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// sysexits.h
+const EX_DATAERR: u8 = 65;
+const EX_NOINPUT: u8 = 66;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "mxguard", version, about = "SMTP gateway that refuses spam, forged senders and bots at SMTP time")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (without --config: the embedded default, 127.0.0.1:2525)
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate configuration files
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect and manage the spool
+    Queue {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file; errors name file, line and key
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued messages
+    List,
+    /// Print one message with its envelope and delivery state
+    Show { id: String },
+    /// Attempt delivery of every queued message now
+    Flush,
+    /// Remove a message from the queue
+    Delete { id: String },
+}
+
+fn load(config: Option<&Path>) -> Result<Config, ExitCode> {
+    let loaded = match config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    };
+    loaded.map_err(|e| {
+        eprintln!("mxguard: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
+        Command::Queue { config, command } => queue(config.as_deref(), command),
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
+    let config = load(config)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("mxguard: cannot start the runtime: {e}");
+        ExitCode::from(EX_SOFTWARE)
+    })?;
+    runtime.block_on(mxguard::server::serve(config)).map_err(|e| {
+        eprintln!("mxguard: {e}");
+        ExitCode::from(EX_UNAVAILABLE)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
+    let config = load(Some(file))?;
+    if let Some(table) = &config.recipients.table {
+        if let Err(e) = mxguard::recipients::table::RecipientTable::open(table) {
+            eprintln!("mxguard: {}: recipients.table: {e}", file.display());
+            return Err(ExitCode::from(EX_CONFIG));
+        }
+    }
+    if let Some(tls) = &config.tls {
+        if let Err(e) = mxguard::tls::server_config(&tls.cert, &tls.key) {
+            eprintln!("mxguard: {}: {e}", file.display());
+            return Err(ExitCode::from(EX_CONFIG));
+        }
+    }
+    println!("{}: ok", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn queue(config: Option<&Path>, command: QueueCommand) -> Result<ExitCode, ExitCode> {
+    use mxguard::queue_admin::{self, QueueError};
+    let config = load(config)?;
+    let spool = Spool::open(&config.spool.dir).map_err(|e| {
+        eprintln!("mxguard: spool.dir: {e}");
+        ExitCode::from(EX_NOINPUT)
+    })?;
+    let output = match command {
+        QueueCommand::List => queue_admin::list(&spool).map(String::into_bytes),
+        QueueCommand::Show { id } => queue_admin::show(&spool, &id),
+        QueueCommand::Flush => queue_admin::flush(&spool).map(|s| format!("{s}\n").into_bytes()),
+        QueueCommand::Delete { id } => queue_admin::delete(&spool, &id).map(|s| format!("{s}\n").into_bytes()),
+    };
+    match output {
+        Ok(bytes) => {
+            let _ = std::io::stdout().write_all(&bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("mxguard: {e}");
+            let code = match e {
+                QueueError::BadId(_) => EX_DATAERR,
+                QueueError::Spool(mxguard::spool::SpoolError::NotFound(_)) => 1,
+                _ => EX_UNAVAILABLE,
+            };
+            Err(ExitCode::from(code))
+        }
+    }
+}

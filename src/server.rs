@@ -1,0 +1,218 @@
+//! `mxguard serve`: opens the log, the spool and the control socket, starts
+//! delivery, binds the listeners, and runs the accept loops with the
+//! connection caps (in total and per client address) until SIGINT/SIGTERM.
+
+use crate::config::Config;
+use crate::control::{self, ControlError};
+use crate::delivery;
+use crate::log::Logger;
+use crate::services::{Services, ServicesError};
+use crate::smtp::reply::Reply;
+use crate::spool::{Spool, SpoolError};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("log.file: {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("spool.dir: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Services(#[from] ServicesError),
+    #[error("spool.dir: control socket: {0}")]
+    Control(#[from] ControlError),
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Counts open connections in total and per client address.
+struct Limiter {
+    max_total: usize,
+    max_per_client: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Which cap a new connection hit.
+#[derive(Debug, PartialEq, Eq)]
+enum Cap {
+    Total,
+    PerClient,
+}
+
+/// One open connection; released on drop.
+struct Permit {
+    limiter: Arc<Limiter>,
+    client: IpAddr,
+}
+
+impl Limiter {
+    fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Permit, Cap> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.0 >= self.max_total {
+            return Err(Cap::Total);
+        }
+        let per = open.1.entry(client).or_insert(0);
+        if *per >= self.max_per_client {
+            return Err(Cap::PerClient);
+        }
+        *per += 1;
+        open.0 += 1;
+        Ok(Permit {
+            limiter: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(per) = open.1.get_mut(&self.client) {
+            *per -= 1;
+            if *per == 0 {
+                open.1.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Runs the gateway until a termination signal.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(|source| ServeError::Log {
+        path: config.log.file.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string(),
+        source,
+    })?;
+    let log = Arc::new(log);
+    let spool = Arc::new(Spool::open(&config.spool.dir)?);
+    let delivery = delivery::start(Arc::new(delivery::Context {
+        config: config.clone(),
+        spool: spool.clone(),
+        log: log.clone(),
+        tls: crate::tls::opportunistic_client_config(),
+    }));
+    let svc = Arc::new(Services::new(config.clone(), log.clone(), spool.clone(), delivery.clone())?);
+    control::listen(&spool.control_socket(), delivery)?;
+
+    let mut listeners = Vec::new();
+    for addr in &config.server.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr: *addr, source })?;
+        listeners.push(listener);
+    }
+    let limiter = Arc::new(Limiter {
+        max_total: config.limits.max_connections,
+        max_per_client: config.limits.max_connections_per_client,
+        open: Mutex::new((0, HashMap::new())),
+    });
+    for listener in listeners {
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        log.event("listen").kv("address", addr).emit();
+        tokio::spawn(accept_loop(listener, svc.clone(), limiter.clone()));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    log.event("stop").emit();
+    let _ = std::fs::remove_file(spool.control_socket());
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Limiter>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment
+                // rather than spin.
+                svc.log.event("accept_error").kv("error", e).emit();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let client = crate::net::canonical_ip(peer.ip());
+        let _ = stream.set_nodelay(true);
+        match limiter.acquire(client) {
+            Ok(permit) => {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    crate::smtp::session::run(&svc, stream, client).await;
+                    drop(permit);
+                });
+            }
+            Err(cap) => {
+                tokio::spawn(refuse_connection(svc.clone(), stream, client, cap));
+            }
+        }
+    }
+}
+
+/// `421 4.7.0` before the banner, logged, and the connection closed.
+async fn refuse_connection(svc: Arc<Services>, mut stream: TcpStream, client: IpAddr, cap: Cap) {
+    let host = &svc.config.server.hostname;
+    let (check, text) = match cap {
+        Cap::Total => ("max_connections", format!("{host} Error: too many connections")),
+        Cap::PerClient => (
+            "max_connections_per_client",
+            format!("{host} Error: too many connections from {client}"),
+        ),
+    };
+    let reply = Reply::new(421, "4.7.0", text);
+    let mut wire = Vec::new();
+    reply.write_to(&mut wire);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        stream.write_all(&wire).await?;
+        stream.shutdown().await
+    })
+    .await;
+    svc.log
+        .event("reject")
+        .kv("client", client)
+        .kv("stage", "connect")
+        .kv("check", check)
+        .kv("action", "tempfail")
+        .kv("reply", &reply)
+        .emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_total_and_per_client() {
+        let limiter = Arc::new(Limiter {
+            max_total: 3,
+            max_per_client: 2,
+            open: Mutex::new((0, HashMap::new())),
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let p1 = limiter.acquire(a).unwrap();
+        let _p2 = limiter.acquire(a).unwrap();
+        assert_eq!(limiter.acquire(a).err(), Some(Cap::PerClient));
+        let _p3 = limiter.acquire(b).unwrap();
+        assert_eq!(limiter.acquire(b).err(), Some(Cap::Total));
+        drop(p1);
+        assert!(limiter.acquire(a).is_ok());
+    }
+}

@@ -1,0 +1,53 @@
+//! [`Services`]: the shared, read-mostly parts of a running gateway that
+//! every session uses — configuration, log, policy, spool, TLS and the
+//! delivery handle — built once at start.
+
+use crate::config::Config;
+use crate::delivery;
+use crate::log::Logger;
+use crate::policy::Policy;
+use crate::recipients::table::TableError;
+use crate::spool::Spool;
+use crate::tls::TlsError;
+use std::sync::Arc;
+
+pub struct Services {
+    pub config: Arc<Config>,
+    pub log: Arc<Logger>,
+    pub policy: Policy,
+    pub spool: Arc<Spool>,
+    /// Present when `[tls]` is configured: STARTTLS is offered.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub delivery: delivery::Handle,
+}
+
+/// Why the services could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("recipients.table: {0}")]
+    Table(#[from] TableError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+impl Services {
+    pub fn new(
+        config: Arc<Config>,
+        log: Arc<Logger>,
+        spool: Arc<Spool>,
+        delivery: delivery::Handle,
+    ) -> Result<Services, ServicesError> {
+        let tls = match &config.tls {
+            Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
+            None => None,
+        };
+        Ok(Services {
+            policy: Policy::new(&config)?,
+            config,
+            log,
+            spool,
+            tls,
+            delivery,
+        })
+    }
+}

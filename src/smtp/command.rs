@@ -1,0 +1,196 @@
+//! The SMTP command parser: one line in (without its CRLF), one [`Command`]
+//! or a [`CommandError`] out. No I/O, no state, never panics on any bytes.
+
+use super::address::{parse_path, AddressError, Path};
+
+/// A parsed client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Helo(String),
+    Ehlo(String),
+    Mail { from: Path, params: MailParams },
+    Rcpt { to: Path },
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Help,
+    Vrfy,
+    Expn,
+    StartTls,
+    /// A command we know but do not offer (BDAT, AUTH, ETRN, TURN…).
+    NotImplemented(String),
+}
+
+/// The ESMTP parameters of MAIL FROM that we support.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    pub size: Option<u64>,
+    pub body_8bit: bool,
+}
+
+/// Why a line is not a command we can act on; each maps to one reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("empty command line")]
+    Empty,
+    #[error("command not recognized")]
+    Unknown,
+    #[error("syntax error in {0} arguments")]
+    Syntax(&'static str),
+    #[error("bad sender address: {0}")]
+    BadSender(AddressError),
+    #[error("bad recipient address: {0}")]
+    BadRecipient(AddressError),
+    #[error("unsupported parameter {0}")]
+    UnsupportedParam(String),
+    #[error("line is not text")]
+    NotText,
+}
+
+/// Parses one command line (CRLF already removed).
+pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::NotText)?;
+    if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(CommandError::NotText);
+    }
+    let line = line.trim_end_matches([' ', '\t']);
+    if line.trim().is_empty() {
+        return Err(CommandError::Empty);
+    }
+    let (verb, args) = match line.split_once([' ', '\t']) {
+        Some((v, a)) => (v, a.trim_start_matches([' ', '\t'])),
+        None => (line, ""),
+    };
+    let verb = verb.to_ascii_uppercase();
+    let no_args = |cmd: Command, name: &'static str| {
+        if args.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(CommandError::Syntax(name))
+        }
+    };
+    match verb.as_str() {
+        "HELO" => greeting(args, "HELO").map(Command::Helo),
+        "EHLO" => greeting(args, "EHLO").map(Command::Ehlo),
+        "MAIL" => parse_mail(args),
+        "RCPT" => parse_rcpt(args),
+        "DATA" => no_args(Command::Data, "DATA"),
+        "RSET" => no_args(Command::Rset, "RSET"),
+        "QUIT" => no_args(Command::Quit, "QUIT"),
+        "STARTTLS" => no_args(Command::StartTls, "STARTTLS"),
+        "NOOP" => Ok(Command::Noop),
+        "HELP" => Ok(Command::Help),
+        "VRFY" if !args.is_empty() => Ok(Command::Vrfy),
+        "VRFY" => Err(CommandError::Syntax("VRFY")),
+        "EXPN" => Ok(Command::Expn),
+        "BDAT" | "AUTH" | "ETRN" | "TURN" | "ATRN" | "SEND" | "SOML" | "SAML" => {
+            Ok(Command::NotImplemented(verb))
+        }
+        _ => Err(CommandError::Unknown),
+    }
+}
+
+fn greeting(args: &str, name: &'static str) -> Result<String, CommandError> {
+    let name_arg = args.split([' ', '\t']).next().unwrap_or("");
+    if name_arg.is_empty() || name_arg.len() > 255 {
+        return Err(CommandError::Syntax(name));
+    }
+    Ok(name_arg.to_string())
+}
+
+/// Splits `FROM:<path> params` after the keyword, tolerating a space after
+/// the colon as most servers do.
+fn keyword_arg<'a>(args: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
+    let head = args.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = args[keyword.len()..].trim_start_matches(' ');
+    if rest.is_empty() {
+        return None;
+    }
+    // A path in brackets may hold spaces inside a quoted local part.
+    let end = if rest.starts_with('<') {
+        rest.find('>').map(|i| i + 1)?
+    } else {
+        rest.find(' ').unwrap_or(rest.len())
+    };
+    Some((&rest[..end], rest[end..].trim_start_matches(' ')))
+}
+
+fn parse_mail(args: &str) -> Result<Command, CommandError> {
+    let (path, params_text) = keyword_arg(args, "FROM:").ok_or(CommandError::Syntax("MAIL"))?;
+    let from = parse_path(path).map_err(CommandError::BadSender)?;
+    let mut params = MailParams::default();
+    for param in params_text.split(' ').filter(|p| !p.is_empty()) {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        match key.to_ascii_uppercase().as_str() {
+            "SIZE" => {
+                let size = value.parse().map_err(|_| CommandError::Syntax("MAIL"))?;
+                params.size = Some(size);
+            }
+            "BODY" if value.eq_ignore_ascii_case("8BITMIME") => params.body_8bit = true,
+            "BODY" if value.eq_ignore_ascii_case("7BIT") => params.body_8bit = false,
+            _ => return Err(CommandError::UnsupportedParam(truncate(param))),
+        }
+    }
+    Ok(Command::Mail { from, params })
+}
+
+fn parse_rcpt(args: &str) -> Result<Command, CommandError> {
+    let (path, params_text) = keyword_arg(args, "TO:").ok_or(CommandError::Syntax("RCPT"))?;
+    let to = parse_path(path).map_err(CommandError::BadRecipient)?;
+    if to.mailbox.is_none() {
+        return Err(CommandError::BadRecipient(AddressError::NoDomain));
+    }
+    if let Some(param) = params_text.split(' ').find(|p| !p.is_empty()) {
+        return Err(CommandError::UnsupportedParam(truncate(param)));
+    }
+    Ok(Command::Rcpt { to })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(b"ehlo client.example"), Ok(Command::Ehlo("client.example".into())));
+        assert_eq!(parse(b"QUIT"), Ok(Command::Quit));
+        assert_eq!(parse(b"noop whatever"), Ok(Command::Noop));
+        let Ok(Command::Mail { from, params }) =
+            parse(b"MAIL FROM: <a@example.com> SIZE=1000 BODY=8BITMIME")
+        else {
+            panic!("MAIL not parsed");
+        };
+        assert_eq!(from.to_string(), "<a@example.com>");
+        assert_eq!(params, MailParams { size: Some(1000), body_8bit: true });
+        assert!(matches!(parse(b"RCPT TO:<\"a b\"@example.com>"), Ok(Command::Rcpt { .. })));
+        assert_eq!(parse(b"BDAT 10 LAST"), Ok(Command::NotImplemented("BDAT".into())));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse(b""), Err(CommandError::Empty));
+        assert_eq!(parse(b"   "), Err(CommandError::Empty));
+        assert_eq!(parse(b"."), Err(CommandError::Unknown));
+        assert_eq!(parse(b"EHLO"), Err(CommandError::Syntax("EHLO")));
+        assert_eq!(parse(b"DATA now"), Err(CommandError::Syntax("DATA")));
+        assert_eq!(parse(b"MAIL TO:<a@b.c>"), Err(CommandError::Syntax("MAIL")));
+        assert_eq!(parse(b"MAIL FROM:"), Err(CommandError::Syntax("MAIL")));
+        assert!(matches!(parse(b"RCPT TO:<>"), Err(CommandError::BadRecipient(_))));
+        assert!(matches!(
+            parse(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),
+            Err(CommandError::UnsupportedParam(_))
+        ));
+        assert!(matches!(parse(b"MAIL FROM:<a@b.c> SMTPUTF8"), Err(CommandError::UnsupportedParam(_))));
+        assert_eq!(parse(b"MAIL FROM:<a@b.c> SIZE=x"), Err(CommandError::Syntax("MAIL")));
+        assert_eq!(parse(b"\xff\xfe"), Err(CommandError::NotText));
+        assert_eq!(parse(b"NOOP\x00"), Err(CommandError::NotText));
+    }
+}

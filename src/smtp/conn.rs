@@ -1,0 +1,262 @@
+//! A buffered SMTP connection, used by the server session and the delivery
+//! client alike: bounded line reads with timeouts, streaming DATA into a
+//! [`DataDecoder`], an output buffer flushed when the peer's pipelined input
+//! is used up, and the STARTTLS upgrade that throws away any plaintext
+//! received before the handshake.
+
+use super::data::DataDecoder;
+use crate::tls::MaybeTls;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why reading or writing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("timeout")]
+    Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The result of reading one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// Without its line end (CRLF, or a lone LF).
+    Text(Vec<u8>),
+    /// Longer than the limit; it was read to its end and thrown away.
+    TooLong,
+}
+
+/// Read granularity; also the most a read adds to the buffer at once.
+const CHUNK: usize = 8192;
+
+pub struct Conn<S> {
+    stream: Option<MaybeTls<S>>,
+    input: Vec<u8>,
+    /// Start of unread bytes in `input`.
+    pos: usize,
+    output: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(stream: S) -> Conn<S> {
+        Conn {
+            stream: Some(MaybeTls::Plain(stream)),
+            input: Vec::new(),
+            pos: 0,
+            output: Vec::new(),
+        }
+    }
+
+    fn stream(&mut self) -> Result<&mut MaybeTls<S>, ConnError> {
+        self.stream.as_mut().ok_or(ConnError::Closed)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(MaybeTls::is_tls)
+    }
+
+    pub fn tls_description(&self) -> Option<String> {
+        self.stream.as_ref().and_then(MaybeTls::tls_description)
+    }
+
+    /// Bytes received and not yet consumed (pipelined input).
+    pub fn has_pending_input(&self) -> bool {
+        self.pos < self.input.len()
+    }
+
+    /// Throws away unread input (plaintext before a TLS handshake).
+    pub fn discard_input(&mut self) {
+        self.input.clear();
+        self.pos = 0;
+    }
+
+    /// Reads more input; fails on timeout or end of stream.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
+        if self.pos == self.input.len() {
+            self.input.clear();
+            self.pos = 0;
+        } else if self.pos > CHUNK {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+        }
+        let start = self.input.len();
+        self.input.resize(start + CHUNK, 0);
+        let read = {
+            let (stream, buf) = match self.stream.as_mut() {
+                Some(s) => (s, &mut self.input[start..]),
+                None => return Err(ConnError::Closed),
+            };
+            tokio::time::timeout(timeout, stream.read(buf)).await
+        };
+        let n = match read {
+            Err(_) => Err(ConnError::Timeout),
+            Ok(Err(e)) => Err(ConnError::Io(e)),
+            Ok(Ok(0)) => Err(ConnError::Closed),
+            Ok(Ok(n)) => Ok(n),
+        };
+        self.input.truncate(start + n.as_ref().copied().unwrap_or(0));
+        if self.input.is_empty() {
+            // Give back the memory of an idle connection.
+            self.input = Vec::new();
+        }
+        n.map(|_| ())
+    }
+
+    /// Reads one line of at most `limit` octets including its CRLF.
+    pub async fn read_line(&mut self, limit: usize, timeout: Duration) -> Result<Line, ConnError> {
+        let mut discarding = false;
+        loop {
+            let unread = &self.input[self.pos..];
+            if let Some(lf) = unread.iter().position(|&b| b == b'\n') {
+                let end = if lf > 0 && unread[lf - 1] == b'\r' { lf - 1 } else { lf };
+                let too_long = discarding || lf + 1 > limit;
+                let line = if too_long { Vec::new() } else { unread[..end].to_vec() };
+                self.pos += lf + 1;
+                return Ok(if too_long { Line::TooLong } else { Line::Text(line) });
+            }
+            if unread.len() >= limit {
+                discarding = true;
+                self.pos = self.input.len();
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Feeds input to `decoder` until the end of data; what follows the
+    /// end stays buffered for the next command.
+    pub async fn read_data(&mut self, decoder: &mut DataDecoder, timeout: Duration) -> Result<(), ConnError> {
+        loop {
+            let (used, done) = decoder.feed(&self.input[self.pos..]);
+            self.pos += used;
+            if done {
+                return Ok(());
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Queues bytes to send.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// Queues a reply.
+    pub fn write_reply(&mut self, reply: &super::reply::Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self, timeout: Duration) -> Result<(), ConnError> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let output = std::mem::take(&mut self.output);
+        let stream = self.stream()?;
+        let sent = tokio::time::timeout(timeout, async {
+            stream.write_all(&output).await?;
+            stream.flush().await
+        })
+        .await;
+        match sent {
+            Err(_) => Err(ConnError::Timeout),
+            Ok(r) => r.map_err(ConnError::Io),
+        }
+    }
+
+    /// Server side of STARTTLS: unread plaintext is discarded first.
+    pub async fn accept_tls(
+        &mut self,
+        config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+    ) -> Result<(), ConnError> {
+        self.discard_input();
+        let Some(MaybeTls::Plain(plain)) = self.stream.take() else {
+            return Err(ConnError::Closed);
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        match tokio::time::timeout(timeout, acceptor.accept(plain)).await {
+            Err(_) => Err(ConnError::Timeout),
+            Ok(Err(e)) => Err(ConnError::Handshake(e)),
+            Ok(Ok(tls)) => {
+                self.stream = Some(MaybeTls::Tls(Box::new(tls.into())));
+                Ok(())
+            }
+        }
+    }
+
+    /// Client side of STARTTLS.
+    pub async fn connect_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<(), ConnError> {
+        self.discard_input();
+        let Some(MaybeTls::Plain(plain)) = self.stream.take() else {
+            return Err(ConnError::Closed);
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
+        match tokio::time::timeout(timeout, connector.connect(server_name, plain)).await {
+            Err(_) => Err(ConnError::Timeout),
+            Ok(Err(e)) => Err(ConnError::Handshake(e)),
+            Ok(Ok(tls)) => {
+                self.stream = Some(MaybeTls::Tls(Box::new(tls.into())));
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes the write side, ignoring errors (the peer may be gone).
+    pub async fn shutdown(&mut self) {
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_and_limits() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut conn = Conn::new(server);
+        let mut client = client;
+        let long = vec![b'x'; 600];
+        client.write_all(b"HELO a\r\nNOOP\n").await.unwrap();
+        client.write_all(&long).await.unwrap();
+        client.write_all(b"\r\nQUIT\r\n").await.unwrap();
+        drop(client);
+        let t = Duration::from_secs(5);
+        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"HELO a".to_vec()));
+        assert!(conn.has_pending_input());
+        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"NOOP".to_vec()));
+        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::TooLong);
+        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"QUIT".to_vec()));
+        assert!(matches!(conn.read_line(512, t).await, Err(ConnError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn exactly_the_limit_is_allowed() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(server);
+        let mut line = vec![b'a'; 510];
+        line.extend_from_slice(b"\r\n");
+        client.write_all(&line).await.unwrap();
+        client.write_all(&line[1..]).await.unwrap();
+        client.write_all(b"a").await.unwrap();
+        client.write_all(&line).await.unwrap();
+        let t = Duration::from_secs(5);
+        assert!(matches!(conn.read_line(512, t).await.unwrap(), Line::Text(l) if l.len() == 510));
+        assert!(matches!(conn.read_line(512, t).await.unwrap(), Line::Text(l) if l.len() == 509));
+        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::TooLong);
+    }
+}

@@ -1,0 +1,85 @@
+//! SMTP replies: a code, an RFC 3463 enhanced status and text, rendered once
+//! into wire form (multi-line aware).
+
+use std::fmt;
+
+/// One SMTP reply, possibly several lines long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// The enhanced status (`"5.7.1"`); absent only where RFC 2034 says so
+    /// (the greeting and the positive answers to HELO and EHLO).
+    pub status: Option<&'static str>,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn new(code: u16, status: &'static str, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            status: Some(status),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A reply without enhanced status code.
+    pub fn plain(code: u16, lines: Vec<String>) -> Reply {
+        Reply {
+            code,
+            status: None,
+            lines,
+        }
+    }
+
+    /// 4xx or 5xx.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the wire form, CRLF-terminated lines, to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            let rendered = match self.status {
+                Some(status) => format!("{}{}{} {}\r\n", self.code, sep, status, line),
+                None => format!("{}{}{}\r\n", self.code, sep, line),
+            };
+            out.extend_from_slice(rendered.as_bytes());
+        }
+        if self.lines.is_empty() {
+            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+        }
+    }
+}
+
+/// The one-line form used in logs: `550 5.1.1 text`.
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(status) = self.status {
+            write!(f, " {status}")?;
+        }
+        let text = self.lines.join(" ");
+        if !text.is_empty() {
+            write!(f, " {text}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_single_and_multi_line() {
+        let mut out = Vec::new();
+        Reply::new(550, "5.1.1", "User unknown").write_to(&mut out);
+        assert_eq!(out, b"550 5.1.1 User unknown\r\n");
+        out.clear();
+        Reply::plain(250, vec!["mx.example".into(), "PIPELINING".into()]).write_to(&mut out);
+        assert_eq!(out, b"250-mx.example\r\n250 PIPELINING\r\n");
+        assert_eq!(Reply::new(421, "4.7.0", "bye").to_string(), "421 4.7.0 bye");
+    }
+}

@@ -1,0 +1,444 @@
+//! One SMTP conversation, from the banner to the close: the RFC 5321 state
+//! machine (HELO/EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, HELP, VRFY,
+//! STARTTLS), every client-controlled limit with its reply and log line,
+//! and the hand-off of a finished message to the spool. Generic over the
+//! stream, so tests drive it from memory as well as over sockets.
+
+use super::address::{Mailbox, Path};
+use super::command::{self, Command, CommandError, MailParams};
+use super::conn::{Conn, ConnError, Line};
+use super::data::{DataDecoder, DataOutcome};
+use super::received::{self, Trace};
+use super::reply::Reply;
+use crate::services::Services;
+use crate::spool::{Envelope, QueueId};
+use std::net::IpAddr;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Longest command line, CRLF included (RFC 5321 section 4.5.3.1.4).
+pub const MAX_COMMAND_LINE: usize = 512;
+
+/// Whether the conversation goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The mail transaction between MAIL and the end of DATA.
+struct Transaction {
+    from: Path,
+    body_8bit: bool,
+    rcpts: Vec<Mailbox>,
+}
+
+/// What the session counts, for its summary line.
+#[derive(Default)]
+struct Counts {
+    accepted: u32,
+    refused: u32,
+}
+
+struct Session<'a, S> {
+    svc: &'a Services,
+    conn: Conn<S>,
+    client: IpAddr,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    errors: u32,
+    commands: u32,
+    counts: Counts,
+}
+
+/// Runs a whole session on `stream` for a client at `client`.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, client: IpAddr) {
+    let session = Session {
+        svc,
+        conn: Conn::new(stream),
+        client,
+        helo: None,
+        esmtp: false,
+        tx: None,
+        errors: 0,
+        commands: 0,
+        counts: Counts::default(),
+    };
+    session.serve().await;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    fn hostname(&self) -> &str {
+        &self.svc.config.server.hostname
+    }
+
+    async fn serve(mut self) {
+        let banner = Reply::plain(220, vec![format!("{} ESMTP mxguard", self.hostname())]);
+        self.conn.write_reply(&banner);
+        let limits = &self.svc.config.limits;
+        let timeout = limits.command_timeout.0;
+        loop {
+            // Replies to pipelined commands go out together, once the
+            // client's input is used up (RFC 2920).
+            if !self.conn.has_pending_input() && self.conn.flush(timeout).await.is_err() {
+                break;
+            }
+            let line = match self.conn.read_line(MAX_COMMAND_LINE, timeout).await {
+                Ok(line) => line,
+                Err(ConnError::Timeout) => {
+                    self.close("timeout", Reply::new(421, "4.4.2", self.timeout_text()));
+                    break;
+                }
+                Err(_) => break,
+            };
+            self.commands += 1;
+            let flow = if self.commands > limits.max_commands {
+                let text = format!("{} Error: too many commands", self.hostname());
+                self.close("max_commands", Reply::new(421, "4.7.0", text))
+            } else {
+                match line {
+                    Line::TooLong => self.refuse(
+                        "command",
+                        "line_length",
+                        None,
+                        Reply::new(500, "5.5.2", "Error: line too long"),
+                    ),
+                    Line::Text(text) => self.command(&text).await,
+                }
+            };
+            if flow == Flow::Close {
+                break;
+            }
+        }
+        let _ = self.conn.flush(timeout).await;
+        self.conn.shutdown().await;
+        self.svc
+            .log
+            .event("disconnect")
+            .kv("client", self.client)
+            .opt("helo", self.helo.as_deref())
+            .opt("tls", self.conn.tls_description())
+            .kv("commands", self.commands)
+            .kv("accepted", self.counts.accepted)
+            .kv("refused", self.counts.refused)
+            .emit();
+    }
+
+    fn timeout_text(&self) -> String {
+        format!("{} Error: timeout exceeded", self.hostname())
+    }
+
+    /// Sends a final reply, logs it, and ends the session.
+    fn close(&mut self, check: &'static str, reply: Reply) -> Flow {
+        self.conn.write_reply(&reply);
+        self.log_decision("limit", "session", check, "disconnect", &reply, None);
+        Flow::Close
+    }
+
+    fn ok(&mut self, reply: Reply) -> Flow {
+        self.conn.write_reply(&reply);
+        Flow::Continue
+    }
+
+    /// Sends an error reply, logs the decision and counts it toward
+    /// `max_errors`.
+    fn refuse(&mut self, stage: &'static str, check: &'static str, to: Option<&Path>, reply: Reply) -> Flow {
+        self.conn.write_reply(&reply);
+        let action = if reply.code >= 500 { "reject" } else { "tempfail" };
+        self.log_decision("reject", stage, check, action, &reply, to);
+        self.counts.refused += 1;
+        self.errors += 1;
+        if self.errors >= self.svc.config.limits.max_errors {
+            let text = format!("{} Error: too many errors", self.hostname());
+            return self.close("max_errors", Reply::new(421, "4.7.0", text));
+        }
+        Flow::Continue
+    }
+
+    fn log_decision(
+        &self,
+        event: &'static str,
+        stage: &'static str,
+        check: &'static str,
+        action: &'static str,
+        reply: &Reply,
+        to: Option<&Path>,
+    ) {
+        self.svc
+            .log
+            .event(event)
+            .kv("client", self.client)
+            .opt("helo", self.helo.as_deref())
+            .opt("from", self.tx.as_ref().map(|t| &t.from))
+            .opt("to", to)
+            .kv("stage", stage)
+            .kv("check", check)
+            .kv("action", action)
+            .kv("reply", reply)
+            .emit();
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.syntax_error(e),
+        };
+        match cmd {
+            Command::Helo(name) => self.greet(name, false),
+            Command::Ehlo(name) => self.greet(name, true),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to } => self.rcpt(to),
+            Command::Data => self.data().await,
+            Command::Rset => {
+                self.tx = None;
+                self.ok(Reply::new(250, "2.0.0", "Ok"))
+            }
+            Command::Noop => self.ok(Reply::new(250, "2.0.0", "Ok")),
+            Command::Quit => {
+                self.conn.write_reply(&Reply::new(221, "2.0.0", "Bye"));
+                Flow::Close
+            }
+            Command::Help => self.ok(Reply::new(
+                214,
+                "2.0.0",
+                "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS",
+            )),
+            Command::Vrfy => self.ok(Reply::new(
+                252,
+                "2.0.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::StartTls => self.starttls().await,
+            Command::Expn | Command::NotImplemented(_) => self.refuse(
+                "command",
+                "protocol",
+                None,
+                Reply::new(502, "5.5.1", "Error: command not implemented"),
+            ),
+        }
+    }
+
+    fn syntax_error(&mut self, e: CommandError) -> Flow {
+        let (stage, reply) = match e {
+            CommandError::Empty | CommandError::NotText => {
+                ("command", Reply::new(500, "5.5.2", "Error: bad syntax"))
+            }
+            CommandError::Unknown => ("command", Reply::new(502, "5.5.2", "Error: command not recognized")),
+            CommandError::Syntax(cmd) => {
+                let usage = match cmd {
+                    "HELO" => "Syntax: HELO hostname",
+                    "EHLO" => "Syntax: EHLO hostname",
+                    "MAIL" => "Syntax: MAIL FROM:<address>",
+                    "RCPT" => "Syntax: RCPT TO:<address>",
+                    "VRFY" => "Syntax: VRFY address",
+                    _ => "Syntax error: no parameters allowed",
+                };
+                ("command", Reply::new(501, "5.5.4", usage))
+            }
+            CommandError::BadSender(_) => ("mail", Reply::new(501, "5.1.7", "Bad sender address syntax")),
+            CommandError::BadRecipient(_) => {
+                ("rcpt", Reply::new(501, "5.1.3", "Bad recipient address syntax"))
+            }
+            CommandError::UnsupportedParam(p) => (
+                "command",
+                Reply::new(555, "5.5.4", format!("Unsupported option: {p}")),
+            ),
+        };
+        self.refuse(stage, "protocol", None, reply)
+    }
+
+    fn greet(&mut self, name: String, esmtp: bool) -> Flow {
+        self.helo = Some(name);
+        self.esmtp = esmtp;
+        self.tx = None;
+        let host = self.hostname().to_string();
+        if !esmtp {
+            return self.ok(Reply::plain(250, vec![host]));
+        }
+        let mut lines = vec![
+            host,
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.svc.config.limits.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if self.svc.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STARTTLS".to_string());
+        }
+        self.ok(Reply::plain(250, lines))
+    }
+
+    fn mail(&mut self, from: Path, params: MailParams) -> Flow {
+        if self.helo.is_none() {
+            let reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
+            return self.refuse("mail", "protocol", None, reply);
+        }
+        if self.tx.is_some() {
+            let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
+            return self.refuse("mail", "protocol", None, reply);
+        }
+        if params.size.is_some_and(|s| s > self.svc.config.limits.max_message_size) {
+            let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+            return self.refuse("mail", "message_size", None, reply);
+        }
+        self.tx = Some(Transaction {
+            from,
+            body_8bit: params.body_8bit,
+            rcpts: Vec::new(),
+        });
+        self.ok(Reply::new(250, "2.1.0", "Ok"))
+    }
+
+    fn rcpt(&mut self, to: Path) -> Flow {
+        let Some(tx) = &self.tx else {
+            let reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
+            return self.refuse("rcpt", "protocol", Some(&to), reply);
+        };
+        if tx.rcpts.len() >= self.svc.config.limits.max_recipients {
+            let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
+            return self.refuse("rcpt", "max_recipients", Some(&to), reply);
+        }
+        if let Err(refusal) = self.svc.policy.check_rcpt(self.client, &to, &self.svc.log) {
+            return self.refuse("rcpt", refusal.check, Some(&to), refusal.reply);
+        }
+        if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
+            tx.rcpts.push(mailbox);
+        }
+        self.ok(Reply::new(250, "2.1.5", "Ok"))
+    }
+
+    async fn data(&mut self) -> Flow {
+        let reply = match &self.tx {
+            None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+            Some(tx) if tx.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
+            Some(_) => None,
+        };
+        if let Some(reply) = reply {
+            return self.refuse("data", "protocol", None, reply);
+        }
+        self.conn
+            .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
+        let limits = &self.svc.config.limits;
+        if self.conn.flush(limits.command_timeout.0).await.is_err() {
+            return Flow::Close;
+        }
+        let mut decoder = DataDecoder::new(limits.max_message_size, self.svc.config.server.bare_line_endings);
+        match self.conn.read_data(&mut decoder, limits.data_timeout.0).await {
+            Ok(()) => {}
+            Err(ConnError::Timeout) => {
+                let reply = Reply::new(421, "4.4.2", self.timeout_text());
+                return self.close("data_timeout", reply);
+            }
+            Err(_) => return Flow::Close,
+        }
+        let flow = match decoder.finish() {
+            DataOutcome::Message(message) => self.queue(message).await,
+            DataOutcome::TooBig => {
+                let reply = Reply::new(552, "5.3.4", "Error: message file too big");
+                self.refuse("data", "message_size", None, reply)
+            }
+            DataOutcome::BareLineEnding => {
+                let reply = Reply::new(550, "5.5.2", "Error: bare <CR> or <LF> received");
+                self.refuse("data", "bare_line_ending", None, reply)
+            }
+        };
+        self.tx = None;
+        flow
+    }
+
+    /// Spools the message; answers 250 only once it is on disk.
+    async fn queue(&mut self, message: Vec<u8>) -> Flow {
+        let Some(tx) = &self.tx else {
+            return Flow::Continue;
+        };
+        let id = QueueId::generate();
+        let rcpts: Vec<String> = tx.rcpts.iter().map(ToString::to_string).collect();
+        let helo = self.helo.clone().unwrap_or_default();
+        let trace = received::header(&Trace {
+            helo: &helo,
+            client: self.client,
+            hostname: self.hostname(),
+            esmtp: self.esmtp,
+            tls: self.conn.is_tls(),
+            id: id.as_str(),
+            rcpts: &rcpts,
+            time: SystemTime::now(),
+        });
+        let envelope = Envelope {
+            id: id.clone(),
+            arrival: crate::time::unix_now(),
+            client: self.client,
+            helo,
+            from: tx.from.to_string(),
+            body_8bit: tx.body_8bit,
+            rcpts,
+        };
+        let size = message.len();
+        let spool = self.svc.spool.clone();
+        let envelope_for_log = envelope.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            spool.commit(&envelope, &[trace.as_bytes(), &message])
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                self.svc.delivery.enqueue(id.clone());
+                self.counts.accepted += 1;
+                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+                self.svc
+                    .log
+                    .event("accept")
+                    .kv("client", self.client)
+                    .kv("helo", &envelope_for_log.helo)
+                    .kv("from", &envelope_for_log.from)
+                    .kv("to", envelope_for_log.rcpts.join(","))
+                    .kv("stage", "data")
+                    .kv("action", "accept")
+                    .kv("queue_id", &id)
+                    .kv("size", size)
+                    .kv("reply", &reply)
+                    .emit();
+                self.ok(reply)
+            }
+            Ok(Err(e)) => self.spool_failed(e.to_string()),
+            Err(e) => self.spool_failed(e.to_string()),
+        }
+    }
+
+    fn spool_failed(&mut self, error: String) -> Flow {
+        self.svc.log.event("spool_error").kv("client", self.client).kv("error", error).emit();
+        let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
+        self.refuse("data", "spool", None, reply)
+    }
+
+    async fn starttls(&mut self) -> Flow {
+        let Some(config) = self.svc.tls.clone() else {
+            let reply = Reply::new(502, "5.5.1", "Error: command not implemented");
+            return self.refuse("starttls", "protocol", None, reply);
+        };
+        if self.conn.is_tls() {
+            let reply = Reply::new(554, "5.5.1", "Error: TLS already active");
+            return self.refuse("starttls", "protocol", None, reply);
+        }
+        if self.tx.is_some() {
+            let reply = Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
+            return self.refuse("starttls", "protocol", None, reply);
+        }
+        self.conn.write_reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        let timeout = self.svc.config.limits.command_timeout.0;
+        if self.conn.flush(timeout).await.is_err() {
+            return Flow::Close;
+        }
+        // Anything pipelined after STARTTLS was sent in plaintext and is
+        // dropped unanswered: accept_tls discards it before the handshake.
+        if let Err(e) = self.conn.accept_tls(config, timeout).await {
+            self.svc.log.event("tls_error").kv("client", self.client).kv("error", e).emit();
+            return Flow::Close;
+        }
+        self.helo = None;
+        self.esmtp = false;
+        self.tx = None;
+        Flow::Continue
+    }
+}

@@ -1,0 +1,308 @@
+//! The durable queue on disk, Postfix's discipline in plain files:
+//!
+//! ```text
+//! <spool.dir>/tmp/          being written; emptied at start
+//! <spool.dir>/queue/ID      envelope lines, a blank line, the message
+//! <spool.dir>/queue/ID.state  delivery progress, once an attempt happened
+//! <spool.dir>/quarantine/   messages that failed for good, with their state
+//! ```
+//!
+//! A message is written to `tmp/`, fsync'ed, renamed into `queue/`, and the
+//! directory fsync'ed before [`Spool::commit`] returns, so a `250` after
+//! DATA survives a crash at any moment. All calls block: use them from
+//! `spawn_blocking`.
+
+pub mod envelope;
+pub mod id;
+
+pub use envelope::{DeliveryState, Envelope};
+pub use id::QueueId;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A spool operation that failed, with the path it failed on.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{id}: {source}")]
+    Format {
+        id: QueueId,
+        source: envelope::FormatError,
+    },
+    #[error("{0}: no such message in the queue")]
+    NotFound(QueueId),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A queue entry read back from disk.
+pub struct Entry {
+    pub envelope: Envelope,
+    pub state: DeliveryState,
+    /// The whole queue file; the message is `file[body..]`.
+    pub file: Vec<u8>,
+    pub body: usize,
+}
+
+impl Entry {
+    pub fn message(&self) -> &[u8] {
+        &self.file[self.body..]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+    queue: PathBuf,
+    tmp: PathBuf,
+    quarantine: PathBuf,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Writes `parts` to `path` and fsyncs the file.
+fn write_synced(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    for part in parts {
+        file.write_all(part).map_err(io_err(path))?;
+    }
+    file.sync_all().map_err(io_err(path))
+}
+
+impl Spool {
+    /// Opens (creating) the spool; removes what an interrupted run left in
+    /// `tmp/` (never acknowledged) and state files whose message is gone.
+    pub fn open(root: &Path) -> Result<Spool, SpoolError> {
+        let spool = Spool {
+            root: root.to_path_buf(),
+            queue: root.join("queue"),
+            tmp: root.join("tmp"),
+            quarantine: root.join("quarantine"),
+        };
+        for dir in [&spool.queue, &spool.tmp, &spool.quarantine] {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        for entry in fs::read_dir(&spool.tmp).map_err(io_err(&spool.tmp))?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        for entry in fs::read_dir(&spool.queue).map_err(io_err(&spool.queue))?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "state") && !path.with_extension("").exists() {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(spool)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn file(&self, id: &QueueId) -> PathBuf {
+        self.queue.join(id.as_str())
+    }
+
+    fn state_file(dir: &Path, id: &QueueId) -> PathBuf {
+        dir.join(format!("{id}.state"))
+    }
+
+    /// Makes a message durable: envelope and message parts written, synced,
+    /// renamed into the queue, directory synced.
+    pub fn commit(&self, envelope: &Envelope, message: &[&[u8]]) -> Result<(), SpoolError> {
+        let head = envelope.render();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(message.len() + 1);
+        parts.push(head.as_bytes());
+        parts.extend_from_slice(message);
+        let tmp = self.tmp.join(envelope.id.as_str());
+        if let Err(e) = write_synced(&tmp, &parts) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let dest = self.file(&envelope.id);
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsync_dir(&self.queue)
+    }
+
+    /// IDs in the queue, oldest first.
+    pub fn list(&self) -> Result<Vec<QueueId>, SpoolError> {
+        Self::ids_in(&self.queue)
+    }
+
+    /// IDs in the quarantine, oldest first.
+    pub fn list_quarantine(&self) -> Result<Vec<QueueId>, SpoolError> {
+        Self::ids_in(&self.quarantine)
+    }
+
+    fn ids_in(dir: &Path) -> Result<Vec<QueueId>, SpoolError> {
+        let mut ids: Vec<QueueId> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .flatten()
+            .filter_map(|e| QueueId::parse(e.file_name().to_str()?))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Reads a queued message with its delivery state.
+    pub fn read(&self, id: &QueueId) -> Result<Entry, SpoolError> {
+        Self::read_in(&self.queue, id)
+    }
+
+    /// Reads a quarantined message with its final state.
+    pub fn read_quarantined(&self, id: &QueueId) -> Result<Entry, SpoolError> {
+        Self::read_in(&self.quarantine, id)
+    }
+
+    fn read_in(dir: &Path, id: &QueueId) -> Result<Entry, SpoolError> {
+        let path = dir.join(id.as_str());
+        let file = match fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            other => other.map_err(io_err(&path))?,
+        };
+        let (envelope, body) = Envelope::parse(&file).map_err(|source| SpoolError::Format {
+            id: id.clone(),
+            source,
+        })?;
+        let state = match fs::read_to_string(Self::state_file(dir, id)) {
+            Ok(text) => DeliveryState::parse(&text),
+            Err(_) => DeliveryState::default(),
+        };
+        Ok(Entry {
+            envelope,
+            state,
+            file,
+            body,
+        })
+    }
+
+    /// Records delivery progress durably (written aside, then renamed).
+    pub fn save_state(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
+        if !self.file(id).exists() {
+            return Err(SpoolError::NotFound(id.clone()));
+        }
+        let tmp = self.tmp.join(format!("{id}.state"));
+        let _ = fs::remove_file(&tmp);
+        write_synced(&tmp, &[state.render().as_bytes()])?;
+        let dest = Self::state_file(&self.queue, id);
+        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsync_dir(&self.queue)
+    }
+
+    /// Removes a message that is done (or deleted by the administrator).
+    pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let path = self.file(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            other => other.map_err(io_err(&path))?,
+        }
+        let _ = fs::remove_file(Self::state_file(&self.queue, id));
+        fsync_dir(&self.queue)
+    }
+
+    /// Moves a message to the quarantine with its final state.
+    pub fn quarantine(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
+        let state_path = Self::state_file(&self.quarantine, id);
+        let _ = fs::remove_file(&state_path);
+        write_synced(&state_path, &[state.render().as_bytes()])?;
+        let dest = self.quarantine.join(id.as_str());
+        fs::rename(self.file(id), &dest).map_err(io_err(&dest))?;
+        fsync_dir(&self.quarantine)?;
+        let _ = fs::remove_file(Self::state_file(&self.queue, id));
+        fsync_dir(&self.queue)
+    }
+
+    /// The control socket of the running server.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            id: QueueId::generate(),
+            arrival: 1_700_000_000,
+            client: "192.0.2.1".parse().unwrap(),
+            helo: "client.example".into(),
+            from: "<a@example.org>".into(),
+            body_8bit: false,
+            rcpts: vec!["b@example.com".into()],
+        }
+    }
+
+    #[test]
+    fn commit_read_state_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let e = envelope();
+        spool.commit(&e, &[b"Received: x\r\n", b"body\r\n"]).unwrap();
+        assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
+        let entry = spool.read(&e.id).unwrap();
+        assert_eq!(entry.envelope, e);
+        assert_eq!(entry.message(), b"Received: x\r\nbody\r\n");
+        assert_eq!(entry.state, DeliveryState::default());
+
+        let state = DeliveryState { attempts: 1, next_attempt: 5, ..Default::default() };
+        spool.save_state(&e.id, &state).unwrap();
+        assert_eq!(spool.read(&e.id).unwrap().state, state);
+        assert_eq!(spool.list().unwrap().len(), 1, "state files are not messages");
+
+        spool.remove(&e.id).unwrap();
+        assert!(spool.list().unwrap().is_empty());
+        assert!(matches!(spool.read(&e.id), Err(SpoolError::NotFound(_))));
+        assert!(fs::read_dir(dir.path().join("queue")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn quarantine_keeps_message_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let e = envelope();
+        spool.commit(&e, &[b"body\r\n"]).unwrap();
+        let state = DeliveryState {
+            failed: vec![("b@example.com".into(), "550 5.1.1 unknown".into())],
+            ..Default::default()
+        };
+        spool.quarantine(&e.id, &state).unwrap();
+        assert!(spool.list().unwrap().is_empty());
+        let q = spool.read_quarantined(&e.id).unwrap();
+        assert_eq!(q.state, state);
+        assert_eq!(q.message(), b"body\r\n");
+    }
+
+    #[test]
+    fn leftovers_are_cleaned_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        fs::write(dir.path().join("tmp/half-written"), b"x").unwrap();
+        fs::write(dir.path().join("queue/00000000000000000000.state"), b"attempts: 1\n").unwrap();
+        drop(spool);
+        Spool::open(dir.path()).unwrap();
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("queue")).unwrap().next().is_none());
+    }
+}

@@ -1,0 +1,99 @@
+//! The wall clock, read in one place, and the two date formats mxguard
+//! writes: RFC 5322 for headers and ISO 8601 (UTC) for logs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    since_epoch(SystemTime::now()).as_secs()
+}
+
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    weekday: usize,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u32,
+}
+
+fn parts(t: SystemTime) -> Parts {
+    let d = since_epoch(t);
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil(days);
+    Parts {
+        year,
+        month,
+        day,
+        // 1970-01-01 was a Thursday.
+        weekday: ((days + 4) % 7) as usize,
+        hour: secs % 86_400 / 3600,
+        minute: secs % 3600 / 60,
+        second: secs % 60,
+        millis: d.subsec_millis(),
+    }
+}
+
+/// `Sun, 29 Nov 2026 15:01:55 +0000`.
+pub fn rfc5322(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let p = parts(t);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[p.weekday],
+        p.day,
+        MONTHS[(p.month - 1) as usize],
+        p.year,
+        p.hour,
+        p.minute,
+        p.second
+    )
+}
+
+/// `2026-11-29T15:01:55.123Z`.
+pub fn iso8601(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_964_515_123);
+        assert_eq!(rfc5322(t), "Sun, 29 Nov 2026 15:01:55 +0000");
+        assert_eq!(iso8601(t), "2026-11-29T15:01:55.123Z");
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc5322(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+}
