@@ -42,7 +42,8 @@ pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlErro
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
                 let mut reader = tokio::io::BufReader::new(read.take(256));
-                let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+                let got =
+                    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
                 let answer = match got.ok().and_then(Result::ok).map(|_| line.trim()) {
                     Some("flush") => {
                         delivery.flush();
@@ -61,7 +62,12 @@ pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlErro
 pub fn request(path: &Path, command: &str) -> std::io::Result<Option<String>> {
     let mut stream = match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),

@@ -16,7 +16,11 @@ const EX_SOFTWARE: u8 = 70;
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "mxguard", version, about = "SMTP gateway that refuses spam, forged senders and bots at SMTP time")]
+#[command(
+    name = "mxguard",
+    version,
+    about = "SMTP gateway that refuses spam, forged senders and bots at SMTP time"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,10 +94,12 @@ fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
         eprintln!("mxguard: cannot start the runtime: {e}");
         ExitCode::from(EX_SOFTWARE)
     })?;
-    runtime.block_on(mxguard::server::serve(config)).map_err(|e| {
-        eprintln!("mxguard: {e}");
-        ExitCode::from(EX_UNAVAILABLE)
-    })?;
+    runtime
+        .block_on(mxguard::server::serve(config))
+        .map_err(|e| {
+            eprintln!("mxguard: {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -126,7 +132,9 @@ fn queue(config: Option<&Path>, command: QueueCommand) -> Result<ExitCode, ExitC
         QueueCommand::List => queue_admin::list(&spool).map(String::into_bytes),
         QueueCommand::Show { id } => queue_admin::show(&spool, &id),
         QueueCommand::Flush => queue_admin::flush(&spool).map(|s| format!("{s}\n").into_bytes()),
-        QueueCommand::Delete { id } => queue_admin::delete(&spool, &id).map(|s| format!("{s}\n").into_bytes()),
+        QueueCommand::Delete { id } => {
+            queue_admin::delete(&spool, &id).map(|s| format!("{s}\n").into_bytes())
+        }
     };
     match output {
         Ok(bytes) => {

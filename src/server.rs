@@ -94,9 +94,17 @@ impl Drop for Permit {
 /// Runs the gateway until a termination signal.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
-    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(|source| ServeError::Log {
-        path: config.log.file.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string(),
-        source,
+    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(|source| {
+        ServeError::Log {
+            path: config
+                .log
+                .file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display()
+                .to_string(),
+            source,
+        }
     })?;
     let log = Arc::new(log);
     let spool = Arc::new(Spool::open(&config.spool.dir)?);
@@ -106,14 +114,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         log: log.clone(),
         tls: crate::tls::opportunistic_client_config(),
     }));
-    let svc = Arc::new(Services::new(config.clone(), log.clone(), spool.clone(), delivery.clone())?);
+    let svc = Arc::new(Services::new(
+        config.clone(),
+        log.clone(),
+        spool.clone(),
+        delivery.clone(),
+    )?);
     control::listen(&spool.control_socket(), delivery)?;
 
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServeError::Bind { addr: *addr, source })?;
+            .map_err(|source| ServeError::Bind {
+                addr: *addr,
+                source,
+            })?;
         listeners.push(listener);
     }
     let limiter = Arc::new(Limiter {
@@ -122,7 +138,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         open: Mutex::new((0, HashMap::new())),
     });
     for listener in listeners {
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         log.event("listen").kv("address", addr).emit();
         tokio::spawn(accept_loop(listener, svc.clone(), limiter.clone()));
     }
@@ -170,7 +189,10 @@ async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Lim
 async fn refuse_connection(svc: Arc<Services>, mut stream: TcpStream, client: IpAddr, cap: Cap) {
     let host = &svc.config.server.hostname;
     let (check, text) = match cap {
-        Cap::Total => ("max_connections", format!("{host} Error: too many connections")),
+        Cap::Total => (
+            "max_connections",
+            format!("{host} Error: too many connections"),
+        ),
         Cap::PerClient => (
             "max_connections_per_client",
             format!("{host} Error: too many connections from {client}"),

@@ -151,7 +151,9 @@ impl<S> MaybeTls<S> {
         Some(format!(
             "{} {}",
             version.map(|v| format!("{v:?}")).unwrap_or_default(),
-            suite.map(|s| format!("{:?}", s.suite())).unwrap_or_default()
+            suite
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default()
         ))
     }
 }
@@ -170,7 +172,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),

@@ -27,7 +27,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}` (use ms, s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use ms, s, m, h, d or w)"
+            ))
+        }
     };
     n.checked_mul(secs_per_unit)
         .map(Duration::from_secs)

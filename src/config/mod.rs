@@ -62,12 +62,14 @@ impl Config {
             }
         })?;
         config.resolve_paths(base);
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            file: file.to_string(),
-            line: line_of_key(text, key),
-            key: key.to_string(),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                line: line_of_key(text, key),
+                key: key.to_string(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -144,8 +146,14 @@ impl Config {
         let timeouts = [
             ("limits.command_timeout", limits.command_timeout.0),
             ("limits.data_timeout", limits.data_timeout.0),
-            ("downstream.connect_timeout", self.downstream.connect_timeout.0),
-            ("downstream.command_timeout", self.downstream.command_timeout.0),
+            (
+                "downstream.connect_timeout",
+                self.downstream.connect_timeout.0,
+            ),
+            (
+                "downstream.command_timeout",
+                self.downstream.command_timeout.0,
+            ),
         ];
         if let Some((key, _)) = timeouts.iter().find(|(_, v)| v.is_zero()) {
             return Err((key, "must be more than 0s".into()));
@@ -161,14 +169,17 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, String) {
     let line_no = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let section = before
+    if let Some(header) = section_name(line.trim()) {
+        return (Some(line_no), header);
+    }
+    let section = text[..line_start]
         .lines()
         .rev()
         .find_map(|l| section_name(l.trim()))
         .unwrap_or_default();
     let key = match line.split_once('=') {
-        Some((k, _)) if section_name(line.trim()).is_none() => k.trim().trim_matches('"').to_string(),
-        _ => String::new(),
+        Some((k, _)) => k.trim().trim_matches('"').to_string(),
+        None => String::new(),
     };
     let dotted = match (section.is_empty(), key.is_empty()) {
         (true, true) => "(file)".to_string(),
@@ -233,13 +244,20 @@ mod tests {
     fn unknown_key_is_named_with_its_line() {
         let err = parse("[server]\nhostname = \"mx.example.com\"\nlisen = []\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("test.toml:3: server.lisen: unknown field `lisen`"), "{text}");
+        assert!(
+            text.starts_with("test.toml:3: server.lisen: unknown field `lisen`"),
+            "{text}"
+        );
     }
 
     #[test]
     fn bad_value_is_named() {
         let err = parse("[limits]\ncommand_timeout = \"5 minutes\"\n").unwrap_err();
-        assert!(err.to_string().starts_with("test.toml:2: limits.command_timeout:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("test.toml:2: limits.command_timeout:"),
+            "{err}"
+        );
         let err = parse("[downstream]\ntargets = [\"ftp://x\"]\n").unwrap_err();
         assert!(err.to_string().contains("downstream.targets"), "{err}");
         let err = parse("[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
@@ -249,11 +267,21 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let err = parse("[limits]\nmax_recipients = 0\n").unwrap_err();
-        assert_eq!(err.to_string(), "test.toml:2: limits.max_recipients: must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "test.toml:2: limits.max_recipients: must be at least 1"
+        );
         let err = parse("[relay]\ndomains = [\"bad domain\"]\n").unwrap_err();
-        assert!(err.to_string().starts_with("test.toml:2: relay.domains:"), "{err}");
+        assert!(
+            err.to_string().starts_with("test.toml:2: relay.domains:"),
+            "{err}"
+        );
         let err = parse("[downstream]\nretry_min = \"2h\"\nretry_max = \"1h\"\n").unwrap_err();
-        assert!(err.to_string().starts_with("test.toml:3: downstream.retry_max"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("test.toml:3: downstream.retry_max"),
+            "{err}"
+        );
     }
 
     #[test]

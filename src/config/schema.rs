@@ -192,7 +192,9 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(path) = s.strip_prefix("maildir:") {
             if path.is_empty() {
-                return Err("`maildir:` needs a directory, e.g. \"maildir:/var/mail/Maildir\"".into());
+                return Err(
+                    "`maildir:` needs a directory, e.g. \"maildir:/var/mail/Maildir\"".into(),
+                );
             }
             return Ok(Target::Maildir(PathBuf::from(path)));
         }
@@ -313,15 +315,24 @@ mod tests {
     fn targets() {
         assert_eq!(
             "smtp://10.0.0.5:25".parse(),
-            Ok(Target::Smtp { host: "10.0.0.5".into(), port: 25 })
+            Ok(Target::Smtp {
+                host: "10.0.0.5".into(),
+                port: 25
+            })
         );
         assert_eq!(
             "lmtp://[::1]:24".parse(),
-            Ok(Target::Lmtp { host: "::1".into(), port: 24 })
+            Ok(Target::Lmtp {
+                host: "::1".into(),
+                port: 24
+            })
         );
         assert_eq!(
             "smtp://mail.example.com".parse(),
-            Ok(Target::Smtp { host: "mail.example.com".into(), port: 25 })
+            Ok(Target::Smtp {
+                host: "mail.example.com".into(),
+                port: 25
+            })
         );
         assert_eq!("maildir:/m".parse(), Ok(Target::Maildir("/m".into())));
         assert!("http://x".parse::<Target>().is_err());

@@ -21,7 +21,9 @@ pub enum Outcome {
 
 /// Wait before attempt `attempts + 1`: doubling from `min`, at most `max`.
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     min.checked_mul(factor).unwrap_or(max).min(max)
 }
 
@@ -42,11 +44,19 @@ pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
         Ok(Ok(entry)) => entry,
         Ok(Err(SpoolError::NotFound(_))) => return Outcome::Done,
         Ok(Err(e)) => {
-            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            ctx.log
+                .event("spool_error")
+                .kv("queue_id", id)
+                .kv("error", e)
+                .emit();
             return Outcome::Retry(crate::time::unix_now() + downstream.retry_max.0.as_secs());
         }
         Err(e) => {
-            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            ctx.log
+                .event("spool_error")
+                .kv("queue_id", id)
+                .kv("error", e)
+                .emit();
             return Outcome::Retry(crate::time::unix_now() + downstream.retry_max.0.as_secs());
         }
     };
@@ -56,19 +66,26 @@ pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
         .into_iter()
         .map(str::to_string)
         .collect();
+    if !pending.is_empty() {
+        deliver(ctx, &entry, &pending, &mut state).await;
+    }
+    // Like Postfix's maximal_queue_lifetime: checked after an attempt, so
+    // "0s" means "try once".
     let now = crate::time::unix_now();
-    let expired = now >= entry.envelope.arrival + downstream.max_queue_lifetime.0.as_secs();
-    if expired {
+    if now >= entry.envelope.arrival + downstream.max_queue_lifetime.0.as_secs() {
         let why = format!(
             "queue lifetime expired; last error: {}",
             state.last_error.as_deref().unwrap_or("none")
         );
-        for rcpt in &pending {
-            log_result(ctx, id, rcpt, "-", "expired", &why);
-            state.failed.push((rcpt.clone(), why.clone()));
+        for rcpt in state
+            .pending(&entry.envelope)
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            log_result(ctx, id, &rcpt, "-", "expired", &why);
+            state.failed.push((rcpt, why.clone()));
         }
-    } else if !pending.is_empty() {
-        deliver(ctx, &entry, &pending, &mut state).await;
     }
     finish(ctx, id, &entry, state, now).await
 }
@@ -79,10 +96,12 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
     let mut last_error = String::from("no target");
     for target in &ctx.config.downstream.targets {
         let results = match target {
-            Target::Maildir(dir) => maildir::deliver(dir, &ctx.config.server.hostname, entry.message())
-                .await
-                .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
-                .map_err(|e| e.to_string()),
+            Target::Maildir(dir) => {
+                maildir::deliver(dir, &ctx.config.server.hostname, entry.message())
+                    .await
+                    .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
+                    .map_err(|e| e.to_string())
+            }
             Target::Smtp { host, port } | Target::Lmtp { host, port } => {
                 let request = smtp_client::Request {
                     host,
@@ -96,7 +115,9 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
                     connect_timeout: ctx.config.downstream.connect_timeout.0,
                     command_timeout: ctx.config.downstream.command_timeout.0,
                 };
-                smtp_client::deliver(&request, ctx.tls.clone()).await.map_err(|e| e.to_string())
+                smtp_client::deliver(&request, ctx.tls.clone())
+                    .await
+                    .map_err(|e| e.to_string())
             }
         };
         let results = match results {
@@ -129,24 +150,42 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
 }
 
 /// Removes, quarantines or reschedules the message after an attempt.
-async fn finish(ctx: &Context, id: &QueueId, entry: &Entry, mut state: DeliveryState, now: u64) -> Outcome {
+async fn finish(
+    ctx: &Context,
+    id: &QueueId,
+    entry: &Entry,
+    mut state: DeliveryState,
+    now: u64,
+) -> Outcome {
     let spool = ctx.spool.clone();
     let task_id = id.clone();
     if !state.pending(&entry.envelope).is_empty() {
         let downstream = &ctx.config.downstream;
         state.attempts += 1;
-        let wait = backoff(state.attempts, downstream.retry_min.0, downstream.retry_max.0);
+        let wait = backoff(
+            state.attempts,
+            downstream.retry_min.0,
+            downstream.retry_max.0,
+        );
         state.next_attempt = now + wait.as_secs();
         let next = state.next_attempt;
         let saved = blocking(move || spool.save_state(&task_id, &state)).await;
         if let Err(e) = saved {
-            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            ctx.log
+                .event("spool_error")
+                .kv("queue_id", id)
+                .kv("error", e)
+                .emit();
         }
         return Outcome::Retry(next);
     }
     if state.failed.is_empty() {
         if let Err(e) = blocking(move || spool.remove(&task_id)).await {
-            ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit();
+            ctx.log
+                .event("spool_error")
+                .kv("queue_id", id)
+                .kv("error", e)
+                .emit();
         }
         ctx.log.event("removed").kv("queue_id", id).emit();
         return Outcome::Done;
@@ -161,7 +200,12 @@ async fn finish(ctx: &Context, id: &QueueId, entry: &Entry, mut state: DeliveryS
             .kv("to", failed.join(","))
             .kv("reason", "permanent delivery failure; no bounce is sent")
             .emit(),
-        Err(e) => ctx.log.event("spool_error").kv("queue_id", id).kv("error", e).emit(),
+        Err(e) => ctx
+            .log
+            .event("spool_error")
+            .kv("queue_id", id)
+            .kv("error", e)
+            .emit(),
     }
     Outcome::Done
 }

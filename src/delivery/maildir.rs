@@ -12,7 +12,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A unique file name in the Maildir convention: `time.MmicrosPpidQn.host`.
 fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let host: String = hostname
         .chars()
         .map(|c| if c == '/' || c == ':' { '_' } else { c })
@@ -61,6 +63,9 @@ mod tests {
         let path = write(dir.path(), "mx.example", b"Subject: x\r\n\r\nhi\r\n").unwrap();
         assert!(path.starts_with(dir.path().join("new")));
         assert_eq!(fs::read(&path).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

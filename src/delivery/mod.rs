@@ -106,16 +106,18 @@ pub fn start(ctx: Arc<Context>) -> Handle {
 /// Every queued message with its next attempt time.
 async fn scan(ctx: &Context) -> Vec<(QueueId, u64)> {
     let spool = ctx.spool.clone();
-    let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, u64)>, crate::spool::SpoolError> {
-        let ids = spool.list()?;
-        Ok(ids
-            .into_iter()
-            .map(|id| {
-                let next = spool.read(&id).map(|e| e.state.next_attempt).unwrap_or(0);
-                (id, next)
-            })
-            .collect())
-    })
+    let scanned = tokio::task::spawn_blocking(
+        move || -> Result<Vec<(QueueId, u64)>, crate::spool::SpoolError> {
+            let ids = spool.list()?;
+            Ok(ids
+                .into_iter()
+                .map(|id| {
+                    let next = spool.read(&id).map(|e| e.state.next_attempt).unwrap_or(0);
+                    (id, next)
+                })
+                .collect())
+        },
+    )
     .await;
     match scanned {
         Ok(Ok(list)) => list,

@@ -82,7 +82,10 @@ async fn read_reply(conn: &mut Conn<TcpStream>, timeout: Duration) -> Result<Rep
             return Err(ClientError::Malformed);
         };
         let line = String::from_utf8_lossy(&line);
-        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or(ClientError::Malformed)?;
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or(ClientError::Malformed)?;
         let rest = line.get(4..).unwrap_or("").to_string();
         let more = line.as_bytes().get(3) == Some(&b'-');
         text.push(rest);
@@ -96,7 +99,11 @@ async fn read_reply(conn: &mut Conn<TcpStream>, timeout: Duration) -> Result<Rep
     Err(ClientError::Malformed)
 }
 
-async fn command(conn: &mut Conn<TcpStream>, line: &str, timeout: Duration) -> Result<Reply, ClientError> {
+async fn command(
+    conn: &mut Conn<TcpStream>,
+    line: &str,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
     conn.write(line.as_bytes());
     conn.write(b"\r\n");
     conn.flush(timeout).await?;
@@ -132,7 +139,10 @@ async fn hello(conn: &mut Conn<TcpStream>, req: &Request<'_>) -> Result<Extensio
             let reply = command(conn, &format!("HELO {}", req.helo), req.command_timeout).await?;
             return match reply.is_ok() {
                 true => Ok(Extensions(Vec::new())),
-                false => Err(ClientError::Refused(format!("{} {}", reply.code, reply.text))),
+                false => Err(ClientError::Refused(format!(
+                    "{} {}",
+                    reply.code, reply.text
+                ))),
             };
         }
         lines.push(line.get(4..).unwrap_or("").to_ascii_uppercase());
@@ -147,7 +157,10 @@ async fn hello(conn: &mut Conn<TcpStream>, req: &Request<'_>) -> Result<Extensio
 
 /// Delivers to one host; with STARTTLS when offered, and once more in
 /// plaintext when the TLS handshake fails.
-pub async fn deliver(req: &Request<'_>, tls: Arc<rustls::ClientConfig>) -> Result<Vec<RcptResult>, ClientError> {
+pub async fn deliver(
+    req: &Request<'_>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Vec<RcptResult>, ClientError> {
     match deliver_once(req, Some(tls)).await {
         Err(ClientError::Tls(_)) => deliver_once(req, None).await,
         other => other,
@@ -159,7 +172,12 @@ async fn deliver_once(
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Vec<RcptResult>, ClientError> {
     let addr = format!("{}:{}", req.host, req.port);
-    let stream = match tokio::time::timeout(req.connect_timeout, TcpStream::connect((req.host, req.port))).await {
+    let stream = match tokio::time::timeout(
+        req.connect_timeout,
+        TcpStream::connect((req.host, req.port)),
+    )
+    .await
+    {
         Err(_) => return Err(ClientError::ConnectTimeout(addr)),
         Ok(Err(e)) => return Err(ClientError::Connect(addr, e)),
         Ok(Ok(s)) => s,
@@ -170,7 +188,10 @@ async fn deliver_once(
     let t = req.command_timeout;
     let greeting = read_reply(&mut conn, t).await?;
     if !greeting.is_ok() {
-        return Err(ClientError::Refused(format!("{} {}", greeting.code, greeting.text)));
+        return Err(ClientError::Refused(format!(
+            "{} {}",
+            greeting.code, greeting.text
+        )));
     }
     let mut ext = hello(&mut conn, req).await?;
     if let (Some(config), true) = (tls, ext.has("STARTTLS")) {
@@ -178,7 +199,9 @@ async fn deliver_once(
         if reply.code == 220 {
             let name = rustls::pki_types::ServerName::try_from(req.host.to_string())
                 .map_err(|_| ClientError::Tls(ConnError::Closed))?;
-            conn.connect_tls(config, name, t).await.map_err(ClientError::Tls)?;
+            conn.connect_tls(config, name, t)
+                .await
+                .map_err(ClientError::Tls)?;
             ext = hello(&mut conn, req).await?;
         }
     }
@@ -235,7 +258,11 @@ async fn transaction(
         return Ok(vec![mail_reply.result(); req.rcpts.len()]);
     }
     let mut results: Vec<RcptResult> = (0..req.rcpts.len())
-        .map(|i| replies.get(i + 1).map_or(RcptResult::Deferred("no reply".into()), Reply::result))
+        .map(|i| {
+            replies
+                .get(i + 1)
+                .map_or(RcptResult::Deferred("no reply".into()), Reply::result)
+        })
         .collect();
     let accepted: Vec<usize> = (0..req.rcpts.len())
         .filter(|i| matches!(results[*i], RcptResult::Delivered(_)))

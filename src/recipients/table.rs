@@ -166,7 +166,10 @@ mod tests {
         assert!(!has(&table, "alice@example.com"));
 
         std::fs::write(&path, "bob@example.com\nthis is not an address\n").unwrap();
-        assert!(has(&table, "bob@example.com"), "a broken file keeps the last good table");
+        assert!(
+            has(&table, "bob@example.com"),
+            "a broken file keeps the last good table"
+        );
     }
 
     #[test]
@@ -175,6 +178,9 @@ mod tests {
         let path = dir.path().join("recipients");
         std::fs::write(&path, "ok@example.com\nnot-an-address\n").unwrap();
         let err = RecipientTable::open(&path).err().unwrap().to_string();
-        assert!(err.ends_with(":2: `not-an-address` is neither an address nor @domain"), "{err}");
+        assert!(
+            err.ends_with(":2: `not-an-address` is neither an address nor @domain"),
+            "{err}"
+        );
     }
 }

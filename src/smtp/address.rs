@@ -55,7 +55,11 @@ const MAX_DOMAIN: usize = 255;
 impl Mailbox {
     /// The local part with quoting undone.
     pub fn local_unquoted(&self) -> String {
-        match self.local.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        match self
+            .local
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+        {
             Some(inner) => {
                 let mut out = String::with_capacity(inner.len());
                 let mut chars = inner.chars();
@@ -183,7 +187,9 @@ fn is_atext(c: u8) -> bool {
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
 }
 
 fn parse_domain(text: &str) -> Result<Domain, AddressError> {
@@ -192,7 +198,10 @@ fn parse_domain(text: &str) -> Result<Domain, AddressError> {
             .strip_prefix('[')
             .and_then(|t| t.strip_suffix(']'))
             .ok_or(AddressError::Domain)?;
-        let valid = match inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")) {
+        let valid = match inner
+            .strip_prefix("IPv6:")
+            .or_else(|| inner.strip_prefix("ipv6:"))
+        {
             Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
             None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
         };

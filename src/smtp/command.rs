@@ -8,8 +8,13 @@ use super::address::{parse_path, AddressError, Path};
 pub enum Command {
     Helo(String),
     Ehlo(String),
-    Mail { from: Path, params: MailParams },
-    Rcpt { to: Path },
+    Mail {
+        from: Path,
+        params: MailParams,
+    },
+    Rcpt {
+        to: Path,
+    },
     Data,
     Rset,
     Noop,
@@ -160,7 +165,10 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse(b"ehlo client.example"), Ok(Command::Ehlo("client.example".into())));
+        assert_eq!(
+            parse(b"ehlo client.example"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
         assert_eq!(parse(b"QUIT"), Ok(Command::Quit));
         assert_eq!(parse(b"noop whatever"), Ok(Command::Noop));
         let Ok(Command::Mail { from, params }) =
@@ -169,9 +177,21 @@ mod tests {
             panic!("MAIL not parsed");
         };
         assert_eq!(from.to_string(), "<a@example.com>");
-        assert_eq!(params, MailParams { size: Some(1000), body_8bit: true });
-        assert!(matches!(parse(b"RCPT TO:<\"a b\"@example.com>"), Ok(Command::Rcpt { .. })));
-        assert_eq!(parse(b"BDAT 10 LAST"), Ok(Command::NotImplemented("BDAT".into())));
+        assert_eq!(
+            params,
+            MailParams {
+                size: Some(1000),
+                body_8bit: true
+            }
+        );
+        assert!(matches!(
+            parse(b"RCPT TO:<\"a b\"@example.com>"),
+            Ok(Command::Rcpt { .. })
+        ));
+        assert_eq!(
+            parse(b"BDAT 10 LAST"),
+            Ok(Command::NotImplemented("BDAT".into()))
+        );
     }
 
     #[test]
@@ -183,13 +203,22 @@ mod tests {
         assert_eq!(parse(b"DATA now"), Err(CommandError::Syntax("DATA")));
         assert_eq!(parse(b"MAIL TO:<a@b.c>"), Err(CommandError::Syntax("MAIL")));
         assert_eq!(parse(b"MAIL FROM:"), Err(CommandError::Syntax("MAIL")));
-        assert!(matches!(parse(b"RCPT TO:<>"), Err(CommandError::BadRecipient(_))));
+        assert!(matches!(
+            parse(b"RCPT TO:<>"),
+            Err(CommandError::BadRecipient(_))
+        ));
         assert!(matches!(
             parse(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),
             Err(CommandError::UnsupportedParam(_))
         ));
-        assert!(matches!(parse(b"MAIL FROM:<a@b.c> SMTPUTF8"), Err(CommandError::UnsupportedParam(_))));
-        assert_eq!(parse(b"MAIL FROM:<a@b.c> SIZE=x"), Err(CommandError::Syntax("MAIL")));
+        assert!(matches!(
+            parse(b"MAIL FROM:<a@b.c> SMTPUTF8"),
+            Err(CommandError::UnsupportedParam(_))
+        ));
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.c> SIZE=x"),
+            Err(CommandError::Syntax("MAIL"))
+        );
         assert_eq!(parse(b"\xff\xfe"), Err(CommandError::NotText));
         assert_eq!(parse(b"NOOP\x00"), Err(CommandError::NotText));
     }

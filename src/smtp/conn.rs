@@ -101,7 +101,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok(Ok(0)) => Err(ConnError::Closed),
             Ok(Ok(n)) => Ok(n),
         };
-        self.input.truncate(start + n.as_ref().copied().unwrap_or(0));
+        self.input
+            .truncate(start + n.as_ref().copied().unwrap_or(0));
         if self.input.is_empty() {
             // Give back the memory of an idle connection.
             self.input = Vec::new();
@@ -115,11 +116,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             let unread = &self.input[self.pos..];
             if let Some(lf) = unread.iter().position(|&b| b == b'\n') {
-                let end = if lf > 0 && unread[lf - 1] == b'\r' { lf - 1 } else { lf };
+                let end = if lf > 0 && unread[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
                 let too_long = discarding || lf + 1 > limit;
-                let line = if too_long { Vec::new() } else { unread[..end].to_vec() };
+                let line = if too_long {
+                    Vec::new()
+                } else {
+                    unread[..end].to_vec()
+                };
                 self.pos += lf + 1;
-                return Ok(if too_long { Line::TooLong } else { Line::Text(line) });
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Text(line)
+                });
             }
             if unread.len() >= limit {
                 discarding = true;
@@ -131,7 +144,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Feeds input to `decoder` until the end of data; what follows the
     /// end stays buffered for the next command.
-    pub async fn read_data(&mut self, decoder: &mut DataDecoder, timeout: Duration) -> Result<(), ConnError> {
+    pub async fn read_data(
+        &mut self,
+        decoder: &mut DataDecoder,
+        timeout: Duration,
+    ) -> Result<(), ConnError> {
         loop {
             let (used, done) = decoder.feed(&self.input[self.pos..]);
             self.pos += used;
@@ -236,12 +253,24 @@ mod tests {
         client.write_all(b"\r\nQUIT\r\n").await.unwrap();
         drop(client);
         let t = Duration::from_secs(5);
-        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"HELO a".to_vec()));
+        assert_eq!(
+            conn.read_line(512, t).await.unwrap(),
+            Line::Text(b"HELO a".to_vec())
+        );
         assert!(conn.has_pending_input());
-        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"NOOP".to_vec()));
+        assert_eq!(
+            conn.read_line(512, t).await.unwrap(),
+            Line::Text(b"NOOP".to_vec())
+        );
         assert_eq!(conn.read_line(512, t).await.unwrap(), Line::TooLong);
-        assert_eq!(conn.read_line(512, t).await.unwrap(), Line::Text(b"QUIT".to_vec()));
-        assert!(matches!(conn.read_line(512, t).await, Err(ConnError::Closed)));
+        assert_eq!(
+            conn.read_line(512, t).await.unwrap(),
+            Line::Text(b"QUIT".to_vec())
+        );
+        assert!(matches!(
+            conn.read_line(512, t).await,
+            Err(ConnError::Closed)
+        ));
     }
 
     #[tokio::test]

@@ -196,7 +196,10 @@ mod tests {
             b"x\ry\r\n.\r\n",
             b".\rx\r\n.\r\n",
         ] {
-            assert_eq!(decode(input, BareLineEndings::Reject).0, DataOutcome::BareLineEnding);
+            assert_eq!(
+                decode(input, BareLineEndings::Reject).0,
+                DataOutcome::BareLineEnding
+            );
         }
     }
 

@@ -143,9 +143,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Sends an error reply, logs the decision and counts it toward
     /// `max_errors`.
-    fn refuse(&mut self, stage: &'static str, check: &'static str, to: Option<&Path>, reply: Reply) -> Flow {
+    fn refuse(
+        &mut self,
+        stage: &'static str,
+        check: &'static str,
+        to: Option<&Path>,
+        reply: Reply,
+    ) -> Flow {
         self.conn.write_reply(&reply);
-        let action = if reply.code >= 500 { "reject" } else { "tempfail" };
+        let action = if reply.code >= 500 {
+            "reject"
+        } else {
+            "tempfail"
+        };
         self.log_decision("reject", stage, check, action, &reply, to);
         self.counts.refused += 1;
         self.errors += 1;
@@ -224,7 +234,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             CommandError::Empty | CommandError::NotText => {
                 ("command", Reply::new(500, "5.5.2", "Error: bad syntax"))
             }
-            CommandError::Unknown => ("command", Reply::new(502, "5.5.2", "Error: command not recognized")),
+            CommandError::Unknown => (
+                "command",
+                Reply::new(502, "5.5.2", "Error: command not recognized"),
+            ),
             CommandError::Syntax(cmd) => {
                 let usage = match cmd {
                     "HELO" => "Syntax: HELO hostname",
@@ -236,10 +249,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 };
                 ("command", Reply::new(501, "5.5.4", usage))
             }
-            CommandError::BadSender(_) => ("mail", Reply::new(501, "5.1.7", "Bad sender address syntax")),
-            CommandError::BadRecipient(_) => {
-                ("rcpt", Reply::new(501, "5.1.3", "Bad recipient address syntax"))
-            }
+            CommandError::BadSender(_) => (
+                "mail",
+                Reply::new(501, "5.1.7", "Bad sender address syntax"),
+            ),
+            CommandError::BadRecipient(_) => (
+                "rcpt",
+                Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+            ),
             CommandError::UnsupportedParam(p) => (
                 "command",
                 Reply::new(555, "5.5.4", format!("Unsupported option: {p}")),
@@ -278,7 +295,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
             return self.refuse("mail", "protocol", None, reply);
         }
-        if params.size.is_some_and(|s| s > self.svc.config.limits.max_message_size) {
+        if params
+            .size
+            .is_some_and(|s| s > self.svc.config.limits.max_message_size)
+        {
             let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
             return self.refuse("mail", "message_size", None, reply);
         }
@@ -311,7 +331,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn data(&mut self) -> Flow {
         let reply = match &self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
-            Some(tx) if tx.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
+            Some(tx) if tx.rcpts.is_empty() => {
+                Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+            }
             Some(_) => None,
         };
         if let Some(reply) = reply {
@@ -323,8 +345,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.conn.flush(limits.command_timeout.0).await.is_err() {
             return Flow::Close;
         }
-        let mut decoder = DataDecoder::new(limits.max_message_size, self.svc.config.server.bare_line_endings);
-        match self.conn.read_data(&mut decoder, limits.data_timeout.0).await {
+        let mut decoder = DataDecoder::new(
+            limits.max_message_size,
+            self.svc.config.server.bare_line_endings,
+        );
+        match self
+            .conn
+            .read_data(&mut decoder, limits.data_timeout.0)
+            .await
+        {
             Ok(()) => {}
             Err(ConnError::Timeout) => {
                 let reply = Reply::new(421, "4.4.2", self.timeout_text());
@@ -407,7 +436,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     fn spool_failed(&mut self, error: String) -> Flow {
-        self.svc.log.event("spool_error").kv("client", self.client).kv("error", error).emit();
+        self.svc
+            .log
+            .event("spool_error")
+            .kv("client", self.client)
+            .kv("error", error)
+            .emit();
         let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
         self.refuse("data", "spool", None, reply)
     }
@@ -425,7 +459,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
             return self.refuse("starttls", "protocol", None, reply);
         }
-        self.conn.write_reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        self.conn
+            .write_reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
         let timeout = self.svc.config.limits.command_timeout.0;
         if self.conn.flush(timeout).await.is_err() {
             return Flow::Close;
@@ -433,7 +468,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // Anything pipelined after STARTTLS was sent in plaintext and is
         // dropped unanswered: accept_tls discards it before the handshake.
         if let Err(e) = self.conn.accept_tls(config, timeout).await {
-            self.svc.log.event("tls_error").kv("client", self.client).kv("error", e).emit();
+            self.svc
+                .log
+                .event("tls_error")
+                .kv("client", self.client)
+                .kv("error", e)
+                .emit();
             return Flow::Close;
         }
         self.helo = None;

@@ -56,7 +56,11 @@ impl Envelope {
         let _ = writeln!(out, "client: {}", self.client);
         let _ = writeln!(out, "helo: {}", clean(&self.helo));
         let _ = writeln!(out, "from: {}", clean(&self.from));
-        let _ = writeln!(out, "body: {}", if self.body_8bit { "8bitmime" } else { "7bit" });
+        let _ = writeln!(
+            out,
+            "body: {}",
+            if self.body_8bit { "8bitmime" } else { "7bit" }
+        );
         for rcpt in &self.rcpts {
             let _ = writeln!(out, "rcpt: {}", clean(rcpt));
         }
@@ -70,7 +74,8 @@ impl Envelope {
             .windows(2)
             .position(|w| w == b"\n\n")
             .ok_or(FormatError("no end of envelope"))?;
-        let head = std::str::from_utf8(&file[..end]).map_err(|_| FormatError("envelope is not text"))?;
+        let head =
+            std::str::from_utf8(&file[..end]).map_err(|_| FormatError("envelope is not text"))?;
         let mut lines = head.lines();
         if lines.next() != Some(MAGIC) {
             return Err(FormatError("not a mxguard queue file"));
@@ -79,7 +84,9 @@ impl Envelope {
         let mut body_8bit = false;
         let mut rcpts = Vec::new();
         for line in lines {
-            let (key, value) = line.split_once(": ").ok_or(FormatError("line without key"))?;
+            let (key, value) = line
+                .split_once(": ")
+                .ok_or(FormatError("line without key"))?;
             match key {
                 "id" => id = QueueId::parse(value),
                 "arrival" => arrival = value.parse().ok(),

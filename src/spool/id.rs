@@ -30,7 +30,10 @@ impl QueueId {
 
     /// Accepts only what [`QueueId::generate`] makes.
     pub fn parse(text: &str) -> Option<QueueId> {
-        let valid = text.len() == 20 && text.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+        let valid = text.len() == 20
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
         valid.then(|| QueueId(text.to_string()))
     }
 

@@ -70,7 +70,9 @@ pub struct Spool {
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Writes `parts` to `path` and fsyncs the file.
@@ -99,10 +101,16 @@ impl Spool {
         for dir in [&spool.queue, &spool.tmp, &spool.quarantine] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        for entry in fs::read_dir(&spool.tmp).map_err(io_err(&spool.tmp))?.flatten() {
+        for entry in fs::read_dir(&spool.tmp)
+            .map_err(io_err(&spool.tmp))?
+            .flatten()
+        {
             let _ = fs::remove_file(entry.path());
         }
-        for entry in fs::read_dir(&spool.queue).map_err(io_err(&spool.queue))?.flatten() {
+        for entry in fs::read_dir(&spool.queue)
+            .map_err(io_err(&spool.queue))?
+            .flatten()
+        {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "state") && !path.with_extension("").exists() {
                 let _ = fs::remove_file(&path);
@@ -259,22 +267,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         let e = envelope();
-        spool.commit(&e, &[b"Received: x\r\n", b"body\r\n"]).unwrap();
+        spool
+            .commit(&e, &[b"Received: x\r\n", b"body\r\n"])
+            .unwrap();
         assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
         let entry = spool.read(&e.id).unwrap();
         assert_eq!(entry.envelope, e);
         assert_eq!(entry.message(), b"Received: x\r\nbody\r\n");
         assert_eq!(entry.state, DeliveryState::default());
 
-        let state = DeliveryState { attempts: 1, next_attempt: 5, ..Default::default() };
+        let state = DeliveryState {
+            attempts: 1,
+            next_attempt: 5,
+            ..Default::default()
+        };
         spool.save_state(&e.id, &state).unwrap();
         assert_eq!(spool.read(&e.id).unwrap().state, state);
-        assert_eq!(spool.list().unwrap().len(), 1, "state files are not messages");
+        assert_eq!(
+            spool.list().unwrap().len(),
+            1,
+            "state files are not messages"
+        );
 
         spool.remove(&e.id).unwrap();
         assert!(spool.list().unwrap().is_empty());
         assert!(matches!(spool.read(&e.id), Err(SpoolError::NotFound(_))));
-        assert!(fs::read_dir(dir.path().join("queue")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("queue"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[test]
@@ -299,10 +320,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         fs::write(dir.path().join("tmp/half-written"), b"x").unwrap();
-        fs::write(dir.path().join("queue/00000000000000000000.state"), b"attempts: 1\n").unwrap();
+        fs::write(
+            dir.path().join("queue/00000000000000000000.state"),
+            b"attempts: 1\n",
+        )
+        .unwrap();
         drop(spool);
         Spool::open(dir.path()).unwrap();
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
-        assert!(fs::read_dir(dir.path().join("queue")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        assert!(fs::read_dir(dir.path().join("queue"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -1,0 +1,244 @@
+//! Delivery to the downstream: outage and recovery, per-recipient results,
+//! quarantine instead of bounces, LMTP, and the exact bytes on the wire.
+
+use crate::harness::*;
+
+fn send(addr: std::net::SocketAddr, from: &str, to: &str, subject: &str) -> String {
+    swaks(
+        addr,
+        &[
+            "--from",
+            from,
+            "--to",
+            to,
+            "--header",
+            &format!("Subject: {subject}"),
+        ],
+    )
+}
+
+#[test]
+fn downstream_outage_then_recovery_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}",
+            smtp_downstream(port)
+        ),
+    );
+    for i in 0..3 {
+        let out = send(
+            mx.addr,
+            "a@client.test",
+            "b@example.test",
+            &format!("outage {i}"),
+        );
+        assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    }
+    mx.wait_log_count(&["event=delivery", "status=deferred"], 3);
+    let list = String::from_utf8(mx.cli(&["queue", "list"]).stdout).unwrap();
+    assert!(list.contains("-- 3 message(s) in the queue"), "{list}");
+    assert!(list.contains("b@example.test  (pending)"), "{list}");
+    assert!(list.contains("last error: smtp://127.0.0.1"), "{list}");
+
+    let sink = Sink::start(&dir.path().join("sink"), port, &[]);
+    let flush = mx.cli(&["queue", "flush"]);
+    assert!(flush.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&flush.stdout),
+        "queue flush requested\n"
+    );
+    mx.wait_log_count(&["event=delivery", "status=sent"], 3);
+    mx.wait_log_count(&["event=removed"], 3);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 3);
+    for i in 0..3 {
+        assert!(messages
+            .iter()
+            .any(|m| m.contains(&format!("Subject: outage {i}"))));
+    }
+    let list = String::from_utf8(mx.cli(&["queue", "list"]).stdout).unwrap();
+    assert!(list.contains("-- 0 message(s) in the queue"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_recipient_results_and_quarantine_without_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CaptureSink::start().await;
+    sink.on_rcpt(|addr| match addr {
+        a if a.starts_with("later@") => "451 4.2.0 mailbox busy".into(),
+        a if a.starts_with("gone@") => "550 5.1.1 no such user".into(),
+        _ => "250 2.1.5 Ok".into(),
+    });
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}",
+            smtp_downstream(sink.addr.port())
+        ),
+    );
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("MAIL FROM:<forged@sender.test>").await;
+    for rcpt in ["ok@example.test", "later@example.test", "gone@example.test"] {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{rcpt}>")).await,
+            "250 2.1.5 Ok\r\n"
+        );
+    }
+    c.cmd("DATA").await;
+    c.send(b"Subject: three\r\n\r\n..dot line\r\nend\r\n.\r\n")
+        .await;
+    let queued = c.reply().await;
+    let id = queued.trim().rsplit(' ').next().unwrap().to_string();
+    c.cmd("QUIT").await;
+
+    mx.wait_log(&["event=delivery", "to=ok@example.test", "status=sent"]);
+    mx.wait_log(&[
+        "event=delivery",
+        "to=gone@example.test",
+        "status=failed",
+        "550 5.1.1",
+    ]);
+    mx.wait_log(&[
+        "event=delivery",
+        "to=later@example.test",
+        "status=deferred",
+        "451 4.2.0",
+    ]);
+    let show = String::from_utf8(mx.cli(&["queue", "show", &id]).stdout).unwrap();
+    assert!(show.contains("delivered: ok@example.test"), "{show}");
+    assert!(
+        show.contains("failed: gone@example.test 550 5.1.1 no such user"),
+        "{show}"
+    );
+
+    // Exact bytes: our Received header, then the client's message with
+    // dot-stuffing redone on the wire.
+    let first = &sink.captured()[0];
+    let raw = String::from_utf8_lossy(&first.raw);
+    assert!(
+        raw.starts_with(
+            "Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mxguard) with ESMTP id "
+        ),
+        "{raw:?}"
+    );
+    assert!(
+        raw.ends_with("\r\nSubject: three\r\n\r\n..dot line\r\nend\r\n"),
+        "{raw:?}"
+    );
+
+    // Retry: only the deferred recipient is tried again; then the message
+    // goes to the quarantine because one recipient failed for good.
+    sink.on_rcpt(|_| "250 2.1.5 Ok".into());
+    assert!(mx.cli(&["queue", "flush"]).status.success());
+    mx.wait_log(&["event=delivery", "to=later@example.test", "status=sent"]);
+    let q = mx.wait_log(&["event=quarantine", &format!("queue_id={id}")]);
+    assert!(q.contains("to=gone@example.test"), "{q}");
+    let captured = sink.captured();
+    assert_eq!(captured.len(), 2);
+    assert_eq!(captured[1].rcpts, vec!["later@example.test".to_string()]);
+    assert!(mx.spool().join("quarantine").join(&id).exists());
+    // Nothing was ever sent to the (unverified) sender.
+    assert!(captured
+        .iter()
+        .all(|m| !m.rcpts.iter().any(|r| r.contains("sender.test"))));
+    assert!(captured
+        .iter()
+        .all(|m| m.from.contains("<forged@sender.test>")));
+}
+
+#[test]
+fn lmtp_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"), free_port(), &["-L"]);
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n[downstream]\ntargets = [\"lmtp://127.0.0.1:{}\"]\n",
+            sink.port
+        ),
+    );
+    let out = swaks(
+        mx.addr,
+        &[
+            "--from",
+            "a@client.test",
+            "--to",
+            "b@example.test,c@example.test",
+        ],
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    mx.wait_log(&["event=delivery", "to=b@example.test", "status=sent"]);
+    mx.wait_log(&["event=delivery", "to=c@example.test", "status=sent"]);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].contains("X-Client-Proto: LMTP"),
+        "{}",
+        messages[0]
+    );
+}
+
+#[test]
+fn second_target_used_when_first_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"), free_port(), &[]);
+    let dead = free_port();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n[downstream]\ntargets = [\"smtp://127.0.0.1:{dead}\", \"smtp://127.0.0.1:{}\"]\n",
+            sink.port
+        ),
+    );
+    send(mx.addr, "a@client.test", "b@example.test", "failover");
+    mx.wait_log(&[
+        "event=delivery",
+        &format!("relay=smtp://127.0.0.1:{dead}"),
+        "status=deferred",
+    ]);
+    mx.wait_log(&[
+        "event=delivery",
+        &format!("relay=smtp://127.0.0.1:{}", sink.port),
+        "status=sent",
+    ]);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[test]
+fn queue_lifetime_zero_tries_once_then_quarantines() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n[downstream]\ntargets = [\"smtp://127.0.0.1:{dead}\"]\nmax_queue_lifetime = \"0s\"\n"
+        ),
+    );
+    let out = swaks(
+        mx.addr,
+        &["--from", "a@client.test", "--to", "b@example.test"],
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    mx.wait_log(&["event=delivery", "status=deferred"]);
+    let expired = mx.wait_log(&["event=delivery", "to=b@example.test", "status=expired"]);
+    assert!(
+        expired.contains("queue lifetime expired; last error: smtp://127.0.0.1"),
+        "{expired}"
+    );
+    let q = mx.wait_log(&["event=quarantine", "to=b@example.test"]);
+    let id = q
+        .split("queue_id=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let show = String::from_utf8(mx.cli(&["queue", "show", id]).stdout).unwrap();
+    assert!(
+        show.contains("failed: b@example.test queue lifetime expired"),
+        "{show}"
+    );
+}

@@ -1,0 +1,438 @@
+//! Test harness: the real `mxguard` binary in a temporary directory, a real
+//! Postfix `smtp-sink` as downstream, swaks as a real client, and a raw
+//! SMTP client for byte-level tests. Every wait is bounded by a deadline
+//! and waits for a condition (a log line, a port, a file), never a fixed time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `f` until it returns `Some`, or panics after `DEADLINE`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free loopback port (bound, then released for the test to use).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A running `mxguard serve` on a config written into `dir`.
+pub struct Mxguard {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    starts: usize,
+}
+
+impl Mxguard {
+    /// `sections` is TOML for everything but `[server]` (which gets
+    /// `server_extra` lines), `[spool]` and `[log]`.
+    pub fn start_with(dir: &Path, server_extra: &str, sections: &str) -> Mxguard {
+        let config = dir.join("mxguard.toml");
+        let text = format!(
+            "[server]\nhostname = \"mx.test\"\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n\
+             [spool]\ndir = \"spool\"\n[log]\nfile = \"mxguard.log\"\n{sections}\n"
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut mx = Mxguard {
+            child: None,
+            dir: dir.to_path_buf(),
+            config,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            starts: 0,
+        };
+        mx.restart();
+        mx
+    }
+
+    pub fn start(dir: &Path, sections: &str) -> Mxguard {
+        Mxguard::start_with(dir, "", sections)
+    }
+
+    /// Starts the server (again) and waits for its listen line.
+    pub fn restart(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.starts += 1;
+        let want = self.starts;
+        let line = wait_for("mxguard to listen", || {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    panic!("mxguard exited with {status}: {err}");
+                }
+            }
+            self.log_lines()
+                .into_iter()
+                .filter(|l| l.contains("event=listen"))
+                .nth(want - 1)
+        });
+        let addr = line.split("address=").nth(1).unwrap().trim();
+        self.addr = addr.parse().unwrap();
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("mxguard.log")
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits for a log line containing every needle; returns it.
+    pub fn wait_log(&self, needles: &[&str]) -> String {
+        wait_for(&format!("a log line with {needles:?}"), || {
+            self.log_lines()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+        })
+    }
+
+    /// Waits until `count` log lines contain every needle.
+    pub fn wait_log_count(&self, needles: &[&str], count: usize) -> Vec<String> {
+        wait_for(&format!("{count} log lines with {needles:?}"), || {
+            let found: Vec<String> = self
+                .log_lines()
+                .into_iter()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .collect();
+            (found.len() >= count).then_some(found)
+        })
+    }
+
+    /// Runs `mxguard ARGS --config <ours>`-style commands.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxguard"));
+        cmd.arg(args[0])
+            .arg("--config")
+            .arg(&self.config)
+            .args(&args[1..]);
+        cmd.output().unwrap()
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+}
+
+impl Drop for Mxguard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Postfix's smtp-sink, dumping each message to a file.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Sink {
+        std::fs::create_dir_all(dir).unwrap();
+        let template = format!("{}/%M.", dir.display());
+        let child = Command::new("smtp-sink")
+            .args(["-u", "root", "-d", &template])
+            .args(extra)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix) must be installed: run scripts/test");
+        wait_for("smtp-sink to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Sink {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Every message the sink received (its X- headers, then the message).
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs swaks against `addr`; returns its transcript.
+pub fn swaks(addr: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("swaks")
+        .args(["--server", &addr.to_string(), "--timeout", "20"])
+        .args(args)
+        .output()
+        .expect("swaks (Debian package swaks) must be installed: run scripts/test");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A raw SMTP client for byte-level tests.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client::connect_from("127.0.0.1", addr).await
+    }
+
+    /// Connects from a chosen loopback address, e.g. `127.0.0.2`.
+    pub async fn connect_from(source: &str, addr: SocketAddr) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one whole reply (all its lines); empty at end of stream.
+    pub async fn reply(&mut self) -> String {
+        let mut reply = String::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                return reply;
+            }
+            reply.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return String::from_utf8_lossy(&line).into_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(DEADLINE, self.stream.read(&mut chunk))
+                .await
+                .expect("server did not answer in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// Reads the banner and says EHLO.
+    pub async fn greet(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr).await;
+        let banner = c.reply().await;
+        assert!(banner.starts_with("220 "), "{banner}");
+        let ehlo = c.cmd("EHLO client.test").await;
+        assert!(ehlo.starts_with("250-mx.test"), "{ehlo}");
+        c
+    }
+
+    /// The rest of the stream, until the server closes it.
+    pub async fn rest(&mut self) -> String {
+        let mut out = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(DEADLINE, self.stream.read_to_end(&mut rest))
+            .await
+            .expect("server did not close in time");
+        out.push_str(&String::from_utf8_lossy(&rest));
+        out
+    }
+
+    pub fn into_stream(self) -> TcpStream {
+        assert!(
+            self.buf.is_empty(),
+            "unread input before handing over the stream"
+        );
+        self.stream
+    }
+}
+
+/// A downstream section for an smtp-sink at `port`.
+pub fn smtp_downstream(port: u16) -> String {
+    format!("[downstream]\ntargets = [\"smtp://127.0.0.1:{port}\"]\nretry_min = \"1h\"\nretry_max = \"2h\"\n")
+}
+
+/// One message as the capture sink saw it on the wire.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    /// DATA bytes exactly as sent, dot-stuffing included, without the final `.`.
+    pub raw: Vec<u8>,
+}
+
+type RcptRule = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+/// An in-process SMTP server that records exact bytes and answers RCPT by a
+/// rule; for the few tests that must inspect bytes or steer per-recipient
+/// replies (smtp-sink normalises line ends and answers all alike).
+pub struct CaptureSink {
+    pub addr: SocketAddr,
+    pub messages: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+    rule: std::sync::Arc<std::sync::Mutex<RcptRule>>,
+}
+
+impl CaptureSink {
+    pub async fn start() -> CaptureSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rule: RcptRule = Box::new(|_| "250 2.1.5 Ok".to_string());
+        let rule = std::sync::Arc::new(std::sync::Mutex::new(rule));
+        let (m, r) = (messages.clone(), rule.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(capture_session(stream, m.clone(), r.clone()));
+            }
+        });
+        CaptureSink {
+            addr,
+            messages,
+            rule,
+        }
+    }
+
+    /// Sets the reply to `RCPT TO:<addr>` (the argument is the bare address).
+    pub fn on_rcpt(&self, rule: impl Fn(&str) -> String + Send + Sync + 'static) {
+        *self.rule.lock().unwrap() = Box::new(rule);
+    }
+
+    pub fn captured(&self) -> Vec<Captured> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+async fn capture_session(
+    stream: TcpStream,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+    rule: std::sync::Arc<std::sync::Mutex<RcptRule>>,
+) {
+    let mut c = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    c.send(b"220 capture ESMTP\r\n").await;
+    let mut from = String::new();
+    let mut rcpts = Vec::new();
+    let mut accepted = 0;
+    loop {
+        let line = c.line().await;
+        if line.is_empty() {
+            return;
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") || upper.starts_with("LHLO") {
+            "250-capture\r\n250-PIPELINING\r\n250 8BITMIME".to_string()
+        } else if upper.starts_with("MAIL") {
+            from = line.trim_end().to_string();
+            rcpts.clear();
+            accepted = 0;
+            "250 2.1.0 Ok".to_string()
+        } else if upper.starts_with("RCPT") {
+            let addr = line
+                .trim_end()
+                .trim_start_matches(|c| c != '<')
+                .trim_matches(['<', '>']);
+            let reply = (rule.lock().unwrap())(addr);
+            if reply.starts_with('2') {
+                accepted += 1;
+            }
+            rcpts.push(addr.to_string());
+            reply
+        } else if upper.starts_with("DATA") {
+            if accepted == 0 {
+                "554 5.5.1 no valid recipients".to_string()
+            } else {
+                c.send(b"354 go ahead\r\n").await;
+                let mut raw = Vec::new();
+                loop {
+                    let l = c.line().await;
+                    if l.is_empty() || l == ".\r\n" {
+                        break;
+                    }
+                    raw.extend_from_slice(l.as_bytes());
+                }
+                messages.lock().unwrap().push(Captured {
+                    from: from.clone(),
+                    rcpts: rcpts.clone(),
+                    raw,
+                });
+                "250 2.0.0 captured".to_string()
+            }
+        } else if upper.starts_with("QUIT") {
+            c.send(b"221 2.0.0 bye\r\n").await;
+            return;
+        } else {
+            "250 2.0.0 Ok".to_string()
+        };
+        c.send(format!("{reply}\r\n").as_bytes()).await;
+    }
+}

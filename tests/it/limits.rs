@@ -1,0 +1,265 @@
+//! Every client-controlled limit: its reply, and its log line.
+
+use crate::harness::*;
+
+fn start(dir: &std::path::Path, limits: &str) -> Mxguard {
+    Mxguard::start(
+        dir,
+        &format!("[relay]\ndomains = [\"example.test\"]\n[limits]\n{limits}\n"),
+    )
+}
+
+#[tokio::test]
+async fn long_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "");
+    let mut c = Client::greet(mx.addr).await;
+    let long = format!("NOOP {}", "x".repeat(600));
+    assert_eq!(c.cmd(&long).await, "500 5.5.2 Error: line too long\r\n");
+    assert_eq!(
+        c.cmd("NOOP").await,
+        "250 2.0.0 Ok\r\n",
+        "the session goes on after the long line"
+    );
+    let exact = format!("NOOP {}", "x".repeat(505));
+    assert_eq!(exact.len() + 2, 512);
+    assert_eq!(c.cmd(&exact).await, "250 2.0.0 Ok\r\n");
+    mx.wait_log(&[
+        "event=reject",
+        "check=line_length",
+        "reply=\"500 5.5.2 Error: line too long\"",
+    ]);
+}
+
+#[tokio::test]
+async fn too_many_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_recipients = 2");
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    assert_eq!(c.cmd("RCPT TO:<a@example.test>").await, "250 2.1.5 Ok\r\n");
+    assert_eq!(c.cmd("RCPT TO:<b@example.test>").await, "250 2.1.5 Ok\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<c@example.test>").await,
+        "452 4.5.3 Error: too many recipients\r\n"
+    );
+    mx.wait_log(&[
+        "event=reject",
+        "to=<c@example.test>",
+        "check=max_recipients",
+        "action=tempfail",
+    ]);
+}
+
+#[tokio::test]
+async fn message_size_by_size_parameter_and_by_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_message_size = 1000");
+    let mut c = Client::greet(mx.addr).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test> SIZE=1001").await,
+        "552 5.3.4 Message size exceeds fixed limit\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test> SIZE=999").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    c.cmd("RCPT TO:<a@example.test>").await;
+    c.cmd("DATA").await;
+    let big = format!("Subject: big\r\n\r\n{}\r\n.\r\n", "y".repeat(2000));
+    c.send(big.as_bytes()).await;
+    assert_eq!(c.reply().await, "552 5.3.4 Error: message file too big\r\n");
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok\r\n");
+    mx.wait_log_count(&["event=reject", "check=message_size"], 2);
+    assert!(std::fs::read_dir(mx.spool().join("queue"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[tokio::test]
+async fn max_errors_closes_with_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_errors = 3");
+    let mut c = Client::greet(mx.addr).await;
+    assert_eq!(
+        c.cmd(".").await,
+        "502 5.5.2 Error: command not recognized\r\n"
+    );
+    assert_eq!(c.cmd("").await, "500 5.5.2 Error: bad syntax\r\n");
+    c.send(b".\r\n").await;
+    let rest = c.rest().await;
+    assert_eq!(
+        rest,
+        "502 5.5.2 Error: command not recognized\r\n421 4.7.0 mx.test Error: too many errors\r\n"
+    );
+    mx.wait_log(&[
+        "event=limit",
+        "check=max_errors",
+        "action=disconnect",
+        "reply=\"421 4.7.0 mx.test Error: too many errors\"",
+    ]);
+}
+
+#[tokio::test]
+async fn max_commands_closes_with_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_commands = 3");
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("NOOP").await;
+    c.cmd("NOOP").await;
+    c.send(b"NOOP\r\n").await;
+    assert_eq!(
+        c.rest().await,
+        "421 4.7.0 mx.test Error: too many commands\r\n"
+    );
+    mx.wait_log(&["event=limit", "check=max_commands"]);
+}
+
+#[tokio::test]
+async fn command_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "command_timeout = \"1s\"");
+    let mut c = Client::greet(mx.addr).await;
+    // The client says nothing more; the server must end it.
+    assert_eq!(
+        c.rest().await,
+        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
+    mx.wait_log(&["event=limit", "check=timeout", "reply=\"421 4.4.2"]);
+}
+
+#[tokio::test]
+async fn data_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "data_timeout = \"1s\"");
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    c.cmd("RCPT TO:<a@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"Subject: half a message\r\n").await;
+    assert_eq!(
+        c.rest().await,
+        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
+    mx.wait_log(&["event=limit", "check=data_timeout"]);
+    assert!(std::fs::read_dir(mx.spool().join("queue"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[tokio::test]
+async fn connections_per_client_and_in_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(
+        dir.path(),
+        "max_connections_per_client = 2\nmax_connections = 3",
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect_from("127.0.0.1", mx.addr).await;
+        assert!(c.reply().await.starts_with("220 mx.test ESMTP"));
+        held.push(c);
+    }
+    let mut third = Client::connect_from("127.0.0.1", mx.addr).await;
+    assert_eq!(
+        third.rest().await,
+        "421 4.7.0 mx.test Error: too many connections from 127.0.0.1\r\n"
+    );
+    mx.wait_log(&[
+        "event=reject",
+        "stage=connect",
+        "check=max_connections_per_client",
+    ]);
+
+    let mut other = Client::connect_from("127.0.0.2", mx.addr).await;
+    assert!(
+        other.reply().await.starts_with("220 "),
+        "another address is still welcome"
+    );
+    let mut fourth = Client::connect_from("127.0.0.3", mx.addr).await;
+    assert_eq!(
+        fourth.rest().await,
+        "421 4.7.0 mx.test Error: too many connections\r\n"
+    );
+    mx.wait_log(&["event=reject", "stage=connect", "check=max_connections "]);
+
+    // A closed connection frees its place.
+    assert_eq!(held[0].cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+    held.remove(0).rest().await;
+    mx.wait_log(&["event=disconnect", "commands=1"]);
+    let mut again = Client::connect_from("127.0.0.1", mx.addr).await;
+    assert!(again.reply().await.starts_with("220 "));
+}
+
+#[tokio::test]
+async fn sequence_errors_and_other_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_errors = 50");
+    let mut c = Client::connect(mx.addr).await;
+    c.reply().await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test>").await,
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
+    assert_eq!(c.cmd("HELO client.test").await, "250 mx.test\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<a@example.test>").await,
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
+    assert_eq!(
+        c.cmd("DATA").await,
+        "503 5.5.1 Error: need RCPT command\r\n"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<a@client.test>").await, "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@client.test>").await,
+        "503 5.5.1 Error: nested MAIL command\r\n"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<not an address>").await,
+        "501 5.1.3 Bad recipient address syntax\r\n"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<a@example.test> NOTIFY=NEVER").await,
+        "555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n"
+    );
+    assert_eq!(
+        c.cmd("VRFY someone").await,
+        "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+    );
+    assert_eq!(
+        c.cmd("EXPN list").await,
+        "502 5.5.1 Error: command not implemented\r\n"
+    );
+    assert_eq!(
+        c.cmd("STARTTLS").await,
+        "502 5.5.1 Error: command not implemented\r\n"
+    );
+    assert!(c.cmd("HELP").await.starts_with("214 2.0.0 "));
+    assert_eq!(
+        c.cmd("BDAT 10 LAST").await,
+        "502 5.5.1 Error: command not implemented\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<bad address>").await,
+        "501 5.1.7 Bad sender address syntax\r\n"
+    );
+    assert_eq!(
+        c.cmd("QUIT now").await,
+        "501 5.5.4 Syntax error: no parameters allowed\r\n"
+    );
+    let ehlo = c.cmd("EHLO client.test").await;
+    assert_eq!(
+        ehlo,
+        "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+    );
+    // Pipelined commands are answered in order, in one go.
+    c.send(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<x@elsewhere.test>\r\nRSET\r\n").await;
+    assert_eq!(c.reply().await, "250 2.1.0 Ok\r\n");
+    assert_eq!(c.reply().await, "250 2.1.5 Ok\r\n");
+    assert!(c.reply().await.starts_with("554 5.7.1 "));
+    assert_eq!(c.reply().await, "250 2.0.0 Ok\r\n");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+}

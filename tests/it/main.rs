@@ -1,0 +1,16 @@
+//! The integration tests: the real binary over real sockets, with swaks and
+//! Postfix's smtp-sink as peers (installed by `scripts/test`).
+
+mod harness;
+
+mod config_cli;
+mod crash;
+mod delivery;
+mod limits;
+mod props;
+mod queue;
+mod recipients;
+mod relay;
+mod smuggling;
+mod starttls;
+mod swaks_e2e;
