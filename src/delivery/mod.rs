@@ -103,21 +103,24 @@ pub fn start(ctx: Arc<Context>) -> Handle {
     Handle { tx }
 }
 
-/// Every queued message with its next attempt time.
-async fn scan(ctx: &Context) -> Vec<(QueueId, u64)> {
+/// Every queued message with its next attempt time (0 for all when
+/// `due_now`, without reading their state).
+async fn scan(ctx: &Context, due_now: bool) -> Vec<(QueueId, u64)> {
     let spool = ctx.spool.clone();
-    let scanned = tokio::task::spawn_blocking(
-        move || -> Result<Vec<(QueueId, u64)>, crate::spool::SpoolError> {
-            let ids = spool.list()?;
-            Ok(ids
-                .into_iter()
+    let scanned = tokio::task::spawn_blocking(move || {
+        spool.list().map(|ids| {
+            ids.into_iter()
                 .map(|id| {
-                    let next = spool.read(&id).map(|e| e.state.next_attempt).unwrap_or(0);
+                    let next = if due_now {
+                        0
+                    } else {
+                        spool.read_state(&id).next_attempt
+                    };
                     (id, next)
                 })
-                .collect())
-        },
-    )
+                .collect::<Vec<_>>()
+        })
+    })
     .await;
     match scanned {
         Ok(Ok(list)) => list,
@@ -134,7 +137,7 @@ async fn scan(ctx: &Context) -> Vec<(QueueId, u64)> {
 
 async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut plan = Schedule::default();
-    for (id, at) in scan(&ctx).await {
+    for (id, at) in scan(&ctx, false).await {
         plan.set(id, at);
     }
     // Messages being attempted, by the task attempting them.
@@ -161,8 +164,8 @@ async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
                 None => break,
                 Some(Request::Enqueue(id)) => plan.set(id, 0),
                 Some(Request::Flush) => {
-                    for (id, _) in scan(&ctx).await {
-                        plan.set(id, 0);
+                    for (id, at) in scan(&ctx, true).await {
+                        plan.set(id, at);
                     }
                 }
             },

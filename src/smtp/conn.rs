@@ -33,8 +33,11 @@ pub enum Line {
     TooLong,
 }
 
-/// Read granularity; also the most a read adds to the buffer at once.
-const CHUNK: usize = 8192;
+/// Read size while waiting for a command: small, because an idle
+/// connection holds this buffer while it waits.
+const COMMAND_CHUNK: usize = 1024;
+/// Read size during DATA.
+const DATA_CHUNK: usize = 16 * 1024;
 
 pub struct Conn<S> {
     stream: Option<MaybeTls<S>>,
@@ -77,37 +80,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.pos = 0;
     }
 
-    /// Reads more input; fails on timeout or end of stream.
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ConnError> {
+    /// Reads up to `chunk` more bytes; fails on timeout or end of stream.
+    async fn fill(&mut self, chunk: usize, timeout: Duration) -> Result<(), ConnError> {
         if self.pos == self.input.len() {
-            self.input.clear();
+            // Everything was consumed: drop the buffer rather than keep a
+            // large one alive while the connection idles.
+            self.input = Vec::new();
             self.pos = 0;
-        } else if self.pos > CHUNK {
+        } else if self.pos > 0 {
             self.input.drain(..self.pos);
             self.pos = 0;
         }
         let start = self.input.len();
-        self.input.resize(start + CHUNK, 0);
-        let read = {
-            let (stream, buf) = match self.stream.as_mut() {
-                Some(s) => (s, &mut self.input[start..]),
-                None => return Err(ConnError::Closed),
-            };
-            tokio::time::timeout(timeout, stream.read(buf)).await
+        self.input.resize(start + chunk, 0);
+        let read = match self.stream.as_mut() {
+            Some(stream) => {
+                tokio::time::timeout(timeout, stream.read(&mut self.input[start..])).await
+            }
+            None => return Err(ConnError::Closed),
         };
-        let n = match read {
+        let result = match read {
             Err(_) => Err(ConnError::Timeout),
             Ok(Err(e)) => Err(ConnError::Io(e)),
             Ok(Ok(0)) => Err(ConnError::Closed),
             Ok(Ok(n)) => Ok(n),
         };
-        self.input
-            .truncate(start + n.as_ref().copied().unwrap_or(0));
-        if self.input.is_empty() {
-            // Give back the memory of an idle connection.
-            self.input = Vec::new();
-        }
-        n.map(|_| ())
+        self.input.truncate(start + *result.as_ref().unwrap_or(&0));
+        result.map(|_| ())
     }
 
     /// Reads one line of at most `limit` octets including its CRLF.
@@ -138,7 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 discarding = true;
                 self.pos = self.input.len();
             }
-            self.fill(timeout).await?;
+            self.fill(COMMAND_CHUNK, timeout).await?;
         }
     }
 
@@ -155,7 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if done {
                 return Ok(());
             }
-            self.fill(timeout).await?;
+            self.fill(DATA_CHUNK, timeout).await?;
         }
     }
 

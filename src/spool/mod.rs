@@ -190,16 +190,25 @@ impl Spool {
             id: id.clone(),
             source,
         })?;
-        let state = match fs::read_to_string(Self::state_file(dir, id)) {
-            Ok(text) => DeliveryState::parse(&text),
-            Err(_) => DeliveryState::default(),
-        };
         Ok(Entry {
             envelope,
-            state,
+            state: Self::state_in(dir, id),
             file,
             body,
         })
+    }
+
+    /// The delivery state alone, without reading the message.
+    pub fn read_state(&self, id: &QueueId) -> DeliveryState {
+        Self::state_in(&self.queue, id)
+    }
+
+    /// No state file yet means no attempt yet.
+    fn state_in(dir: &Path, id: &QueueId) -> DeliveryState {
+        match fs::read_to_string(Self::state_file(dir, id)) {
+            Ok(text) => DeliveryState::parse(&text),
+            Err(_) => DeliveryState::default(),
+        }
     }
 
     /// Records delivery progress durably (written aside, then renamed).

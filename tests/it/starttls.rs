@@ -85,3 +85,45 @@ fn swaks_delivers_over_starttls() {
     let m = &sink.messages()[0];
     assert!(m.contains("(mxguard) with ESMTPS id"), "{m}");
 }
+
+#[test]
+fn delivery_uses_starttls_when_the_downstream_offers_it() {
+    let outer = tempfile::tempdir().unwrap();
+    let (down_dir, front_dir) = (outer.path().join("downstream"), outer.path().join("front"));
+    std::fs::create_dir_all(&down_dir).unwrap();
+    std::fs::create_dir_all(&front_dir).unwrap();
+    let downstream = Mxguard::start(
+        &down_dir,
+        &(tls_config(&down_dir) + "[downstream]\ntargets = [\"maildir:Maildir\"]\n"),
+    );
+    let front = Mxguard::start(
+        &front_dir,
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}",
+            smtp_downstream(downstream.addr.port())
+        ),
+    );
+    let out = swaks(
+        front.addr,
+        &["--from", "a@client.test", "--to", "b@example.test"],
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    front.wait_log(&["event=delivery", "status=sent"]);
+    let line = downstream.wait_log(&["event=disconnect", "helo=mx.test"]);
+    assert!(line.contains("tls=\"TLSv1_3"), "{line}");
+    let maildir = down_dir.join("Maildir/new");
+    let file = wait_for("the message in the downstream's Maildir", || {
+        std::fs::read_dir(&maildir)
+            .ok()?
+            .flatten()
+            .next()
+            .map(|e| e.path())
+    });
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(
+        text.starts_with(
+            "Received: from mx.test ([127.0.0.1])\r\n\tby mx.test (mxguard) with ESMTPS id "
+        ),
+        "{text}"
+    );
+}
