@@ -26,6 +26,7 @@ pub mod net;
 pub mod policy;
 pub mod queue_admin;
 pub mod recipients;
+pub mod reload;
 pub mod server;
 pub mod services;
 pub mod smtp;

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::delivery;
 use crate::log::Logger;
 use crate::policy::Policy;
-use crate::recipients::table::TableError;
+use crate::reload::FileError;
 use crate::spool::Spool;
 use crate::tls::TlsError;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub struct Services {
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
     #[error("recipients.table: {0}")]
-    Table(#[from] TableError),
+    Table(#[from] FileError),
     #[error("{0}")]
     Tls(#[from] TlsError),
 }

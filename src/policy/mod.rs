@@ -7,7 +7,8 @@ pub mod relay;
 
 use crate::config::Config;
 use crate::log::Logger;
-use crate::recipients::table::{RecipientTable, TableError};
+use crate::recipients::table::RecipientTable;
+use crate::reload::FileError;
 use crate::smtp::address::Path;
 use crate::smtp::reply::Reply;
 use relay::{Destination, RelayControl};
@@ -38,7 +39,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(config: &Config) -> Result<Policy, TableError> {
+    pub fn new(config: &Config) -> Result<Policy, FileError> {
         let recipients = match &config.recipients.table {
             Some(path) => Some(RecipientTable::open(path)?),
             None => None,

@@ -1,100 +1,19 @@
 //! The recipient table file: one address or `@domain` per line, `#`
-//! comments. Reloaded when the file changes (checked at lookup, so an edit
-//! takes effect for the very next RCPT); a broken file keeps the last good
-//! table and logs why, once per change.
+//! comments; reloaded on change (see [`crate::reload`]).
 
 use crate::log::Logger;
-use crate::smtp::address::{is_domain, parse_mailbox, Mailbox};
+use crate::reload::{lines, FileError, LineError, Reloadable};
+use crate::smtp::address::{is_domain, normalize_domain, parse_mailbox, Mailbox};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-/// Why a table file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: `{text}` is neither an address nor @domain")]
-    Syntax {
-        path: String,
-        line: usize,
-        text: String,
-    },
-}
-
-/// What identifies one version of the file on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode: meta.ino(),
-    })
-}
-
-struct Loaded {
-    entries: Arc<HashSet<String>>,
-    stamp: Option<Stamp>,
-}
+use std::path::Path;
 
 /// A hot-reloaded recipient table.
-pub struct RecipientTable {
-    path: PathBuf,
-    loaded: Mutex<Loaded>,
-}
+pub struct RecipientTable(Reloadable<HashSet<String>>);
 
 impl RecipientTable {
     /// Loads the table; an unreadable or broken file is an error at start.
-    pub fn open(path: &Path) -> Result<RecipientTable, TableError> {
-        let stamp = stamp(path);
-        let entries = parse_file(path)?;
-        Ok(RecipientTable {
-            path: path.to_path_buf(),
-            loaded: Mutex::new(Loaded {
-                entries: Arc::new(entries),
-                stamp,
-            }),
-        })
-    }
-
-    /// The current entries, reloading first if the file changed.
-    fn entries(&self, log: &Logger) -> Arc<HashSet<String>> {
-        let mut loaded = match self.loaded.lock() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let now = stamp(&self.path);
-        if now != loaded.stamp {
-            loaded.stamp = now;
-            match parse_file(&self.path) {
-                Ok(entries) => {
-                    log.event("table_reload")
-                        .kv("table", self.path.display())
-                        .kv("entries", entries.len())
-                        .emit();
-                    loaded.entries = Arc::new(entries);
-                }
-                Err(e) => log
-                    .event("table_error")
-                    .kv("table", self.path.display())
-                    .kv("error", e)
-                    .kv("action", "kept last good table")
-                    .emit(),
-            }
-        }
-        loaded.entries.clone()
+    pub fn open(path: &Path) -> Result<RecipientTable, FileError> {
+        Reloadable::open("recipients.table", path, parse).map(RecipientTable)
     }
 
     /// Whether the table lists the mailbox or its `@domain`.
@@ -102,43 +21,37 @@ impl RecipientTable {
         let Some(domain) = mailbox.domain_name() else {
             return false;
         };
-        let entries = self.entries(log);
+        let entries = self.0.current(log);
         let address = format!("{}@{}", mailbox.local_unquoted().to_lowercase(), domain);
         entries.contains(&address) || entries.contains(&format!("@{domain}"))
     }
 }
 
-fn parse_file(path: &Path) -> Result<HashSet<String>, TableError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TableError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+fn parse(text: &str) -> Result<HashSet<String>, LineError> {
     let mut entries = HashSet::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let syntax = || TableError::Syntax {
-            path: path.display().to_string(),
-            line: i + 1,
-            text: line.chars().take(80).collect(),
+    for (line, entry) in lines(text) {
+        let syntax = || LineError {
+            line,
+            message: format!(
+                "`{}` is neither an address nor @domain",
+                entry.chars().take(80).collect::<String>()
+            ),
         };
-        let entry = match line.strip_prefix('@') {
+        let normal = match entry.strip_prefix('@') {
             Some(domain) => {
-                let domain = crate::smtp::address::normalize_domain(domain);
+                let domain = normalize_domain(domain);
                 if !is_domain(&domain) {
                     return Err(syntax());
                 }
                 format!("@{domain}")
             }
             None => {
-                let m = parse_mailbox(line).map_err(|_| syntax())?;
+                let m = parse_mailbox(entry).map_err(|_| syntax())?;
                 let domain = m.domain_name().ok_or_else(syntax)?;
                 format!("{}@{}", m.local_unquoted().to_lowercase(), domain)
             }
         };
-        entries.insert(entry);
+        entries.insert(normal);
     }
     Ok(entries)
 }
@@ -146,7 +59,6 @@ fn parse_file(path: &Path) -> Result<HashSet<String>, TableError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::address::parse_mailbox;
 
     #[test]
     fn lookup_and_reload() {
@@ -160,16 +72,9 @@ mod tests {
         assert!(has(&table, "ALICE@EXAMPLE.COM"));
         assert!(!has(&table, "bob@example.com"));
         assert!(has(&table, "anyone@catchall.example"));
-
         std::fs::write(&path, "bob@example.com\n").unwrap();
         assert!(has(&table, "bob@example.com"));
         assert!(!has(&table, "alice@example.com"));
-
-        std::fs::write(&path, "bob@example.com\nthis is not an address\n").unwrap();
-        assert!(
-            has(&table, "bob@example.com"),
-            "a broken file keeps the last good table"
-        );
     }
 
     #[test]

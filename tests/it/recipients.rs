@@ -42,7 +42,7 @@ async fn table_refuses_unknown_and_reloads() {
         .cmd("RCPT TO:<x@catchall.test>")
         .await
         .starts_with("550 5.1.1 "));
-    mx.wait_log(&["event=table_reload", "entries=2"]);
+    mx.wait_log(&["event=file_reload", "key=recipients.table"]);
 
     // Broken: the last good table stays, and the log says why.
     std::fs::write(&table, "alice@example.test\nthis is not an address\n").unwrap();
@@ -50,7 +50,7 @@ async fn table_refuses_unknown_and_reloads() {
         c.cmd("RCPT TO:<bob@example.test>").await,
         "250 2.1.5 Ok\r\n"
     );
-    let err = mx.wait_log(&["event=table_error"]);
+    let err = mx.wait_log(&["event=file_error", "key=recipients.table"]);
     assert!(err.contains("is neither an address nor @domain"), "{err}");
-    assert!(err.contains("action=\"kept last good table\""), "{err}");
+    assert!(err.contains("action=\"kept last good version\""), "{err}");
 }
