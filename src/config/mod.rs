@@ -2,9 +2,11 @@
 //! loading a file or the embedded default, resolving relative paths against
 //! the file's directory, and validation whose errors name file, line and key.
 
+pub mod checks;
 pub mod duration;
 pub mod schema;
 
+pub use checks::{Action, CheckSetting, ListZone, Mode, OnDnsError, RejectAt};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +92,17 @@ impl Config {
         if let Some(file) = &mut self.log.file {
             join(file);
         }
+        let lists = &mut self.lists;
+        for file in [
+            &mut lists.client_exceptions,
+            &mut lists.sender_blocklist,
+            &mut lists.recipient_blocklist,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            join(file);
+        }
         for target in &mut self.downstream.targets {
             if let Target::Maildir(p) = target {
                 join(p);
@@ -112,6 +125,24 @@ impl Config {
                 return Err(("relay.domains", format!("`{domain}` is not a domain name")));
             }
             *domain = normal;
+        }
+        for (key, zones) in [
+            ("dnsbl.zone", &mut self.dnsbl),
+            ("rhsbl.zone", &mut self.rhsbl),
+        ] {
+            for zone in zones.iter_mut() {
+                let normal = crate::smtp::address::normalize_domain(&zone.zone);
+                if !crate::smtp::address::is_domain(&normal) {
+                    return Err((key, format!("`{}` is not a DNS zone", zone.zone)));
+                }
+                zone.zone = normal;
+            }
+        }
+        if !self.policy.reject_score.is_finite() || self.policy.reject_score <= 0.0 {
+            return Err(("policy.reject_score", "must be a number above 0".into()));
+        }
+        if self.dns.timeout.0.is_zero() {
+            return Err(("dns.timeout", "must be more than 0s".into()));
         }
         if self.downstream.targets.is_empty() {
             return Err(("downstream.targets", "needs at least one target".into()));

@@ -23,6 +23,12 @@ pub struct Config {
     pub spool: Spool,
     pub limits: Limits,
     pub log: Log,
+    pub policy: super::checks::Policy,
+    pub dns: super::checks::Dns,
+    pub checks: super::checks::Checks,
+    pub lists: super::checks::Lists,
+    pub dnsbl: Vec<super::checks::ListZone>,
+    pub rhsbl: Vec<super::checks::ListZone>,
 }
 
 /// `[server]`: who we are and where we listen.

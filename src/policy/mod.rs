@@ -3,7 +3,9 @@
 //! writes to the socket; the session never decides by itself.
 //! Today: relay control ([`relay`]) and the recipient table.
 
+pub mod lists;
 pub mod relay;
+pub mod verdict;
 
 use crate::config::Config;
 use crate::log::Logger;
@@ -17,11 +19,18 @@ use std::net::IpAddr;
 /// A check said no: its name for the log, and the reply for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub check: &'static str,
+    pub check: String,
     pub reply: Reply,
 }
 
 impl Refusal {
+    pub fn new(check: &str, reply: Reply) -> Refusal {
+        Refusal {
+            check: check.to_string(),
+            reply,
+        }
+    }
+
     /// `reject` for 5xx, `tempfail` for 4xx.
     pub fn action(&self) -> &'static str {
         if self.reply.code >= 500 {
@@ -64,14 +73,14 @@ impl Policy {
         if table.contains(mailbox, log) {
             Ok(())
         } else {
-            Err(Refusal {
-                check: "recipient_table",
-                reply: Reply::new(
+            Err(Refusal::new(
+                "recipient_table",
+                Reply::new(
                     550,
                     "5.1.1",
                     format!("<{mailbox}>: Recipient address rejected: User unknown"),
                 ),
-            })
+            ))
         }
     }
 }

@@ -53,10 +53,10 @@ impl RelayControl {
 }
 
 fn denied(to: &Path) -> Refusal {
-    Refusal {
-        check: "relay",
-        reply: Reply::new(554, "5.7.1", format!("{to}: Relay access denied")),
-    }
+    Refusal::new(
+        "relay",
+        Reply::new(554, "5.7.1", format!("{to}: Relay access denied")),
+    )
 }
 
 #[cfg(test)]

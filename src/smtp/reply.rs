@@ -9,15 +9,15 @@ pub struct Reply {
     pub code: u16,
     /// The enhanced status (`"5.7.1"`); absent only where RFC 2034 says so
     /// (the greeting and the positive answers to HELO and EHLO).
-    pub status: Option<&'static str>,
+    pub status: Option<String>,
     pub lines: Vec<String>,
 }
 
 impl Reply {
-    pub fn new(code: u16, status: &'static str, text: impl Into<String>) -> Reply {
+    pub fn new(code: u16, status: &str, text: impl Into<String>) -> Reply {
         Reply {
             code,
-            status: Some(status),
+            status: Some(status.to_string()),
             lines: vec![text.into()],
         }
     }
@@ -36,12 +36,23 @@ impl Reply {
         self.code >= 400
     }
 
+    /// The same reply as a temporary failure: 5xy becomes 4xy and the
+    /// enhanced status 5.a.b becomes 4.a.b.
+    pub fn as_temporary(&self) -> Reply {
+        let mut r = self.clone();
+        if r.code >= 500 {
+            r.code -= 100;
+            r.status = r.status.map(|s| s.replacen('5', "4", 1));
+        }
+        r
+    }
+
     /// Appends the wire form, CRLF-terminated lines, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
-            let rendered = match self.status {
+            let rendered = match &self.status {
                 Some(status) => format!("{}{}{} {}\r\n", self.code, sep, status, line),
                 None => format!("{}{}{}\r\n", self.code, sep, line),
             };
@@ -57,7 +68,7 @@ impl Reply {
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "{}", self.code)?;
-        if let Some(status) = self.status {
+        if let Some(status) = &self.status {
             write!(f, " {status}")?;
         }
         let text = self.lines.join(" ");
@@ -81,5 +92,13 @@ mod tests {
         Reply::plain(250, vec!["mx.example".into(), "PIPELINING".into()]).write_to(&mut out);
         assert_eq!(out, b"250-mx.example\r\n250 PIPELINING\r\n");
         assert_eq!(Reply::new(421, "4.7.0", "bye").to_string(), "421 4.7.0 bye");
+        assert_eq!(
+            Reply::new(550, "5.7.1", "no").as_temporary().to_string(),
+            "450 4.7.1 no"
+        );
+        assert_eq!(
+            Reply::new(451, "4.3.0", "x").as_temporary().to_string(),
+            "451 4.3.0 x"
+        );
     }
 }

@@ -146,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     fn refuse(
         &mut self,
         stage: &'static str,
-        check: &'static str,
+        check: &str,
         to: Option<&Path>,
         reply: Reply,
     ) -> Flow {
@@ -170,7 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         &self,
         event: &'static str,
         stage: &'static str,
-        check: &'static str,
+        check: &str,
         action: &'static str,
         reply: &Reply,
         to: Option<&Path>,
@@ -320,7 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
         }
         if let Err(refusal) = self.svc.policy.check_rcpt(self.client, &to, &self.svc.log) {
-            return self.refuse("rcpt", refusal.check, Some(&to), refusal.reply);
+            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
             tx.rcpts.push(mailbox);

@@ -1,0 +1,310 @@
+//! The configuration of the checks: `[policy]`, `[dns]`, `[checks]`,
+//! `[lists]`, `[[dnsbl]]` and `[[rhsbl]]`. Every check is off unless
+//! configured; each takes an action (`"reject"`, `"tempfail"`, `"warn"`,
+//! `"off"`) or a table with a `weight` that adds to the session score.
+
+use super::duration::HumanDuration;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What a check does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Reject,
+    Tempfail,
+    /// Log "would reject" with the exact reply, let the mail pass.
+    Warn,
+    #[default]
+    Off,
+}
+
+/// What a check does when its DNS lookup fails (timeout, SERVFAIL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDnsError {
+    Tempfail,
+    Ignore,
+}
+
+/// One check's setting: `"reject"`, or `{ action = "…", weight = 2.5,
+/// on_dns_error = "ignore" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CheckSetting {
+    pub action: Action,
+    /// When set, the check adds this to the score instead of acting.
+    pub weight: Option<f64>,
+    pub on_dns_error: Option<OnDnsError>,
+}
+
+impl CheckSetting {
+    pub fn is_off(&self) -> bool {
+        self.action == Action::Off && self.weight.is_none()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingTable {
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    on_dns_error: Option<OnDnsError>,
+}
+
+impl<'de> Deserialize<'de> for CheckSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = CheckSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an action (\"reject\", \"tempfail\", \"warn\", \"off\") or a table such as { weight = 2 }")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<CheckSetting, E> {
+                let action = Action::deserialize(de::value::StrDeserializer::<E>::new(text))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "`{text}` is not an action (reject, tempfail, warn, off)"
+                        ))
+                    })?;
+                Ok(CheckSetting {
+                    action,
+                    ..CheckSetting::default()
+                })
+            }
+            fn visit_map<M: de::MapAccess<'de>>(self, map: M) -> Result<CheckSetting, M::Error> {
+                let t = SettingTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if t.weight.is_some_and(|w| !w.is_finite()) {
+                    return Err(de::Error::custom("weight must be a finite number"));
+                }
+                Ok(CheckSetting {
+                    action: t.action.unwrap_or(if t.weight.is_some() {
+                        Action::Off
+                    } else {
+                        Action::Reject
+                    }),
+                    weight: t.weight,
+                    on_dns_error: t.on_dns_error,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `policy.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Dry run: every reject and tempfail is only logged.
+    Warn,
+}
+
+/// `policy.reject_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectAt {
+    /// Connect, HELO and MAIL rejections are answered at RCPT, so the log
+    /// line carries the whole envelope (Postfix's smtpd_delay_reject).
+    #[default]
+    Rcpt,
+    Immediate,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub mode: Mode,
+    pub reject_at: RejectAt,
+    /// A session whose score reaches this is refused.
+    pub reject_score: f64,
+    pub dnsbl_health_interval: HumanDuration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Mode::Enforce,
+            reject_at: RejectAt::Rcpt,
+            reject_score: 10.0,
+            dnsbl_health_interval: HumanDuration(Duration::from_secs(1800)),
+        }
+    }
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Empty: the system resolver configuration (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: HumanDuration,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            nameservers: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(3)),
+        }
+    }
+}
+
+/// `[checks]`: one setting per check.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// The client address has no PTR record.
+    pub reverse_dns: CheckSetting,
+    /// The PTR name does not resolve back to the client address.
+    pub forged_reverse_dns: CheckSetting,
+    /// The PTR name looks generic or dynamic (address digits in it).
+    pub generic_reverse_dns: CheckSetting,
+    /// HELO syntax: invalid, not fully qualified, bare IP, wrong literal,
+    /// our own name or address.
+    pub helo: CheckSetting,
+    /// The HELO name does not resolve.
+    pub helo_dns: CheckSetting,
+    /// The HELO name is not the client's PTR name.
+    pub helo_ptr_mismatch: CheckSetting,
+    /// SPF of the HELO name fails.
+    pub helo_spf: CheckSetting,
+    /// The MAIL FROM domain has no MX, A or AAAA.
+    pub sender_domain: CheckSetting,
+    /// The MAIL FROM domain publishes a null MX (RFC 7505).
+    pub null_mx: CheckSetting,
+    /// SPF of the MAIL FROM domain fails.
+    pub spf: CheckSetting,
+    /// SPF of the MAIL FROM domain soft-fails.
+    pub spf_softfail: CheckSetting,
+    pub sender_blocklist: CheckSetting,
+    pub recipient_blocklist: CheckSetting,
+}
+
+/// `[lists]`: files, reloaded when they change.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lists {
+    /// "IP-or-CIDR [name]" per line: these clients skip the client checks.
+    pub client_exceptions: Option<PathBuf>,
+    /// Exact address, `@domain` or `/regex/` per line.
+    pub sender_blocklist: Option<PathBuf>,
+    pub recipient_blocklist: Option<PathBuf>,
+}
+
+/// One `[[dnsbl]]` or `[[rhsbl]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListZone {
+    pub zone: String,
+    /// Answers that count as listed; default: 127.0.0.0/8 but the error codes.
+    #[serde(default)]
+    pub codes: Vec<CodeRange>,
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Adds to the score instead of acting; negative for allow lists.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// With `{client_ip}`, `{zone}`, `{txt}`, `{sender_domain}`.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub on_dns_error: Option<OnDnsError>,
+}
+
+impl ListZone {
+    pub fn setting(&self) -> CheckSetting {
+        CheckSetting {
+            action: self.action.unwrap_or(if self.weight.is_some() {
+                Action::Off
+            } else {
+                Action::Reject
+            }),
+            weight: self.weight,
+            on_dns_error: self.on_dns_error,
+        }
+    }
+}
+
+/// `"127.0.0.2"` or `"127.0.0.2-127.0.0.11"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeRange {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl CodeRange {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.first <= ip && ip <= self.last
+    }
+}
+
+impl FromStr for CodeRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not an address or range like \"127.0.0.2-127.0.0.11\"");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let last: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+        if first > last {
+            return Err(bad());
+        }
+        Ok(CodeRange { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for CodeRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct T {
+        a: CheckSetting,
+        b: CheckSetting,
+        c: CheckSetting,
+    }
+
+    #[test]
+    fn settings_as_string_or_table() {
+        let t: T = toml::from_str(
+            "a = \"tempfail\"\nb = { weight = 2.5 }\nc = { action = \"warn\", on_dns_error = \"ignore\" }\n",
+        )
+        .unwrap();
+        assert_eq!(t.a.action, Action::Tempfail);
+        assert_eq!(
+            t.b,
+            CheckSetting {
+                action: Action::Off,
+                weight: Some(2.5),
+                on_dns_error: None
+            }
+        );
+        assert_eq!(t.c.on_dns_error, Some(OnDnsError::Ignore));
+        assert!(toml::from_str::<T>("a = \"nope\"\nb = \"off\"\nc = \"off\"\n").is_err());
+    }
+
+    #[test]
+    fn code_ranges() {
+        let r: CodeRange = "127.0.0.2-127.0.0.11".parse().unwrap();
+        assert!(r.contains("127.0.0.4".parse().unwrap()));
+        assert!(!r.contains("127.0.0.12".parse().unwrap()));
+        let one: CodeRange = "127.0.0.2".parse().unwrap();
+        assert!(one.contains("127.0.0.2".parse().unwrap()));
+        assert!("127.0.0.9-127.0.0.2".parse::<CodeRange>().is_err());
+    }
+}
