@@ -3,7 +3,9 @@
 //! writes to the socket; the session never decides by itself.
 //! Today: relay control ([`relay`]) and the recipient table.
 
+pub mod helo;
 pub mod lists;
+pub mod rdns;
 pub mod relay;
 pub mod verdict;
 
