@@ -21,6 +21,7 @@
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod dns;
 pub mod log;
 pub mod net;
 pub mod policy;

@@ -1,0 +1,188 @@
+//! DNS lists: the query name for a client address (IPv4 reversed octets,
+//! IPv6 reversed nibbles) or a sender domain, which answers count as a
+//! listing, and the health of each zone (RFC 5782 section 5): a zone that
+//! lists the negative test point 127.0.0.1, or answers with a query-error
+//! code (Spamhaus's 127.255.255.0/24 and 127.0.1.255), is unusable and can
+//! never refuse mail until a later health check finds it sane.
+
+use super::{Answer, Dns};
+use crate::config::checks::CodeRange;
+use crate::log::Logger;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+
+/// `1.2.0.192.zone.` for 192.0.2.1; nibbles for IPv6.
+pub fn query_name(ip: IpAddr, zone: &str) -> String {
+    match crate::net::canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.{zone}.")
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(64 + zone.len());
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            name.push_str(zone);
+            name.push('.');
+            name
+        }
+    }
+}
+
+/// An answer that reports an error in the query rather than a listing.
+pub fn is_error_code(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    (o[0] == 127 && o[1] == 255 && o[2] == 255) || ip == Ipv4Addr::new(127, 0, 1, 255)
+}
+
+/// What a zone's answer for one query means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// Listed, with the answers that matched the code filter.
+    Listed(Vec<Ipv4Addr>),
+    NotListed,
+    /// The zone answered with a query-error code: it is unusable.
+    ZoneError(Ipv4Addr),
+    Failed(String),
+}
+
+/// Reads an A answer with the zone's code filter (default: anything in
+/// 127.0.0.0/8 that is not an error code).
+pub fn interpret(answer: Answer<Vec<Ipv4Addr>>, codes: &[CodeRange]) -> Listing {
+    let ips = match answer {
+        Answer::Found(ips) => ips,
+        Answer::NotFound => return Listing::NotListed,
+        Answer::Failed(why) => return Listing::Failed(why),
+    };
+    if let Some(err) = ips.iter().copied().find(|ip| is_error_code(*ip)) {
+        return Listing::ZoneError(err);
+    }
+    let matched: Vec<Ipv4Addr> = ips
+        .into_iter()
+        .filter(|ip| {
+            if codes.is_empty() {
+                ip.octets()[0] == 127
+            } else {
+                codes.iter().any(|c| c.contains(*ip))
+            }
+        })
+        .collect();
+    if matched.is_empty() {
+        Listing::NotListed
+    } else {
+        Listing::Listed(matched)
+    }
+}
+
+/// A zone's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Not tested yet.
+    Unknown,
+    Ok,
+    /// Usable, but something is off (e.g. 127.0.0.2 not listed).
+    Warning(String),
+    /// Never trusted: it cannot refuse mail.
+    Disabled(String),
+}
+
+impl Health {
+    pub fn usable(&self) -> bool {
+        !matches!(self, Health::Disabled(_))
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Ok => "ok",
+            Health::Warning(_) => "warning",
+            Health::Disabled(_) => "disabled",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Health::Warning(r) | Health::Disabled(r) => r,
+            _ => "",
+        }
+    }
+}
+
+/// The RFC 5782 test of one IP-address zone: 127.0.0.2 must be listed,
+/// 127.0.0.1 must not.
+pub async fn test_zone(dns: &Dns, zone: &str, codes: &[CodeRange]) -> Health {
+    let positive = query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), zone);
+    let negative = query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), zone);
+    let (pos, neg) = tokio::join!(dns.ipv4(&positive), dns.ipv4(&negative));
+    // Any answer for the negative point means the zone lists everything
+    // (or is hijacked): the blackholes.us lesson.
+    match (neg, interpret(pos, codes)) {
+        (Answer::Found(ips), _) => Health::Disabled(format!(
+            "lists the RFC 5782 negative test point 127.0.0.1 ({})",
+            join(&ips)
+        )),
+        (_, Listing::ZoneError(code)) => Health::Disabled(format!("answers with the query-error code {code}")),
+        (Answer::Failed(why), _) => Health::Warning(format!("test point lookup failed: {why}")),
+        (_, Listing::Failed(why)) => Health::Warning(format!("test point lookup failed: {why}")),
+        (_, Listing::NotListed) => Health::Warning("does not list the RFC 5782 test point 127.0.0.2".into()),
+        (_, Listing::Listed(_)) => Health::Ok,
+    }
+}
+
+fn join(ips: &[Ipv4Addr]) -> String {
+    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The health of every configured zone, shared by the checks.
+#[derive(Default)]
+pub struct HealthTable(Mutex<HashMap<String, Health>>);
+
+impl HealthTable {
+    pub fn get(&self, zone: &str) -> Health {
+        let table = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        table.get(zone).cloned().unwrap_or(Health::Unknown)
+    }
+
+    /// Records a zone's health; a change is logged (loudly when disabled).
+    pub fn set(&self, zone: &str, health: Health, log: &Logger) {
+        let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = table.insert(zone.to_string(), health.clone());
+        if previous.as_ref() != Some(&health) {
+            let event = if health.usable() { "dnsbl_health" } else { "dnsbl_disabled" };
+            log.event(event)
+                .kv("zone", zone)
+                .kv("health", health.label())
+                .kv("reason", health.reason())
+                .emit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_names() {
+        assert_eq!(query_name("192.0.2.1".parse().unwrap(), "bl.test"), "1.2.0.192.bl.test.");
+        assert_eq!(query_name("::ffff:192.0.2.1".parse().unwrap(), "bl.test"), "1.2.0.192.bl.test.");
+        let v6 = query_name("2001:db8::1".parse().unwrap(), "bl.test");
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."), "{v6}");
+        assert!(v6.ends_with(".bl.test."));
+    }
+
+    #[test]
+    fn answers_and_codes() {
+        let codes: Vec<CodeRange> = vec!["127.0.0.2-127.0.0.11".parse().unwrap()];
+        let found = |ips: &[&str]| Answer::Found(ips.iter().map(|i| i.parse().unwrap()).collect());
+        assert_eq!(interpret(found(&["127.0.0.4"]), &codes), Listing::Listed(vec!["127.0.0.4".parse().unwrap()]));
+        assert_eq!(interpret(found(&["127.0.0.20"]), &codes), Listing::NotListed);
+        assert_eq!(interpret(found(&["127.255.255.254"]), &codes), Listing::ZoneError("127.255.255.254".parse().unwrap()));
+        assert_eq!(interpret(found(&["127.0.1.255"]), &[]), Listing::ZoneError("127.0.1.255".parse().unwrap()));
+        assert_eq!(interpret(found(&["10.0.0.1"]), &[]), Listing::NotListed);
+        assert_eq!(interpret(Answer::NotFound, &[]), Listing::NotListed);
+        assert_eq!(interpret(Answer::Failed("timeout".into()), &[]), Listing::Failed("timeout".into()));
+    }
+}

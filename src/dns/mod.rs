@@ -1,0 +1,292 @@
+//! DNS for the checks: one resolver for the whole process, built from
+//! `[dns]` (or the system configuration), shared with mail-auth for SPF;
+//! answers classified as found, not found (NXDOMAIN/NODATA) or failed
+//! (timeout, SERVFAIL), every lookup bounded by `dns.timeout`. Identical
+//! concurrent queries are merged by hickory's name server pool, answers
+//! cached by its response cache. DNSBL queries and health: [`dnsbl`].
+//!
+//! Reverse lookups go straight to the name server pool: hickory's resolver
+//! answers names under `127.in-addr.arpa` itself (RFC 6761), and mxguard
+//! must ask the configured server, which holds the real data.
+
+pub mod dnsbl;
+
+use crate::config::checks::Dns as DnsConfig;
+use futures_util::StreamExt;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, DnsHandle, NetError, RetryDnsHandle};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{MessageAuthenticator, SpfResult};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<T> {
+    Found(T),
+    /// NXDOMAIN, or the name exists without records of that type.
+    NotFound,
+    /// Timeout, SERVFAIL, refused, no server: nobody can say.
+    Failed(String),
+}
+
+impl<T> Answer<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        match self {
+            Answer::Found(v) => Answer::Found(f(v)),
+            Answer::NotFound => Answer::NotFound,
+            Answer::Failed(e) => Answer::Failed(e),
+        }
+    }
+}
+
+/// Why the resolver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsSetupError {
+    #[error("dns: cannot read the system resolver configuration: {0}")]
+    System(String),
+    #[error("dns: {0}")]
+    Build(NetError),
+}
+
+/// The process's DNS: the cached resolver, the raw pool for PTR, and the
+/// mail-auth authenticator on the same resolver.
+pub struct Dns {
+    resolver: TokioResolver,
+    pool: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
+    auth: MessageAuthenticator,
+    timeout: Duration,
+}
+
+fn classify<T>(e: &NetError) -> Answer<T> {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(_)) => Answer::NotFound,
+        NetError::Timeout => Answer::Failed("timeout".into()),
+        NetError::Dns(DnsError::ResponseCode(code)) => Answer::Failed(code.to_string()),
+        other => Answer::Failed(other.to_string()),
+    }
+}
+
+/// Lower case, without the trailing dot.
+fn name_text(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Dns {
+    pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
+        let (resolver_config, mut opts) = if config.nameservers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf().map_err(|e| DnsSetupError::System(e.to_string()))?
+        } else {
+            let servers = config
+                .nameservers
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+        };
+        opts.timeout = config.timeout.0;
+        opts.attempts = 1;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.cache_size = 8192;
+        let resolver = TokioResolver::builder_with_config(resolver_config.clone(), TokioRuntimeProvider::default())
+            .with_options(opts.clone())
+            .build()
+            .map_err(DnsSetupError::Build)?;
+        let tls = TlsConfig::new().map_err(DnsSetupError::Build)?;
+        let cx = Arc::new(PoolContext::new(opts, tls));
+        let pool = NameServerPool::from_config(
+            resolver_config.name_servers().to_vec(),
+            cx,
+            TokioRuntimeProvider::default(),
+        );
+        Ok(Dns {
+            auth: MessageAuthenticator(resolver.clone()),
+            resolver,
+            pool: RetryDnsHandle::new(pool, 1),
+            timeout: config.timeout.0,
+        })
+    }
+
+    /// Runs a lookup under the overall timeout.
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = Answer<T>>) -> Answer<T> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| Answer::Failed("timeout".into()))
+    }
+
+    /// PTR names of an address.
+    pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
+        let query = Query::query(Name::from(ip), RecordType::PTR);
+        self.bounded(async {
+            let mut responses = self.pool.lookup(query, DnsRequestOptions::default());
+            match responses.next().await {
+                None => Answer::Failed("no response".into()),
+                Some(Err(e)) => classify(&e),
+                Some(Ok(response)) => {
+                    let code = response.metadata.response_code;
+                    if code != ResponseCode::NoError && code != ResponseCode::NXDomain {
+                        return Answer::Failed(code.to_string());
+                    }
+                    let names: Vec<String> = response
+                        .answers
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::PTR(p) => Some(name_text(&p.0)),
+                            _ => None,
+                        })
+                        .collect();
+                    if names.is_empty() {
+                        Answer::NotFound
+                    } else {
+                        Answer::Found(names)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// A and AAAA records of a name, asked in parallel.
+    pub async fn addresses(&self, name: &str) -> Answer<Vec<IpAddr>> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        self.bounded(async {
+            let (v4, v6) = tokio::join!(self.resolver.ipv4_lookup(fqdn.as_str()), self.resolver.ipv6_lookup(fqdn.as_str()));
+            let mut found: Vec<IpAddr> = Vec::new();
+            let mut failure = None;
+            match v4 {
+                Ok(l) => found.extend(l.answers().iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })),
+                Err(e) => failure = failure.or(match classify::<()>(&e) {
+                    Answer::Failed(why) => Some(why),
+                    _ => None,
+                }),
+            }
+            match v6 {
+                Ok(l) => found.extend(l.answers().iter().filter_map(|r| match &r.data {
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Err(e) => failure = failure.or(match classify::<()>(&e) {
+                    Answer::Failed(why) => Some(why),
+                    _ => None,
+                }),
+            }
+            match (found.is_empty(), failure) {
+                (false, _) => Answer::Found(found),
+                (true, Some(why)) => Answer::Failed(why),
+                (true, None) => Answer::NotFound,
+            }
+        })
+        .await
+    }
+
+    /// IPv4 answers for a name (DNSBL queries).
+    pub async fn ipv4(&self, name: &str) -> Answer<Vec<Ipv4Addr>> {
+        self.bounded(async {
+            match self.resolver.ipv4_lookup(name).await {
+                Ok(l) => {
+                    let ips: Vec<Ipv4Addr> = l
+                        .answers()
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::A(a) => Some(a.0),
+                            _ => None,
+                        })
+                        .collect();
+                    if ips.is_empty() {
+                        Answer::NotFound
+                    } else {
+                        Answer::Found(ips)
+                    }
+                }
+                Err(e) => classify(&e),
+            }
+        })
+        .await
+    }
+
+    /// TXT strings of a name, each record's strings joined.
+    pub async fn txt(&self, name: &str) -> Answer<Vec<String>> {
+        self.bounded(async {
+            match self.resolver.txt_lookup(name).await {
+                Ok(l) => Answer::Found(
+                    l.answers()
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::TXT(t) => Some(
+                                t.txt_data
+                                    .iter()
+                                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                                    .collect::<String>(),
+                            ),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                Err(e) => classify(&e),
+            }
+        })
+        .await
+    }
+
+    /// MX records of a domain: (preference, exchange).
+    pub async fn mx(&self, domain: &str) -> Answer<Vec<(u16, String)>> {
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        self.bounded(async {
+            match self.resolver.mx_lookup(fqdn.as_str()).await {
+                Ok(l) => {
+                    let mx: Vec<(u16, String)> = l
+                        .answers()
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
+                            _ => None,
+                        })
+                        .collect();
+                    if mx.is_empty() {
+                        Answer::NotFound
+                    } else {
+                        Answer::Found(mx)
+                    }
+                }
+                Err(e) => classify(&e),
+            }
+        })
+        .await
+    }
+
+    /// SPF (RFC 7208) for the MAIL FROM identity (`sender` is
+    /// `local@domain`, or `postmaster@helo` for the null sender).
+    pub async fn spf_mail_from(&self, ip: IpAddr, helo: &str, our_hostname: &str, sender: &str) -> SpfResult {
+        let params = SpfParameters::verify_mail_from(ip, helo, our_hostname, sender);
+        self.spf(params).await
+    }
+
+    /// SPF for the HELO identity.
+    pub async fn spf_helo(&self, ip: IpAddr, helo: &str, our_hostname: &str) -> SpfResult {
+        self.spf(SpfParameters::verify_ehlo(ip, helo, our_hostname)).await
+    }
+
+    async fn spf(&self, params: SpfParameters<'_>) -> SpfResult {
+        // An SPF evaluation may take several lookups; RFC 7208 section
+        // 4.6.4 bounds their number, this bounds their time.
+        match tokio::time::timeout(self.timeout * 4, self.auth.verify_spf(params)).await {
+            Ok(output) => output.result(),
+            Err(_) => SpfResult::TempError,
+        }
+    }
+}
