@@ -123,16 +123,23 @@ pub async fn test_zone(dns: &Dns, zone: &str, codes: &[CodeRange]) -> Health {
             "lists the RFC 5782 negative test point 127.0.0.1 ({})",
             join(&ips)
         )),
-        (_, Listing::ZoneError(code)) => Health::Disabled(format!("answers with the query-error code {code}")),
+        (_, Listing::ZoneError(code)) => {
+            Health::Disabled(format!("answers with the query-error code {code}"))
+        }
         (Answer::Failed(why), _) => Health::Warning(format!("test point lookup failed: {why}")),
         (_, Listing::Failed(why)) => Health::Warning(format!("test point lookup failed: {why}")),
-        (_, Listing::NotListed) => Health::Warning("does not list the RFC 5782 test point 127.0.0.2".into()),
+        (_, Listing::NotListed) => {
+            Health::Warning("does not list the RFC 5782 test point 127.0.0.2".into())
+        }
         (_, Listing::Listed(_)) => Health::Ok,
     }
 }
 
 fn join(ips: &[Ipv4Addr]) -> String {
-    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The health of every configured zone, shared by the checks.
@@ -150,7 +157,11 @@ impl HealthTable {
         let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let previous = table.insert(zone.to_string(), health.clone());
         if previous.as_ref() != Some(&health) {
-            let event = if health.usable() { "dnsbl_health" } else { "dnsbl_disabled" };
+            let event = if health.usable() {
+                "dnsbl_health"
+            } else {
+                "dnsbl_disabled"
+            };
             log.event(event)
                 .kv("zone", zone)
                 .kv("health", health.label())
@@ -166,10 +177,19 @@ mod tests {
 
     #[test]
     fn query_names() {
-        assert_eq!(query_name("192.0.2.1".parse().unwrap(), "bl.test"), "1.2.0.192.bl.test.");
-        assert_eq!(query_name("::ffff:192.0.2.1".parse().unwrap(), "bl.test"), "1.2.0.192.bl.test.");
+        assert_eq!(
+            query_name("192.0.2.1".parse().unwrap(), "bl.test"),
+            "1.2.0.192.bl.test."
+        );
+        assert_eq!(
+            query_name("::ffff:192.0.2.1".parse().unwrap(), "bl.test"),
+            "1.2.0.192.bl.test."
+        );
         let v6 = query_name("2001:db8::1".parse().unwrap(), "bl.test");
-        assert!(v6.starts_with("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."), "{v6}");
+        assert!(
+            v6.starts_with("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."),
+            "{v6}"
+        );
         assert!(v6.ends_with(".bl.test."));
     }
 
@@ -177,12 +197,27 @@ mod tests {
     fn answers_and_codes() {
         let codes: Vec<CodeRange> = vec!["127.0.0.2-127.0.0.11".parse().unwrap()];
         let found = |ips: &[&str]| Answer::Found(ips.iter().map(|i| i.parse().unwrap()).collect());
-        assert_eq!(interpret(found(&["127.0.0.4"]), &codes), Listing::Listed(vec!["127.0.0.4".parse().unwrap()]));
-        assert_eq!(interpret(found(&["127.0.0.20"]), &codes), Listing::NotListed);
-        assert_eq!(interpret(found(&["127.255.255.254"]), &codes), Listing::ZoneError("127.255.255.254".parse().unwrap()));
-        assert_eq!(interpret(found(&["127.0.1.255"]), &[]), Listing::ZoneError("127.0.1.255".parse().unwrap()));
+        assert_eq!(
+            interpret(found(&["127.0.0.4"]), &codes),
+            Listing::Listed(vec!["127.0.0.4".parse().unwrap()])
+        );
+        assert_eq!(
+            interpret(found(&["127.0.0.20"]), &codes),
+            Listing::NotListed
+        );
+        assert_eq!(
+            interpret(found(&["127.255.255.254"]), &codes),
+            Listing::ZoneError("127.255.255.254".parse().unwrap())
+        );
+        assert_eq!(
+            interpret(found(&["127.0.1.255"]), &[]),
+            Listing::ZoneError("127.0.1.255".parse().unwrap())
+        );
         assert_eq!(interpret(found(&["10.0.0.1"]), &[]), Listing::NotListed);
         assert_eq!(interpret(Answer::NotFound, &[]), Listing::NotListed);
-        assert_eq!(interpret(Answer::Failed("timeout".into()), &[]), Listing::Failed("timeout".into()));
+        assert_eq!(
+            interpret(Answer::Failed("timeout".into()), &[]),
+            Listing::Failed("timeout".into())
+        );
     }
 }

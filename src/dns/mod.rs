@@ -13,7 +13,9 @@ pub mod dnsbl;
 
 use crate::config::checks::Dns as DnsConfig;
 use futures_util::StreamExt;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, RetryDnsHandle};
 use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
@@ -80,7 +82,8 @@ fn name_text(name: &Name) -> String {
 impl Dns {
     pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
         let (resolver_config, mut opts) = if config.nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf().map_err(|e| DnsSetupError::System(e.to_string()))?
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| DnsSetupError::System(e.to_string()))?
         } else {
             let servers = config
                 .nameservers
@@ -93,17 +96,23 @@ impl Dns {
                     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
         };
         opts.timeout = config.timeout.0;
         opts.attempts = 1;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
         opts.cache_size = 8192;
-        let resolver = TokioResolver::builder_with_config(resolver_config.clone(), TokioRuntimeProvider::default())
-            .with_options(opts.clone())
-            .build()
-            .map_err(DnsSetupError::Build)?;
+        let resolver = TokioResolver::builder_with_config(
+            resolver_config.clone(),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts.clone())
+        .build()
+        .map_err(DnsSetupError::Build)?;
         let tls = TlsConfig::new().map_err(DnsSetupError::Build)?;
         let cx = Arc::new(PoolContext::new(opts, tls));
         let pool = NameServerPool::from_config(
@@ -162,7 +171,10 @@ impl Dns {
     pub async fn addresses(&self, name: &str) -> Answer<Vec<IpAddr>> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         self.bounded(async {
-            let (v4, v6) = tokio::join!(self.resolver.ipv4_lookup(fqdn.as_str()), self.resolver.ipv6_lookup(fqdn.as_str()));
+            let (v4, v6) = tokio::join!(
+                self.resolver.ipv4_lookup(fqdn.as_str()),
+                self.resolver.ipv6_lookup(fqdn.as_str())
+            );
             let mut found: Vec<IpAddr> = Vec::new();
             let mut failure = None;
             match v4 {
@@ -170,20 +182,24 @@ impl Dns {
                     RData::A(a) => Some(IpAddr::V4(a.0)),
                     _ => None,
                 })),
-                Err(e) => failure = failure.or(match classify::<()>(&e) {
-                    Answer::Failed(why) => Some(why),
-                    _ => None,
-                }),
+                Err(e) => {
+                    failure = failure.or(match classify::<()>(&e) {
+                        Answer::Failed(why) => Some(why),
+                        _ => None,
+                    })
+                }
             }
             match v6 {
                 Ok(l) => found.extend(l.answers().iter().filter_map(|r| match &r.data {
                     RData::AAAA(a) => Some(IpAddr::V6(a.0)),
                     _ => None,
                 })),
-                Err(e) => failure = failure.or(match classify::<()>(&e) {
-                    Answer::Failed(why) => Some(why),
-                    _ => None,
-                }),
+                Err(e) => {
+                    failure = failure.or(match classify::<()>(&e) {
+                        Answer::Failed(why) => Some(why),
+                        _ => None,
+                    })
+                }
             }
             match (found.is_empty(), failure) {
                 (false, _) => Answer::Found(found),
@@ -271,14 +287,21 @@ impl Dns {
 
     /// SPF (RFC 7208) for the MAIL FROM identity (`sender` is
     /// `local@domain`, or `postmaster@helo` for the null sender).
-    pub async fn spf_mail_from(&self, ip: IpAddr, helo: &str, our_hostname: &str, sender: &str) -> SpfResult {
+    pub async fn spf_mail_from(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        our_hostname: &str,
+        sender: &str,
+    ) -> SpfResult {
         let params = SpfParameters::verify_mail_from(ip, helo, our_hostname, sender);
         self.spf(params).await
     }
 
     /// SPF for the HELO identity.
     pub async fn spf_helo(&self, ip: IpAddr, helo: &str, our_hostname: &str) -> SpfResult {
-        self.spf(SpfParameters::verify_ehlo(ip, helo, our_hostname)).await
+        self.spf(SpfParameters::verify_ehlo(ip, helo, our_hostname))
+            .await
     }
 
     async fn spf(&self, params: SpfParameters<'_>) -> SpfResult {

@@ -10,7 +10,11 @@ use std::net::IpAddr;
 /// The syntax part of the `helo` check: the reply if the name is bad.
 pub fn syntax(helo: &str, client: IpAddr, our_hostname: &str) -> Option<Reply> {
     let rejected = |code, status, why: &str| {
-        Some(Reply::new(code, status, format!("<{helo}>: Helo command rejected: {why}")))
+        Some(Reply::new(
+            code,
+            status,
+            format!("<{helo}>: Helo command rejected: {why}"),
+        ))
     };
     if let Some(inner) = helo.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         let literal = inner
@@ -61,14 +65,29 @@ mod tests {
 
     #[test]
     fn bad_names_get_their_reply() {
-        assert_eq!(check("localhost").unwrap(), "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname");
-        assert_eq!(check("bad_name!").unwrap(), "501 5.5.2 <bad_name!>: Helo command rejected: Invalid name");
-        assert_eq!(check("192.0.2.1").unwrap(), "501 5.5.2 <192.0.2.1>: Helo command rejected: bare IP address, use [192.0.2.1]");
+        assert_eq!(
+            check("localhost").unwrap(),
+            "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname"
+        );
+        assert_eq!(
+            check("bad_name!").unwrap(),
+            "501 5.5.2 <bad_name!>: Helo command rejected: Invalid name"
+        );
+        assert_eq!(
+            check("192.0.2.1").unwrap(),
+            "501 5.5.2 <192.0.2.1>: Helo command rejected: bare IP address, use [192.0.2.1]"
+        );
         assert_eq!(
             check("[198.51.100.9]").unwrap(),
             "550 5.7.1 <[198.51.100.9]>: Helo command rejected: address literal does not match your address [192.0.2.1]"
         );
-        assert_eq!(check("[999.1.1.1]").unwrap(), "501 5.5.2 <[999.1.1.1]>: Helo command rejected: Invalid name");
-        assert_eq!(check("MX.Example.com").unwrap(), "550 5.7.1 <MX.Example.com>: Helo command rejected: You are not me");
+        assert_eq!(
+            check("[999.1.1.1]").unwrap(),
+            "501 5.5.2 <[999.1.1.1]>: Helo command rejected: Invalid name"
+        );
+        assert_eq!(
+            check("MX.Example.com").unwrap(),
+            "550 5.7.1 <MX.Example.com>: Helo command rejected: You are not me"
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod helo;
 pub mod lists;
 pub mod rdns;
 pub mod relay;
+pub mod stages;
 pub mod verdict;
 
 use crate::config::Config;

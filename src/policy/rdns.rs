@@ -48,6 +48,9 @@ mod tests {
         assert!(generic("host192_0_2_1.example"));
         assert!(!generic("mail.example.com"));
         assert!(!generic("ip-192-0-2-11.isp.example"), "another address");
-        assert!(!looks_generic("ip-192-0-2-1.example", "2001:db8::1".parse().unwrap()));
+        assert!(!looks_generic(
+            "ip-192-0-2-1.example",
+            "2001:db8::1".parse().unwrap()
+        ));
     }
 }
