@@ -1,6 +1,6 @@
 //! The control socket (`<spool.dir>/control.sock`): how `mxguard queue
 //! flush` reaches the running server. One command per connection, one line
-//! each way; also how a second server on the same spool is refused.
+//! each way.
 
 use crate::delivery;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,25 +11,19 @@ use tokio::net::UnixListener;
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("{0}: another mxguard is already serving this spool")]
-    InUse(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+#[error("{path}: {source}")]
+pub struct ControlError {
+    path: String,
+    source: std::io::Error,
 }
 
-/// Binds the socket (replacing a stale one) and serves it in the background.
+/// Binds the socket (replacing a stale one: the caller holds the spool
+/// lock) and serves it in the background.
 pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlError> {
-    let io = |source| ControlError::Io {
+    let io = |source| ControlError {
         path: path.display().to_string(),
         source,
     };
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(ControlError::InUse(path.display().to_string()));
-    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         _ => {}

@@ -54,6 +54,9 @@ fn stamp(path: &Path) -> Option<Stamp> {
 struct Loaded<T> {
     value: Arc<T>,
     stamp: Option<Stamp>,
+    /// The loaded file had entries: an empty new version is then taken for
+    /// a file caught mid-rewrite, not an intent to clear the list.
+    had_entries: bool,
 }
 
 /// A parsed file, kept current.
@@ -65,16 +68,19 @@ pub struct Reloadable<T> {
     loaded: Mutex<Loaded<T>>,
 }
 
-fn load<T>(path: &Path, parse: Parser<T>) -> Result<T, FileError> {
+/// The parsed file, and whether it had any entry.
+fn load<T>(path: &Path, parse: Parser<T>) -> Result<(T, bool), FileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text).map_err(|e| FileError::Syntax {
+    let value = parse(&text).map_err(|e| FileError::Syntax {
         path: path.display().to_string(),
         line: e.line,
         message: e.message,
-    })
+    })?;
+    let had_entries = lines(&text).next().is_some();
+    Ok((value, had_entries))
 }
 
 impl<T> Reloadable<T> {
@@ -84,7 +90,7 @@ impl<T> Reloadable<T> {
         parse: Parser<T>,
     ) -> Result<Reloadable<T>, FileError> {
         let stamp = stamp(path);
-        let value = load(path, parse)?;
+        let (value, had_entries) = load(path, parse)?;
         Ok(Reloadable {
             key,
             path: path.to_path_buf(),
@@ -92,6 +98,7 @@ impl<T> Reloadable<T> {
             loaded: Mutex::new(Loaded {
                 value: Arc::new(value),
                 stamp,
+                had_entries,
             }),
         })
     }
@@ -103,7 +110,15 @@ impl<T> Reloadable<T> {
         if now != loaded.stamp {
             loaded.stamp = now;
             match load(&self.path, self.parse) {
-                Ok(value) => {
+                Ok((_, false)) if loaded.had_entries => log
+                    .event("file_error")
+                    .kv("key", self.key)
+                    .kv("file", self.path.display())
+                    .kv("error", "the file is now empty (caught mid-rewrite? write a new file and rename it)")
+                    .kv("action", "kept last good version")
+                    .emit(),
+                Ok((value, had_entries)) => {
+                    loaded.had_entries = had_entries;
                     log.event("file_reload")
                         .kv("key", self.key)
                         .kv("file", self.path.display())
@@ -157,6 +172,12 @@ mod tests {
         assert_eq!(*r.current(&log), 3);
         std::fs::write(&path, "a\nbad\n").unwrap();
         assert_eq!(*r.current(&log), 3);
+        std::fs::write(&path, "# emptied\n").unwrap();
+        assert_eq!(
+            *r.current(&log),
+            3,
+            "an emptied file is taken for one caught mid-rewrite"
+        );
         std::fs::write(&path, "bad\n").unwrap();
         let err = Reloadable::open("test.list", &path, count).err().unwrap();
         assert!(err.to_string().ends_with("list:1: bad line"), "{err}");

@@ -107,7 +107,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     })?;
     let log = Arc::new(log);
-    let spool = Arc::new(Spool::open(&config.spool.dir)?);
+    let (spool, _lock) = Spool::open_exclusive(&config.spool.dir)?;
+    let spool = Arc::new(spool);
     let delivery = delivery::start(Arc::new(delivery::Context {
         config: config.clone(),
         spool: spool.clone(),

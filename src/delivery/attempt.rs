@@ -43,6 +43,15 @@ pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
     let entry = match tokio::task::spawn_blocking(move || spool.read(&read_id)).await {
         Ok(Ok(entry)) => entry,
         Ok(Err(SpoolError::NotFound(_))) => return Outcome::Done,
+        Ok(Err(SpoolError::Format { id: _, source })) => {
+            // A queue file that cannot be read will never deliver: keep it
+            // for a person to look at, out of the queue.
+            let state = DeliveryState {
+                last_error: Some(format!("unreadable queue file: {source}")),
+                ..DeliveryState::default()
+            };
+            return quarantine(ctx, id, state, "", Vec::new()).await;
+        }
         Ok(Err(e)) => {
             ctx.log
                 .event("spool_error")
@@ -180,34 +189,72 @@ async fn finish(
         return Outcome::Retry(next);
     }
     if state.failed.is_empty() {
-        if let Err(e) = blocking(move || spool.remove(&task_id)).await {
-            ctx.log
-                .event("spool_error")
-                .kv("queue_id", id)
-                .kv("error", e)
-                .emit();
+        match blocking(move || spool.remove(&task_id)).await {
+            Ok(()) => {
+                ctx.log.event("removed").kv("queue_id", id).emit();
+                return Outcome::Done;
+            }
+            Err(e) => return keep_for_retry(ctx, id, state, now, e).await,
         }
-        ctx.log.event("removed").kv("queue_id", id).emit();
-        return Outcome::Done;
     }
     let failed: Vec<String> = state.failed.iter().map(|(r, _)| r.clone()).collect();
-    match blocking(move || spool.quarantine(&task_id, &state)).await {
-        Ok(()) => ctx
-            .log
-            .event("quarantine")
-            .kv("queue_id", id)
-            .kv("from", &entry.envelope.from)
-            .kv("to", failed.join(","))
-            .kv("reason", "permanent delivery failure; no bounce is sent")
-            .emit(),
-        Err(e) => ctx
-            .log
-            .event("spool_error")
-            .kv("queue_id", id)
-            .kv("error", e)
-            .emit(),
+    quarantine(ctx, id, state, &entry.envelope.from, failed).await
+}
+
+/// Moves the message to the quarantine; on failure it stays queued.
+async fn quarantine(
+    ctx: &Context,
+    id: &QueueId,
+    state: DeliveryState,
+    from: &str,
+    failed: Vec<String>,
+) -> Outcome {
+    let (spool, task_id, task_state) = (ctx.spool.clone(), id.clone(), state.clone());
+    match blocking(move || spool.quarantine(&task_id, &task_state)).await {
+        Ok(()) => {
+            ctx.log
+                .event("quarantine")
+                .kv("queue_id", id)
+                .kv("from", from)
+                .kv("to", failed.join(","))
+                .kv("reason", quarantine_reason(&state))
+                .kv("bounce", "none")
+                .emit();
+            Outcome::Done
+        }
+        Err(e) => keep_for_retry(ctx, id, state, crate::time::unix_now(), e).await,
     }
-    Outcome::Done
+}
+
+/// Why a message is quarantined: the first permanent failure, else the
+/// last error.
+fn quarantine_reason(state: &DeliveryState) -> String {
+    match (state.failed.first(), &state.last_error) {
+        (Some((rcpt, why)), _) => format!("{rcpt}: {why}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "permanent delivery failure".to_string(),
+    }
+}
+
+/// The message could not be removed or moved: record what is known and
+/// try again later, so nothing is stranded or delivered twice.
+async fn keep_for_retry(
+    ctx: &Context,
+    id: &QueueId,
+    mut state: DeliveryState,
+    now: u64,
+    error: String,
+) -> Outcome {
+    ctx.log
+        .event("spool_error")
+        .kv("queue_id", id)
+        .kv("error", error)
+        .emit();
+    state.next_attempt = now + ctx.config.downstream.retry_min.0.as_secs();
+    let next = state.next_attempt;
+    let (spool, task_id) = (ctx.spool.clone(), id.clone());
+    let _ = blocking(move || spool.save_state(&task_id, &state)).await;
+    Outcome::Retry(next)
 }
 
 fn log_result(ctx: &Context, id: &QueueId, rcpt: &str, relay: &str, status: &str, reply: &str) {

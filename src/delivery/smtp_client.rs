@@ -285,14 +285,28 @@ async fn transaction(
     }
     conn.write(&dot_stuff(req.message));
     conn.flush(t).await?;
-    // LMTP answers once per accepted recipient, SMTP once for all.
+    // LMTP answers once per accepted recipient, SMTP once for all. A
+    // connection lost halfway through LMTP's answers keeps the ones given,
+    // so those recipients are not sent the message again.
     let finals = if req.lmtp { accepted.len() } else { 1 };
     let mut final_replies = Vec::with_capacity(finals);
     for _ in 0..finals {
-        final_replies.push(read_reply(conn, t).await?);
+        match read_reply(conn, t).await {
+            Ok(reply) => final_replies.push(reply),
+            Err(e) if final_replies.is_empty() => return Err(e),
+            Err(_) => break,
+        }
     }
     for (n, &i) in accepted.iter().enumerate() {
-        results[i] = final_replies[n.min(finals - 1)].result();
+        let reply = if req.lmtp {
+            final_replies.get(n)
+        } else {
+            final_replies.first()
+        };
+        results[i] = reply.map_or(
+            RcptResult::Deferred("connection lost before the reply".into()),
+            Reply::result,
+        );
     }
     Ok(results)
 }

@@ -15,6 +15,9 @@ pub enum Command {
     Rcpt {
         to: Path,
     },
+    /// `RCPT TO:<Postmaster>` without a domain, which RFC 5321 section
+    /// 4.5.1 requires a server to accept for its own postmaster.
+    RcptPostmaster,
     Data,
     Rset,
     Noop,
@@ -145,6 +148,9 @@ fn parse_mail(args: &str) -> Result<Command, CommandError> {
 
 fn parse_rcpt(args: &str) -> Result<Command, CommandError> {
     let (path, params_text) = keyword_arg(args, "TO:").ok_or(CommandError::Syntax("RCPT"))?;
+    if path.eq_ignore_ascii_case("<postmaster>") && params_text.is_empty() {
+        return Ok(Command::RcptPostmaster);
+    }
     let to = parse_path(path).map_err(CommandError::BadRecipient)?;
     if to.mailbox.is_none() {
         return Err(CommandError::BadRecipient(AddressError::NoDomain));

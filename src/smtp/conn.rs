@@ -10,6 +10,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Why reading or writing stopped.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +81,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.pos = 0;
     }
 
-    /// Reads up to `chunk` more bytes; fails on timeout or end of stream.
-    async fn fill(&mut self, chunk: usize, timeout: Duration) -> Result<(), ConnError> {
+    /// Reads up to `chunk` more bytes; fails at `deadline` or end of stream.
+    async fn fill(&mut self, chunk: usize, deadline: Instant) -> Result<(), ConnError> {
         if self.pos == self.input.len() {
             // Everything was consumed: drop the buffer rather than keep a
             // large one alive while the connection idles.
@@ -95,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.input.resize(start + chunk, 0);
         let read = match self.stream.as_mut() {
             Some(stream) => {
-                tokio::time::timeout(timeout, stream.read(&mut self.input[start..])).await
+                tokio::time::timeout_at(deadline, stream.read(&mut self.input[start..])).await
             }
             None => return Err(ConnError::Closed),
         };
@@ -109,8 +110,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         result.map(|_| ())
     }
 
-    /// Reads one line of at most `limit` octets including its CRLF.
+    /// Reads one line of at most `limit` octets including its CRLF; the
+    /// whole line must arrive within `timeout` (no trickling).
     pub async fn read_line(&mut self, limit: usize, timeout: Duration) -> Result<Line, ConnError> {
+        let deadline = Instant::now() + timeout;
         let mut discarding = false;
         loop {
             let unread = &self.input[self.pos..];
@@ -137,24 +140,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 discarding = true;
                 self.pos = self.input.len();
             }
-            self.fill(COMMAND_CHUNK, timeout).await?;
+            self.fill(COMMAND_CHUNK, deadline).await?;
         }
     }
 
-    /// Feeds input to `decoder` until the end of data; what follows the
-    /// end stays buffered for the next command.
+    /// Feeds input to `decoder` until the end of data (true) or until it
+    /// holds `flush_at` decoded bytes (false: write them out, call again).
+    /// What follows the end stays buffered for the next command. The end
+    /// must come before `deadline`, so a client cannot hold a slot by
+    /// trickling bytes.
     pub async fn read_data(
         &mut self,
         decoder: &mut DataDecoder,
-        timeout: Duration,
-    ) -> Result<(), ConnError> {
+        deadline: Instant,
+        flush_at: usize,
+    ) -> Result<bool, ConnError> {
         loop {
             let (used, done) = decoder.feed(&self.input[self.pos..]);
             self.pos += used;
             if done {
-                return Ok(());
+                return Ok(true);
             }
-            self.fill(DATA_CHUNK, timeout).await?;
+            if decoder.buffered() >= flush_at {
+                return Ok(false);
+            }
+            self.fill(DATA_CHUNK, deadline).await?;
         }
     }
 

@@ -142,6 +142,24 @@ impl DataDecoder {
         self.size
     }
 
+    /// Decoded bytes held, not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the decoded bytes held so far (to write them out), or nothing
+    /// once the message is known to be refused.
+    pub fn take(&mut self) -> Vec<u8> {
+        let refused =
+            self.size > self.max_size || (self.bare && self.mode == BareLineEndings::Reject);
+        let out = std::mem::take(&mut self.out);
+        if refused {
+            Vec::new()
+        } else {
+            out
+        }
+    }
+
     /// The verdict on the whole message; call once the end was reached.
     pub fn finish(self) -> DataOutcome {
         if self.size > self.max_size {

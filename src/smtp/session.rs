@@ -4,20 +4,25 @@
 //! and the hand-off of a finished message to the spool. Generic over the
 //! stream, so tests drive it from memory as well as over sockets.
 
-use super::address::{Mailbox, Path};
+use super::address::{Domain, Mailbox, Path};
 use super::command::{self, Command, CommandError, MailParams};
 use super::conn::{Conn, ConnError, Line};
 use super::data::{DataDecoder, DataOutcome};
 use super::received::{self, Trace};
 use super::reply::Reply;
 use crate::services::Services;
-use crate::spool::{Envelope, QueueId};
+use crate::spool::{Envelope, Pending, QueueId};
 use std::net::IpAddr;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 
 /// Longest command line, CRLF included (RFC 5321 section 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
+
+/// Decoded DATA goes to the spool file in pieces of this size, so a
+/// session holds at most this much of a message in memory.
+const SPOOL_CHUNK: usize = 256 * 1024;
 
 /// Whether the conversation goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 self.close("max_commands", Reply::new(421, "4.7.0", text))
             } else {
                 match line {
-                    Line::TooLong => self.refuse(
+                    Line::TooLong => self.protocol_error(
                         "command",
                         "line_length",
                         None,
@@ -141,8 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Flow::Continue
     }
 
-    /// Sends an error reply, logs the decision and counts it toward
-    /// `max_errors`.
+    /// Sends an error reply and logs the decision.
     fn refuse(
         &mut self,
         stage: &'static str,
@@ -158,6 +162,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         self.log_decision("reject", stage, check, action, &reply, to);
         self.counts.refused += 1;
+        Flow::Continue
+    }
+
+    /// A refusal for breaking the protocol; these count toward
+    /// `max_errors` (policy refusals such as unknown users do not).
+    fn protocol_error(
+        &mut self,
+        stage: &'static str,
+        check: &str,
+        to: Option<&Path>,
+        reply: Reply,
+    ) -> Flow {
+        self.refuse(stage, check, to, reply);
         self.errors += 1;
         if self.errors >= self.svc.config.limits.max_errors {
             let text = format!("{} Error: too many errors", self.hostname());
@@ -199,6 +216,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Command::Ehlo(name) => self.greet(name, true),
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to } => self.rcpt(to),
+            Command::RcptPostmaster => {
+                let config = &self.svc.config;
+                let domain = config
+                    .relay
+                    .domains
+                    .first()
+                    .unwrap_or(&config.server.hostname);
+                let to = Path {
+                    mailbox: Some(Mailbox {
+                        local: "postmaster".into(),
+                        domain: Domain::Name(domain.clone()),
+                    }),
+                    source_route: false,
+                };
+                self.rcpt(to)
+            }
             Command::Data => self.data().await,
             Command::Rset => {
                 self.tx = None;
@@ -220,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
             Command::StartTls => self.starttls().await,
-            Command::Expn | Command::NotImplemented(_) => self.refuse(
+            Command::Expn | Command::NotImplemented(_) => self.protocol_error(
                 "command",
                 "protocol",
                 None,
@@ -262,7 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 Reply::new(555, "5.5.4", format!("Unsupported option: {p}")),
             ),
         };
-        self.refuse(stage, "protocol", None, reply)
+        self.protocol_error(stage, "protocol", None, reply)
     }
 
     fn greet(&mut self, name: String, esmtp: bool) -> Flow {
@@ -289,11 +322,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     fn mail(&mut self, from: Path, params: MailParams) -> Flow {
         if self.helo.is_none() {
             let reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
-            return self.refuse("mail", "protocol", None, reply);
+            return self.protocol_error("mail", "protocol", None, reply);
         }
         if self.tx.is_some() {
             let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
-            return self.refuse("mail", "protocol", None, reply);
+            return self.protocol_error("mail", "protocol", None, reply);
         }
         if params
             .size
@@ -313,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     fn rcpt(&mut self, to: Path) -> Flow {
         let Some(tx) = &self.tx else {
             let reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
-            return self.refuse("rcpt", "protocol", Some(&to), reply);
+            return self.protocol_error("rcpt", "protocol", Some(&to), reply);
         };
         if tx.rcpts.len() >= self.svc.config.limits.max_recipients {
             let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
@@ -337,7 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Some(_) => None,
         };
         if let Some(reply) = reply {
-            return self.refuse("data", "protocol", None, reply);
+            return self.protocol_error("data", "protocol", None, reply);
         }
         self.conn
             .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
@@ -345,73 +378,96 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.conn.flush(limits.command_timeout.0).await.is_err() {
             return Flow::Close;
         }
+        let Some(envelope) = self.envelope() else {
+            return Flow::Continue;
+        };
+        let trace = received::header(&Trace {
+            helo: &envelope.helo,
+            client: self.client,
+            hostname: self.hostname(),
+            esmtp: self.esmtp,
+            tls: self.conn.is_tls(),
+            id: envelope.id.as_str(),
+            rcpts: &envelope.rcpts,
+            time: SystemTime::now(),
+        });
+        let mut pending = Some(self.svc.spool.start(&envelope, trace.as_bytes()));
+        let mut spool_error = None;
         let mut decoder = DataDecoder::new(
             limits.max_message_size,
             self.svc.config.server.bare_line_endings,
         );
-        match self
-            .conn
-            .read_data(&mut decoder, limits.data_timeout.0)
-            .await
-        {
-            Ok(()) => {}
-            Err(ConnError::Timeout) => {
-                let reply = Reply::new(421, "4.4.2", self.timeout_text());
-                return self.close("data_timeout", reply);
+        let deadline = Instant::now() + limits.data_timeout.0;
+        loop {
+            match self
+                .conn
+                .read_data(&mut decoder, deadline, SPOOL_CHUNK)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    let chunk = decoder.take();
+                    if let (Some(mut p), false) = (pending.take(), chunk.is_empty()) {
+                        let appended =
+                            tokio::task::spawn_blocking(move || p.append(&chunk).map(|()| p)).await;
+                        match appended {
+                            Ok(Ok(p)) => pending = Some(p),
+                            Ok(Err(e)) => spool_error = Some(e.to_string()),
+                            Err(e) => spool_error = Some(e.to_string()),
+                        }
+                    }
+                }
+                Err(ConnError::Timeout) => {
+                    let reply = Reply::new(421, "4.4.2", self.timeout_text());
+                    return self.close("data_timeout", reply);
+                }
+                Err(_) => return Flow::Close,
             }
-            Err(_) => return Flow::Close,
         }
-        let flow = match decoder.finish() {
-            DataOutcome::Message(message) => self.queue(message).await,
+        self.tx = None;
+        let size = decoder.size();
+        match decoder.finish() {
+            DataOutcome::Message(rest) => match (pending, spool_error) {
+                (Some(p), None) => self.queue(envelope, p, rest, size).await,
+                (_, error) => self.spool_failed(error.unwrap_or_default()),
+            },
             DataOutcome::TooBig => {
                 let reply = Reply::new(552, "5.3.4", "Error: message file too big");
                 self.refuse("data", "message_size", None, reply)
             }
             DataOutcome::BareLineEnding => {
                 let reply = Reply::new(550, "5.5.2", "Error: bare <CR> or <LF> received");
-                self.refuse("data", "bare_line_ending", None, reply)
+                self.protocol_error("data", "bare_line_ending", None, reply)
             }
-        };
-        self.tx = None;
-        flow
+        }
     }
 
-    /// Spools the message; answers 250 only once it is on disk.
-    async fn queue(&mut self, message: Vec<u8>) -> Flow {
-        let Some(tx) = &self.tx else {
-            return Flow::Continue;
-        };
-        let id = QueueId::generate();
-        let rcpts: Vec<String> = tx.rcpts.iter().map(ToString::to_string).collect();
-        let helo = self.helo.clone().unwrap_or_default();
-        let trace = received::header(&Trace {
-            helo: &helo,
-            client: self.client,
-            hostname: self.hostname(),
-            esmtp: self.esmtp,
-            tls: self.conn.is_tls(),
-            id: id.as_str(),
-            rcpts: &rcpts,
-            time: SystemTime::now(),
-        });
-        let envelope = Envelope {
-            id: id.clone(),
+    /// The envelope of the current transaction, with a new queue ID.
+    fn envelope(&self) -> Option<Envelope> {
+        let tx = self.tx.as_ref()?;
+        Some(Envelope {
+            id: QueueId::generate(),
             arrival: crate::time::unix_now(),
             client: self.client,
-            helo,
+            helo: self.helo.clone().unwrap_or_default(),
             from: tx.from.to_string(),
             body_8bit: tx.body_8bit,
-            rcpts,
-        };
-        let size = message.len();
-        let spool = self.svc.spool.clone();
-        let envelope_for_log = envelope.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            spool.commit(&envelope, &[trace.as_bytes(), &message])
+            rcpts: tx.rcpts.iter().map(ToString::to_string).collect(),
         })
-        .await;
+    }
+
+    /// Makes the message durable; answers 250 only once it is on disk.
+    async fn queue(
+        &mut self,
+        envelope: Envelope,
+        pending: Pending,
+        rest: Vec<u8>,
+        size: u64,
+    ) -> Flow {
+        let written = tokio::task::spawn_blocking(move || pending.commit(&rest)).await;
         match written {
             Ok(Ok(())) => {
+                let id = envelope.id;
                 self.svc.delivery.enqueue(id.clone());
                 self.counts.accepted += 1;
                 let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
@@ -419,9 +475,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     .log
                     .event("accept")
                     .kv("client", self.client)
-                    .kv("helo", &envelope_for_log.helo)
-                    .kv("from", &envelope_for_log.from)
-                    .kv("to", envelope_for_log.rcpts.join(","))
+                    .kv("helo", &envelope.helo)
+                    .kv("from", &envelope.from)
+                    .kv("to", envelope.rcpts.join(","))
                     .kv("stage", "data")
                     .kv("action", "accept")
                     .kv("queue_id", &id)
@@ -449,15 +505,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn starttls(&mut self) -> Flow {
         let Some(config) = self.svc.tls.clone() else {
             let reply = Reply::new(502, "5.5.1", "Error: command not implemented");
-            return self.refuse("starttls", "protocol", None, reply);
+            return self.protocol_error("starttls", "protocol", None, reply);
         };
         if self.conn.is_tls() {
             let reply = Reply::new(554, "5.5.1", "Error: TLS already active");
-            return self.refuse("starttls", "protocol", None, reply);
+            return self.protocol_error("starttls", "protocol", None, reply);
         }
         if self.tx.is_some() {
             let reply = Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
-            return self.refuse("starttls", "protocol", None, reply);
+            return self.protocol_error("starttls", "protocol", None, reply);
         }
         self.conn
             .write_reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));

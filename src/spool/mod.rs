@@ -37,12 +37,75 @@ pub enum SpoolError {
     },
     #[error("{0}: no such message in the queue")]
     NotFound(QueueId),
+    #[error("{0}: another mxguard is already serving this spool")]
+    Locked(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+/// A message being received: written to `tmp/` as it arrives (so memory
+/// stays bounded), made durable and moved into the queue by
+/// [`Pending::commit`]. Dropped without a commit, it leaves nothing behind.
+pub struct Pending {
+    id: QueueId,
+    /// Envelope lines and trace header, written before the first data.
+    head: Vec<u8>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    queue: PathBuf,
+    file: Option<File>,
+}
+
+impl Pending {
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    fn open(&mut self) -> Result<&mut File, SpoolError> {
+        if self.file.is_none() {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&self.tmp)
+                .map_err(io_err(&self.tmp))?;
+            let head = std::mem::take(&mut self.head);
+            file.write_all(&head).map_err(io_err(&self.tmp))?;
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or(SpoolError::NotFound(self.id.clone()))
+    }
+
+    /// Adds message bytes (blocking).
+    pub fn append(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        let tmp = self.tmp.clone();
+        self.open()?.write_all(data).map_err(io_err(&tmp))
+    }
+
+    /// Writes the last bytes, fsyncs, renames into the queue and fsyncs the
+    /// directory (blocking). Only after this may the client hear 250.
+    pub fn commit(mut self, rest: &[u8]) -> Result<(), SpoolError> {
+        let tmp = self.tmp.clone();
+        let file = self.open()?;
+        file.write_all(rest).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
+        self.file = None;
+        fsync_dir(&self.queue)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -59,6 +122,12 @@ impl Entry {
     pub fn message(&self) -> &[u8] {
         &self.file[self.body..]
     }
+}
+
+/// Held by the serving process; the lock is released when it is dropped
+/// (or the process dies).
+pub struct SpoolLock {
+    _file: File,
 }
 
 #[derive(Debug, Clone)]
@@ -89,8 +158,8 @@ fn write_synced(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
 }
 
 impl Spool {
-    /// Opens (creating) the spool; removes what an interrupted run left in
-    /// `tmp/` (never acknowledged) and state files whose message is gone.
+    /// Opens (creating) the spool for reading and administration, as
+    /// `mxguard queue` does: nothing is cleaned up, a server may be running.
     pub fn open(root: &Path) -> Result<Spool, SpoolError> {
         let spool = Spool {
             root: root.to_path_buf(),
@@ -100,6 +169,27 @@ impl Spool {
         };
         for dir in [&spool.queue, &spool.tmp, &spool.quarantine] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        Ok(spool)
+    }
+
+    /// Opens the spool for the one server that owns it: takes the lock
+    /// (held while the returned [`SpoolLock`] lives), then removes what an
+    /// interrupted run left in `tmp/` (never acknowledged) and state files
+    /// whose message is gone.
+    pub fn open_exclusive(root: &Path) -> Result<(Spool, SpoolLock), SpoolError> {
+        let spool = Spool::open(root)?;
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(SpoolError::Locked(root.display().to_string()));
         }
         for entry in fs::read_dir(&spool.tmp)
             .map_err(io_err(&spool.tmp))?
@@ -116,7 +206,7 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             }
         }
-        Ok(spool)
+        Ok((spool, SpoolLock { _file: lock }))
     }
 
     pub fn root(&self) -> &Path {
@@ -131,21 +221,28 @@ impl Spool {
         dir.join(format!("{id}.state"))
     }
 
-    /// Makes a message durable: envelope and message parts written, synced,
-    /// renamed into the queue, directory synced.
-    pub fn commit(&self, envelope: &Envelope, message: &[&[u8]]) -> Result<(), SpoolError> {
-        let head = envelope.render();
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(message.len() + 1);
-        parts.push(head.as_bytes());
-        parts.extend_from_slice(message);
-        let tmp = self.tmp.join(envelope.id.as_str());
-        if let Err(e) = write_synced(&tmp, &parts) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+    /// Starts a queue entry; nothing is on disk until the first
+    /// [`Pending::append`] or [`Pending::commit`].
+    pub fn start(&self, envelope: &Envelope, header: &[u8]) -> Pending {
+        let mut head = envelope.render().into_bytes();
+        head.extend_from_slice(header);
+        Pending {
+            id: envelope.id.clone(),
+            head,
+            tmp: self.tmp.join(envelope.id.as_str()),
+            dest: self.file(&envelope.id),
+            queue: self.queue.clone(),
+            file: None,
         }
-        let dest = self.file(&envelope.id);
-        fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-        fsync_dir(&self.queue)
+    }
+
+    /// Makes a message durable in one go (envelope, then message parts).
+    pub fn commit(&self, envelope: &Envelope, message: &[&[u8]]) -> Result<(), SpoolError> {
+        let mut pending = self.start(envelope, &[]);
+        for part in message {
+            pending.append(part)?;
+        }
+        pending.commit(&[])
     }
 
     /// IDs in the queue, oldest first.
@@ -335,7 +432,12 @@ mod tests {
         )
         .unwrap();
         drop(spool);
-        Spool::open(dir.path()).unwrap();
+        let (_spool, lock) = Spool::open_exclusive(dir.path()).unwrap();
+        assert!(matches!(
+            Spool::open_exclusive(dir.path()),
+            Err(SpoolError::Locked(_))
+        ));
+        drop(lock);
         assert!(fs::read_dir(dir.path().join("tmp"))
             .unwrap()
             .next()

@@ -246,6 +246,11 @@ impl Client {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Sends if the server still listens; false once it has closed.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
+    }
+
     /// Reads one whole reply (all its lines); empty at end of stream.
     pub async fn reply(&mut self) -> String {
         let mut reply = String::new();

@@ -263,3 +263,47 @@ async fn sequence_errors_and_other_commands() {
     assert_eq!(c.reply().await, "250 2.0.0 Ok\r\n");
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
 }
+
+#[tokio::test]
+async fn recipients_over_the_limit_are_not_protocol_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "max_recipients = 100\nmax_errors = 10");
+    let mut c = Client::greet(mx.addr).await;
+    let mut batch = String::from("MAIL FROM:<a@client.test>\r\n");
+    for i in 0..115 {
+        batch.push_str(&format!("RCPT TO:<user{i}@example.test>\r\n"));
+    }
+    c.send(batch.as_bytes()).await;
+    assert_eq!(c.reply().await, "250 2.1.0 Ok\r\n");
+    for i in 0..115 {
+        let expected = if i < 100 {
+            "250 2.1.5 Ok\r\n"
+        } else {
+            "452 4.5.3 Error: too many recipients\r\n"
+        };
+        assert_eq!(c.reply().await, expected, "recipient {i}");
+    }
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(b"Subject: many\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+}
+
+#[tokio::test]
+async fn a_trickled_command_line_still_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "command_timeout = \"1s\"");
+    let mut c = Client::greet(mx.addr).await;
+    // One byte every 300 ms: each read is quick, the line never ends in
+    // time. The loop is bounded; the server must cut it short.
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(300));
+    for b in b"NOOP NOOP NOOP NOOP NOOP\r\n".iter() {
+        ticker.tick().await;
+        if !c.try_send(&[*b]).await {
+            break;
+        }
+    }
+    assert_eq!(
+        c.rest().await,
+        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
+}

@@ -114,3 +114,45 @@ fn flush_without_a_running_server_marks_messages_due() {
     mx.wait_log(&["event=delivery", "status=sent"]);
     assert_eq!(sink.messages().len(), 1);
 }
+
+#[test]
+fn a_second_server_on_the_same_spool_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), "");
+    std::fs::write(
+        mx.spool().join("tmp").join("in-flight"),
+        b"a message being received",
+    )
+    .unwrap();
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .args(["serve", "--config"])
+        .arg(&mx.config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another mxguard is already serving this spool"),
+        "{err}"
+    );
+    // Neither the refused server nor `mxguard queue` touched the live spool.
+    assert!(mx.cli(&["queue", "list"]).status.success());
+    assert!(mx.spool().join("tmp").join("in-flight").exists());
+}
+
+#[test]
+fn an_unreadable_queue_file_goes_to_the_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), "");
+    let id = "0123456789ABCDEF0123";
+    std::fs::write(
+        mx.spool().join("queue").join(id),
+        b"not a queue file\n\nat all",
+    )
+    .unwrap();
+    assert!(mx.cli(&["queue", "flush"]).status.success());
+    let line = mx.wait_log(&["event=quarantine", &format!("queue_id={id}")]);
+    assert!(line.contains("unreadable queue file"), "{line}");
+    assert!(mx.spool().join("quarantine").join(id).exists());
+    assert!(!mx.spool().join("queue").join(id).exists());
+}
