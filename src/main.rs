@@ -104,18 +104,18 @@ fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
 }
 
 fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
-    let config = load(Some(file))?;
-    if let Some(table) = &config.recipients.table {
-        if let Err(e) = mxguard::recipients::table::RecipientTable::open(table) {
-            eprintln!("mxguard: {}: recipients.table: {e}", file.display());
-            return Err(ExitCode::from(EX_CONFIG));
-        }
-    }
+    let config = std::sync::Arc::new(load(Some(file))?);
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("mxguard: {}: {e}", file.display());
+        ExitCode::from(EX_CONFIG)
+    };
+    // Open everything the configuration names: list files, TLS, DNS.
+    let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
+    let log = std::sync::Arc::new(mxguard::log::Logger::discard());
+    mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), log)
+        .map_err(|e| fail(&e))?;
     if let Some(tls) = &config.tls {
-        if let Err(e) = mxguard::tls::server_config(&tls.cert, &tls.key) {
-            eprintln!("mxguard: {}: {e}", file.display());
-            return Err(ExitCode::from(EX_CONFIG));
-        }
+        mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;
     }
     println!("{}: ok", file.display());
     Ok(ExitCode::SUCCESS)

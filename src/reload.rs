@@ -12,13 +12,15 @@ use std::time::SystemTime;
 /// A file that cannot be used, with the line at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{path}: {source}")]
+    #[error("{key}: {path}: {source}")]
     Read {
+        key: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {message}")]
+    #[error("{key}: {path}:{line}: {message}")]
     Syntax {
+        key: &'static str,
         path: String,
         line: usize,
         message: String,
@@ -69,12 +71,14 @@ pub struct Reloadable<T> {
 }
 
 /// The parsed file, and whether it had any entry.
-fn load<T>(path: &Path, parse: Parser<T>) -> Result<(T, bool), FileError> {
+fn load<T>(key: &'static str, path: &Path, parse: Parser<T>) -> Result<(T, bool), FileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        key,
         path: path.display().to_string(),
         source,
     })?;
     let value = parse(&text).map_err(|e| FileError::Syntax {
+        key,
         path: path.display().to_string(),
         line: e.line,
         message: e.message,
@@ -90,7 +94,7 @@ impl<T> Reloadable<T> {
         parse: Parser<T>,
     ) -> Result<Reloadable<T>, FileError> {
         let stamp = stamp(path);
-        let (value, had_entries) = load(path, parse)?;
+        let (value, had_entries) = load(key, path, parse)?;
         Ok(Reloadable {
             key,
             path: path.to_path_buf(),
@@ -109,7 +113,7 @@ impl<T> Reloadable<T> {
         let now = stamp(&self.path);
         if now != loaded.stamp {
             loaded.stamp = now;
-            match load(&self.path, self.parse) {
+            match load(self.key, &self.path, self.parse) {
                 Ok((_, false)) if loaded.had_entries => log
                     .event("file_error")
                     .kv("key", self.key)

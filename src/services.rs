@@ -24,10 +24,12 @@ pub struct Services {
 /// Why the services could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
-    #[error("recipients.table: {0}")]
-    Table(#[from] FileError),
+    #[error("{0}")]
+    File(#[from] FileError),
     #[error("{0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsSetupError),
 }
 
 impl Services {
@@ -41,8 +43,9 @@ impl Services {
             Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
             None => None,
         };
+        let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
         Ok(Services {
-            policy: Policy::new(&config)?,
+            policy: Policy::new(config.clone(), dns, log.clone())?,
             config,
             log,
             spool,

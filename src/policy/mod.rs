@@ -1,23 +1,29 @@
 //! The policy: the checks a session asks about at each stage, each answering
 //! with a [`Refusal`] that names the check, or nothing. The policy never
 //! writes to the socket; the session never decides by itself.
-//! Today: relay control ([`relay`]) and the recipient table.
+//! Relay control ([`relay`]), the recipient table, and the DNS and list
+//! checks of each stage ([`stages`], run per session by [`session_checks`],
+//! folded by [`verdict`]).
 
 pub mod helo;
 pub mod lists;
 pub mod rdns;
 pub mod relay;
+pub mod session_checks;
 pub mod stages;
 pub mod verdict;
 
 use crate::config::Config;
+use crate::dns::Dns;
 use crate::log::Logger;
 use crate::recipients::table::RecipientTable;
 use crate::reload::FileError;
-use crate::smtp::address::Path;
+use crate::smtp::address::{Mailbox, Path};
 use crate::smtp::reply::Reply;
 use relay::{Destination, RelayControl};
+use stages::Checks;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A check said no: its name for the log, and the reply for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +54,12 @@ impl Refusal {
 pub struct Policy {
     relay: RelayControl,
     recipients: Option<RecipientTable>,
+    /// The DNS and list checks of each stage.
+    pub checks: Arc<Checks>,
 }
 
 impl Policy {
-    pub fn new(config: &Config) -> Result<Policy, FileError> {
+    pub fn new(config: Arc<Config>, dns: Arc<Dns>, log: Arc<Logger>) -> Result<Policy, FileError> {
         let recipients = match &config.recipients.table {
             Some(path) => Some(RecipientTable::open(path)?),
             None => None,
@@ -59,31 +67,38 @@ impl Policy {
         Ok(Policy {
             relay: RelayControl::new(&config.relay),
             recipients,
+            checks: Arc::new(Checks::new(config, dns, log)?),
         })
     }
 
-    /// Whether `client` may relay to any domain.
-    pub fn is_trusted(&self, client: IpAddr) -> bool {
-        self.relay.is_trusted(client)
+    /// Why `client` skips the client checks, if it does: it is trusted,
+    /// or in the exception list.
+    pub fn exemption(&self, client: IpAddr) -> Option<String> {
+        if self.relay.is_trusted(client) {
+            return Some("trusted network".into());
+        }
+        self.checks
+            .exception(client)
+            .map(|entry| format!("exception {entry}"))
     }
 
-    /// RCPT stage: relay control, then whether the mailbox exists.
-    pub fn check_rcpt(&self, client: IpAddr, to: &Path, log: &Logger) -> Result<(), Refusal> {
-        let destination = self.relay.check(client, to)?;
-        let (Destination::Local(mailbox), Some(table)) = (destination, &self.recipients) else {
-            return Ok(());
-        };
-        if table.contains(mailbox, log) {
-            Ok(())
-        } else {
-            Err(Refusal::new(
+    /// RCPT stage, first: relay control.
+    pub fn relay<'a>(&self, client: IpAddr, to: &'a Path) -> Result<Destination<'a>, Refusal> {
+        self.relay.check(client, to)
+    }
+
+    /// RCPT stage, last: whether a mailbox at our domain exists.
+    pub fn recipient_known(&self, mailbox: &Mailbox, log: &Logger) -> Result<(), Refusal> {
+        match &self.recipients {
+            Some(table) if !table.contains(mailbox, log) => Err(Refusal::new(
                 "recipient_table",
                 Reply::new(
                     550,
                     "5.1.1",
                     format!("<{mailbox}>: Recipient address rejected: User unknown"),
                 ),
-            ))
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -10,6 +10,11 @@ use super::conn::{Conn, ConnError, Line};
 use super::data::{DataDecoder, DataOutcome};
 use super::received::{self, Trace};
 use super::reply::Reply;
+use crate::config::RejectAt;
+use crate::policy::relay::Destination;
+use crate::policy::session_checks::{SessionChecks, Upto};
+use crate::policy::verdict::decide;
+use crate::policy::Refusal;
 use crate::services::Services;
 use crate::spool::{Envelope, Pending, QueueId};
 use std::net::IpAddr;
@@ -55,10 +60,20 @@ struct Session<'a, S> {
     errors: u32,
     commands: u32,
     counts: Counts,
+    checks: SessionChecks,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, client: IpAddr) {
+    let exemption = svc.policy.exemption(client);
+    if let Some(why) = &exemption {
+        svc.log
+            .event("exempt")
+            .kv("client", client)
+            .kv("reason", why)
+            .emit();
+    }
+    let checks = SessionChecks::start(svc.policy.checks.clone(), client, exemption.is_none());
     let session = Session {
         svc,
         conn: Conn::new(stream),
@@ -69,6 +84,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         errors: 0,
         commands: 0,
         counts: Counts::default(),
+        checks,
     };
     session.serve().await;
 }
@@ -212,10 +228,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return self.syntax_error(e),
         };
         match cmd {
-            Command::Helo(name) => self.greet(name, false),
-            Command::Ehlo(name) => self.greet(name, true),
-            Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => self.rcpt(to),
+            Command::Helo(name) => self.greet(name, false).await,
+            Command::Ehlo(name) => self.greet(name, true).await,
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to } => self.rcpt(to).await,
             Command::RcptPostmaster => {
                 let config = &self.svc.config;
                 let domain = config
@@ -230,11 +246,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     }),
                     source_route: false,
                 };
-                self.rcpt(to)
+                self.rcpt(to).await
             }
             Command::Data => self.data().await,
             Command::Rset => {
                 self.tx = None;
+                self.checks.end_transaction();
                 self.ok(Reply::new(250, "2.0.0", "Ok"))
             }
             Command::Noop => self.ok(Reply::new(250, "2.0.0", "Ok")),
@@ -298,10 +315,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.protocol_error(stage, "protocol", None, reply)
     }
 
-    fn greet(&mut self, name: String, esmtp: bool) -> Flow {
+    async fn greet(&mut self, name: String, esmtp: bool) -> Flow {
+        self.tx = None;
+        self.checks.on_helo(&name);
+        if self.svc.config.policy.reject_at == RejectAt::Immediate {
+            if let Some(refusal) = self.decide(Upto::Helo, None).await {
+                self.helo = None;
+                return self.refuse("helo", &refusal.check, None, refusal.reply);
+            }
+        }
         self.helo = Some(name);
         self.esmtp = esmtp;
-        self.tx = None;
         let host = self.hostname().to_string();
         if !esmtp {
             return self.ok(Reply::plain(250, vec![host]));
@@ -319,11 +343,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.ok(Reply::plain(250, lines))
     }
 
-    fn mail(&mut self, from: Path, params: MailParams) -> Flow {
-        if self.helo.is_none() {
+    /// The verdict of the connect, HELO (and MAIL) checks; warnings not
+    /// logged yet are logged now, with `to` when there is one.
+    async fn decide(&mut self, upto: Upto, to: Option<&Path>) -> Option<Refusal> {
+        let (decision, warnings) = self.checks.decide(upto).await;
+        for warning in warnings {
+            let stage = if upto == Upto::Helo { "helo" } else { "rcpt" };
+            self.log_decision(
+                "would_reject",
+                stage,
+                &warning.check,
+                "warn",
+                &warning.reply,
+                to,
+            );
+        }
+        decision.refusal
+    }
+
+    async fn mail(&mut self, from: Path, params: MailParams) -> Flow {
+        let Some(helo) = self.helo.clone() else {
             let reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
             return self.protocol_error("mail", "protocol", None, reply);
-        }
+        };
         if self.tx.is_some() {
             let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
             return self.protocol_error("mail", "protocol", None, reply);
@@ -335,15 +377,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
             return self.refuse("mail", "message_size", None, reply);
         }
+        self.checks.on_mail(&helo, &from);
         self.tx = Some(Transaction {
             from,
             body_8bit: params.body_8bit,
             rcpts: Vec::new(),
         });
+        if self.svc.config.policy.reject_at == RejectAt::Immediate {
+            if let Some(refusal) = self.decide(Upto::Mail, None).await {
+                let flow = self.refuse("mail", &refusal.check, None, refusal.reply);
+                self.tx = None;
+                self.checks.end_transaction();
+                return flow;
+            }
+        }
         self.ok(Reply::new(250, "2.1.0", "Ok"))
     }
 
-    fn rcpt(&mut self, to: Path) -> Flow {
+    async fn rcpt(&mut self, to: Path) -> Flow {
         let Some(tx) = &self.tx else {
             let reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
             return self.protocol_error("rcpt", "protocol", Some(&to), reply);
@@ -352,8 +403,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
         }
-        if let Err(refusal) = self.svc.policy.check_rcpt(self.client, &to, &self.svc.log) {
+        let policy = &self.svc.policy;
+        let local = match policy.relay(self.client, &to) {
+            Err(refusal) => return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply),
+            Ok(Destination::Local(mailbox)) => Some(mailbox.clone()),
+            Ok(Destination::Relayed) => None,
+        };
+        // Connect, HELO and MAIL rejections are delivered here, so the log
+        // line carries the whole envelope.
+        if let Some(refusal) = self.decide(Upto::Mail, Some(&to)).await {
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+        }
+        if let Some(mailbox) = &to.mailbox {
+            let results = self.svc.policy.checks.rcpt(mailbox);
+            let policy = &self.svc.config.policy;
+            let decision = decide(
+                &results,
+                policy.mode,
+                policy.reject_score,
+                &self.client.to_string(),
+            );
+            for warning in decision.warnings {
+                self.log_decision(
+                    "would_reject",
+                    "rcpt",
+                    &warning.check,
+                    "warn",
+                    &warning.reply,
+                    Some(&to),
+                );
+            }
+            if let Some(refusal) = decision.refusal {
+                return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+            }
+        }
+        if let Some(mailbox) = &local {
+            if let Err(refusal) = self.svc.policy.recipient_known(mailbox, &self.svc.log) {
+                return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+            }
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
             tx.rcpts.push(mailbox);
@@ -425,6 +512,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         self.tx = None;
+        self.checks.end_transaction();
         let size = decoder.size();
         match decoder.finish() {
             DataOutcome::Message(rest) => match (pending, spool_error) {

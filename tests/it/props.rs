@@ -11,7 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn services(dir: &std::path::Path) -> Arc<Services> {
+/// One set of services for every case (building DNS and TLS per case
+/// would dominate the run); its spool lives in a directory kept for the run.
+fn services() -> &'static Arc<Services> {
+    static SERVICES: std::sync::OnceLock<Arc<Services>> = std::sync::OnceLock::new();
+    SERVICES.get_or_init(|| build_services(&tempfile::tempdir().unwrap().keep()))
+}
+
+fn build_services(dir: &std::path::Path) -> Arc<Services> {
     let toml = "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_errors = 1000\nmax_message_size = 4096\nmax_recipients = 5\n";
     let config = Config::from_toml(toml, "props.toml", dir).unwrap();
     let spool = Arc::new(Spool::open(&config.spool.dir).unwrap());
@@ -100,8 +107,7 @@ proptest! {
 
     #[test]
     fn random_bytes(input in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let dir = tempfile::tempdir().unwrap();
-        let svc = services(dir.path());
+        let svc = services();
         let len = input.len();
         let out = converse(&svc, input);
         assert_well_formed(&out);
@@ -111,8 +117,7 @@ proptest! {
 
     #[test]
     fn random_command_sequences(cmds in proptest::collection::vec(command(), 0..40)) {
-        let dir = tempfile::tempdir().unwrap();
-        let svc = services(dir.path());
+        let svc = services();
         let input: Vec<u8> = cmds.concat();
         let lines = input.iter().filter(|&&b| b == b'\n').count();
         let out = converse(&svc, input);
