@@ -109,7 +109,7 @@ proptest! {
     fn random_bytes(input in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let svc = services();
         let len = input.len();
-        let out = converse(&svc, input);
+        let out = converse(svc, input);
         assert_well_formed(&out);
         // The banner, one bounded reply per input line, and a goodbye.
         prop_assert!(out.len() <= 300 + 200 * (len + 1));
@@ -120,7 +120,7 @@ proptest! {
         let svc = services();
         let input: Vec<u8> = cmds.concat();
         let lines = input.iter().filter(|&&b| b == b'\n').count();
-        let out = converse(&svc, input);
+        let out = converse(svc, input);
         assert_well_formed(&out);
         let replies = std::str::from_utf8(&out).unwrap().split_terminator("\r\n").filter(|l| l.as_bytes()[3] == b' ').count();
         // Never more final replies than the banner plus one per line.
