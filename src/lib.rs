@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod dns;
+pub mod dry_run;
 pub mod log;
 pub mod net;
 pub mod policy;

@@ -13,6 +13,7 @@ const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
+const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
@@ -30,6 +31,25 @@ struct Cli {
 enum Command {
     /// Run the gateway (without --config: the embedded default, 127.0.0.1:2525)
     Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run every check as for a real session and print each result and the
+    /// verdict (exit 0 accept, 1 reject, 75 tempfail)
+    Check {
+        #[arg(long)]
+        client: std::net::IpAddr,
+        #[arg(long)]
+        helo: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        rcpt: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Test each configured DNSBL with its RFC 5782 test points
+    DnsblHealth {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -84,6 +104,22 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
         Command::Queue { config, command } => queue(config.as_deref(), command),
+        Command::Check {
+            client,
+            helo,
+            from,
+            rcpt,
+            config,
+        } => check(
+            config.as_deref(),
+            mxguard::dry_run::Trial {
+                client,
+                helo,
+                from,
+                rcpt,
+            },
+        ),
+        Command::DnsblHealth { config } => dnsbl_health(config.as_deref()),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -101,6 +137,78 @@ fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
             ExitCode::from(EX_UNAVAILABLE)
         })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration, its policy and a runtime to run checks with.
+fn policy_runtime(
+    config: Option<&Path>,
+) -> Result<
+    (
+        std::sync::Arc<Config>,
+        mxguard::policy::Policy,
+        tokio::runtime::Runtime,
+    ),
+    ExitCode,
+> {
+    let config = std::sync::Arc::new(load(config)?);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("mxguard: cannot start the runtime: {e}");
+        ExitCode::from(EX_SOFTWARE)
+    })?;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("mxguard: {e}");
+        ExitCode::from(EX_CONFIG)
+    };
+    let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
+    let log = std::sync::Arc::new(mxguard::log::Logger::discard());
+    let policy = mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), log)
+        .map_err(|e| fail(&e))?;
+    Ok((config, policy, runtime))
+}
+
+fn check(config: Option<&Path>, trial: mxguard::dry_run::Trial) -> Result<ExitCode, ExitCode> {
+    use mxguard::dry_run::Verdict;
+    let (config, policy, runtime) = policy_runtime(config)?;
+    let (report, verdict) = runtime
+        .block_on(mxguard::dry_run::run(&config, &policy, &trial))
+        .map_err(|e| {
+            eprintln!("mxguard: {e}");
+            ExitCode::from(2)
+        })?;
+    print!("{report}");
+    Ok(ExitCode::from(match verdict {
+        Verdict::Accept => 0,
+        Verdict::Reject => 1,
+        Verdict::Tempfail => EX_TEMPFAIL,
+    }))
+}
+
+fn dnsbl_health(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
+    let (config, policy, runtime) = policy_runtime(config)?;
+    let checks = policy.checks.clone();
+    runtime.block_on(mxguard::dns::dnsbl::test_all(
+        &checks.dns,
+        &config.dnsbl,
+        &checks.health,
+        &checks.log,
+    ));
+    println!("{:<32} {:<9} reason", "zone", "health");
+    let mut unusable = false;
+    for zone in &config.dnsbl {
+        let health = checks.health.get(&zone.zone);
+        unusable |= !health.usable();
+        println!(
+            "{:<32} {:<9} {}",
+            zone.zone,
+            health.label(),
+            health.reason()
+        );
+    }
+    Ok(if unusable {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {

@@ -122,6 +122,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         delivery.clone(),
     )?);
     control::listen(&spool.control_socket(), delivery)?;
+    watch_dnsbl_health(&svc).await;
 
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
@@ -155,6 +156,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     log.event("stop").emit();
     let _ = std::fs::remove_file(spool.control_socket());
     Ok(())
+}
+
+/// Tests every DNSBL zone (RFC 5782) before the first client is served,
+/// then again every `policy.dnsbl_health_interval`.
+async fn watch_dnsbl_health(svc: &Arc<Services>) {
+    let zones = &svc.config.dnsbl;
+    if zones.is_empty() {
+        return;
+    }
+    let checks = svc.policy.checks.clone();
+    crate::dns::dnsbl::test_all(&checks.dns, zones, &checks.health, &checks.log).await;
+    let interval = svc.config.policy.dnsbl_health_interval.0;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            crate::dns::dnsbl::test_all(
+                &checks.dns,
+                &checks.config.dnsbl,
+                &checks.health,
+                &checks.log,
+            )
+            .await;
+        }
+    });
 }
 
 async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Limiter>) {

@@ -7,6 +7,7 @@
 
 use super::{Answer, Dns};
 use crate::config::checks::CodeRange;
+use crate::config::ListZone;
 use crate::log::Logger;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -132,6 +133,16 @@ pub async fn test_zone(dns: &Dns, zone: &str, codes: &[CodeRange]) -> Health {
             Health::Warning("does not list the RFC 5782 test point 127.0.0.2".into())
         }
         (_, Listing::Listed(_)) => Health::Ok,
+    }
+}
+
+/// Tests every zone at once and records the results.
+pub async fn test_all(dns: &Dns, zones: &[ListZone], table: &HealthTable, log: &Logger) {
+    let tests = zones
+        .iter()
+        .map(|z| async move { (z.zone.clone(), test_zone(dns, &z.zone, &z.codes).await) });
+    for (zone, health) in futures_util::future::join_all(tests).await {
+        table.set(&zone, health, log);
     }
 }
 

@@ -131,13 +131,11 @@ impl Checks {
         }
         let t = Timer::start(Stage::Connect);
         let tempfail = OnDnsError::Tempfail;
-        let failed = |why: &str| {
-            Outcome::DnsError(Reply::new(
-                451,
-                "4.7.1",
-                format!("Client host rejected: IP name lookup failed [{client}] ({why})"),
-            ))
-        };
+        let failed = Outcome::DnsError(Reply::new(
+            451,
+            "4.7.1",
+            format!("Client host rejected: IP name lookup failed [{client}]"),
+        ));
         let names = match self.dns.ptr(client).await {
             Answer::Failed(why) => {
                 return vec![
@@ -145,14 +143,14 @@ impl Checks {
                         "reverse_dns",
                         c.reverse_dns,
                         tempfail,
-                        failed(&why),
+                        failed.clone(),
                         format!("PTR lookup failed: {why}"),
                     ),
                     t.result(
                         "forged_reverse_dns",
                         c.forged_reverse_dns,
                         tempfail,
-                        failed(&why),
+                        failed.clone(),
                         "no PTR to confirm",
                     ),
                 ];
@@ -206,7 +204,7 @@ impl Checks {
         }
         let forged = match (&confirmed, failure) {
             (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {client}")),
-            (None, Some(why)) => (failed(&why), format!("forward lookup failed: {why}")),
+            (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),
             (None, None) => (
                 Outcome::Hit(Reply::new(
                     550,

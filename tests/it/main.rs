@@ -1,8 +1,10 @@
 //! The integration tests: the real binary over real sockets, with swaks and
 //! Postfix's smtp-sink as peers (installed by `scripts/test`).
 
+mod dns_fixture;
 mod harness;
 
+mod checks;
 mod config_cli;
 mod crash;
 mod delivery;

@@ -1,0 +1,320 @@
+//! The checks against a real DNS server with fixture zones: `mxguard
+//! check` for every reply, `mxguard dnsbl-health`, and SMTP sessions from
+//! clients bound across 127.0.0.0/8, each with its own PTR and DNSBL data.
+
+use crate::dns_fixture::DnsFixture;
+use crate::harness::*;
+use std::process::Command;
+
+fn checks_config(dns: &DnsFixture) -> String {
+    format!(
+        r#"[relay]
+domains = ["example.test"]
+{dns}
+[checks]
+reverse_dns = "tempfail"
+forged_reverse_dns = "tempfail"
+helo = "reject"
+helo_dns = "tempfail"
+sender_domain = "reject"
+null_mx = "reject"
+spf = "reject"
+
+[[dnsbl]]
+zone = "bl.test"
+codes = ["127.0.0.2-127.0.0.11"]
+message = "Mail from {{client_ip}} refused: listed in {{zone}} ({{txt}})"
+
+[[dnsbl]]
+zone = "all.test"
+
+[[dnsbl]]
+zone = "err.test"
+
+[[dnsbl]]
+zone = "timeout.test"
+
+[[dnsbl]]
+zone = "servfail.test"
+
+[[rhsbl]]
+zone = "rhs.test"
+"#,
+        dns = dns.config()
+    )
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `mxguard check`; returns (exit code, report).
+fn check(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn verdict(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("verdict: "))
+        .unwrap_or("")
+}
+
+/// Client, options that differ from [`CLEAN`], exit code, verdict line.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i32, &'a str);
+
+const CLEAN: &[&str] = &[
+    "--helo",
+    "mail1.client.test",
+    "--from",
+    "a@client.test",
+    "--rcpt",
+    "user@example.test",
+];
+
+#[test]
+fn check_command_gives_every_reply() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &checks_config(&dns));
+    let with = |client: &str, overrides: &[(&str, &str)]| {
+        let mut args: Vec<String> = vec!["--client".into(), client.into()];
+        for pair in CLEAN.chunks(2) {
+            let value = overrides
+                .iter()
+                .find(|(k, _)| *k == pair[0])
+                .map_or(pair[1], |(_, v)| v);
+            args.push(pair[0].into());
+            args.push(value.into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        check(&config, &args)
+    };
+
+    let (code, report) = with("127.0.0.11", &[]);
+    assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
+    // The dead and broken lists are disabled and could not reject.
+    assert!(report.contains("all.test                     health disabled lists the RFC 5782 negative test point 127.0.0.1"), "{report}");
+    assert!(
+        report.contains("err.test                     health disabled"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "timeout.test                 health warning test point lookup failed: timeout"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("bl.test                      health ok"),
+        "{report}"
+    );
+    assert!(report.contains("zone disabled"), "{report}");
+
+    let cases: &[Case] = &[
+        ("127.0.0.20", &[], 1, "verdict: reject by dnsbl:bl.test: 554 5.7.1 Mail from 127.0.0.20 refused: listed in bl.test (listed for sending spam, see https://bl.test/lookup)"),
+        ("127.0.0.13", &[("--from", "a@addronly.client.test")], 75, "verdict: tempfail by reverse_dns: 450 4.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.13]"),
+        ("127.0.0.12", &[("--from", "a@addronly.client.test")], 75, "verdict: tempfail by forged_reverse_dns: 450 4.7.25 Client host rejected: IP name possibly forged [127.0.0.12]"),
+        ("127.0.0.50", &[("--from", "a@addronly.client.test")], 75, "verdict: tempfail by reverse_dns: 451 4.7.1 Client host rejected: IP name lookup failed [127.0.0.50]"),
+        ("127.0.0.11", &[("--helo", "localhost")], 1, "verdict: reject by helo: 504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname"),
+        ("127.0.0.11", &[("--helo", "[127.0.0.99]")], 1, "verdict: reject by helo: 550 5.7.1 <[127.0.0.99]>: Helo command rejected: address literal does not match your address [127.0.0.11]"),
+        ("127.0.0.11", &[("--helo", "nowhere.client.test")], 75, "verdict: tempfail by helo_dns: 450 4.7.1 <nowhere.client.test>: Helo command rejected: Host not found"),
+        ("127.0.0.11", &[("--from", "x@nullmx.sender.test")], 1, "verdict: reject by null_mx: 550 5.7.27 <x@nullmx.sender.test>: Sender address rejected: Domain does not accept mail (null MX)"),
+        ("127.0.0.11", &[("--from", "x@nowhere.client.test")], 1, "verdict: reject by sender_domain: 550 5.1.8 <x@nowhere.client.test>: Sender address rejected: Domain not found"),
+        ("127.0.0.11", &[("--from", "x@host.servfail.test")], 75, "verdict: tempfail by sender_domain: 451 4.1.8 <x@host.servfail.test>: Sender address rejected: Domain lookup failed"),
+        ("127.0.0.11", &[("--from", "x@sender.test")], 1, "verdict: reject by spf: 550 5.7.23 <x@sender.test>: Sender address rejected: SPF check failed"),
+        ("127.0.0.11", &[("--from", "x@spammer.sender.test")], 1, "verdict: reject by rhsbl:rhs.test: 554 5.7.1 Service unavailable; Sender domain spammer.sender.test blocked using rhs.test"),
+        ("127.0.0.11", &[("--rcpt", "user@elsewhere.test")], 1, "verdict: reject by relay: 554 5.7.1 <user@elsewhere.test>: Relay access denied"),
+    ];
+    for (client, overrides, want_code, want) in cases {
+        let (code, report) = with(client, overrides);
+        assert_eq!(verdict(&report), *want, "{client} {overrides:?}:\n{report}");
+        assert_eq!(code, *want_code, "{client} {overrides:?}:\n{report}");
+    }
+}
+
+#[test]
+fn dnsbl_health_command() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &checks_config(&dns));
+    let out = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .args(["dnsbl-health", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a disabled zone is reported: {table}"
+    );
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows[0], "zone                             health    reason");
+    assert_eq!(rows[1], "bl.test                          ok        ");
+    assert_eq!(rows[2], "all.test                         disabled  lists the RFC 5782 negative test point 127.0.0.1 (127.0.0.2)");
+    assert_eq!(rows[3], "err.test                         disabled  lists the RFC 5782 negative test point 127.0.0.1 (127.255.255.254)");
+    assert!(
+        rows[4].starts_with(
+            "timeout.test                     warning   test point lookup failed: timeout"
+        ),
+        "{table}"
+    );
+    assert!(
+        rows[5].starts_with("servfail.test                    warning   test point lookup failed"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn smtp_sessions_from_many_client_addresses() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"), free_port(), &[]);
+    let exceptions = dir.path().join("exceptions");
+    std::fs::write(&exceptions, "# partners\n").unwrap();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "{}\n[lists]\nclient_exceptions = \"exceptions\"\n{}",
+            checks_config(&dns),
+            smtp_downstream(sink.port)
+        ),
+    );
+    mx.wait_log(&["event=dnsbl_disabled", "zone=all.test"]);
+
+    // A clean, forward-confirmed client is accepted: the wildcard list and
+    // the silent list never reject anything.
+    let mut clean = Client::connect_from("127.0.0.11", mx.addr).await;
+    clean.reply().await;
+    clean.cmd("EHLO mail1.client.test").await;
+    assert_eq!(
+        clean.cmd("MAIL FROM:<a@client.test>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(
+        clean.cmd("RCPT TO:<user@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    clean.cmd("DATA").await;
+    clean.send(b"Subject: clean\r\n\r\nhi\r\n.\r\n").await;
+    assert!(clean.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+
+    // A listed client: refused at RCPT, every RCPT, with the whole envelope
+    // in the log line.
+    let mut listed = Client::connect_from("127.0.0.20", mx.addr).await;
+    listed.reply().await;
+    listed.cmd("EHLO mail1.client.test").await;
+    assert_eq!(
+        listed.cmd("MAIL FROM:<a@client.test>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    let reply = "554 5.7.1 Mail from 127.0.0.20 refused: listed in bl.test (listed for sending spam, see https://bl.test/lookup)\r\n";
+    assert_eq!(listed.cmd("RCPT TO:<user@example.test>").await, reply);
+    assert_eq!(listed.cmd("RCPT TO:<other@example.test>").await, reply);
+    listed.cmd("QUIT").await;
+    let line = mx.wait_log(&[
+        "event=reject",
+        "client=127.0.0.20",
+        "to=<user@example.test>",
+    ]);
+    assert!(
+        line.contains("helo=mail1.client.test from=<a@client.test> to=<user@example.test> stage=rcpt check=dnsbl:bl.test action=reject"),
+        "{line}"
+    );
+
+    // The exception file, edited while running, lets the next connection in.
+    std::fs::write(&exceptions, "127.0.0.20 partner.client.test\n").unwrap();
+    let mut excepted = Client::connect_from("127.0.0.20", mx.addr).await;
+    excepted.reply().await;
+    excepted.cmd("EHLO mail1.client.test").await;
+    excepted.cmd("MAIL FROM:<a@client.test>").await;
+    assert_eq!(
+        excepted.cmd("RCPT TO:<user@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    mx.wait_log(&["event=exempt", "client=127.0.0.20", "partner.client.test"]);
+
+    // No PTR: a temporary refusal, so a real server retries.
+    let mut unnamed = Client::connect_from("127.0.0.13", mx.addr).await;
+    unnamed.reply().await;
+    unnamed.cmd("EHLO mail1.client.test").await;
+    // (A sender without SPF: an SPF failure would be a definitive 5xx.)
+    unnamed.cmd("MAIL FROM:<a@addronly.client.test>").await;
+    assert_eq!(
+        unnamed.cmd("RCPT TO:<user@example.test>").await,
+        "450 4.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.13]\r\n"
+    );
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn warn_mode_logs_and_delivers() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"), free_port(), &[]);
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[policy]\nmode = \"warn\"\n{}{}",
+            checks_config(&dns),
+            smtp_downstream(sink.port)
+        ),
+    );
+    let mut listed = Client::connect_from("127.0.0.20", mx.addr).await;
+    listed.reply().await;
+    listed.cmd("EHLO mail1.client.test").await;
+    listed.cmd("MAIL FROM:<a@client.test>").await;
+    assert_eq!(
+        listed.cmd("RCPT TO:<user@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    listed.cmd("DATA").await;
+    listed
+        .send(b"Subject: would have been refused\r\n\r\nhi\r\n.\r\n")
+        .await;
+    assert!(listed.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    let line = mx.wait_log(&["event=would_reject", "check=dnsbl:bl.test"]);
+    assert!(
+        line.contains("action=warn reply=\"554 5.7.1 Mail from 127.0.0.20 refused"),
+        "{line}"
+    );
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn immediate_mode_refuses_at_helo() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[policy]\nreject_at = \"immediate\"\n{}",
+            checks_config(&dns)
+        ),
+    );
+    let mut listed = Client::connect_from("127.0.0.20", mx.addr).await;
+    listed.reply().await;
+    let reply = listed.cmd("EHLO mail1.client.test").await;
+    assert!(
+        reply.starts_with("554 5.7.1 Mail from 127.0.0.20 refused"),
+        "{reply}"
+    );
+    assert_eq!(
+        listed.cmd("MAIL FROM:<a@client.test>").await,
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
+}
