@@ -14,5 +14,6 @@ mod queue;
 mod recipients;
 mod relay;
 mod smuggling;
+mod spf_suite;
 mod starttls;
 mod swaks_e2e;

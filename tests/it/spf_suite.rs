@@ -1,0 +1,1 @@
+//! The RFC 7208 SPF test suite (placeholder; being written).
