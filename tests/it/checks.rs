@@ -318,3 +318,148 @@ async fn immediate_mode_refuses_at_helo() {
         "503 5.5.1 Error: send HELO/EHLO first\r\n"
     );
 }
+
+#[test]
+fn scores_allow_lists_and_block_lists() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("badmailfrom"),
+        "spammer@client.test\n@bulk.client.test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("badmailto"),
+        "/^[a-z]+[0-9]+@example\\.test$/\n",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[relay]
+domains = ["example.test"]
+{dns}
+[policy]
+reject_score = 5
+[checks]
+generic_reverse_dns = {{ weight = 3 }}
+helo_ptr_mismatch = {{ weight = 2 }}
+helo_spf = "reject"
+spf_softfail = {{ weight = 2 }}
+sender_blocklist = "reject"
+recipient_blocklist = "reject"
+[lists]
+sender_blocklist = "badmailfrom"
+recipient_blocklist = "badmailto"
+
+[[dnsbl]]
+zone = "bl.test"
+weight = 4
+
+[[dnsbl]]
+zone = "wl.test"
+weight = -5
+"#,
+            dns = dns.config()
+        ),
+    );
+    let run = |client: &str, helo: &str, from: &str, rcpt: &str| {
+        check(
+            &config,
+            &[
+                "--client", client, "--helo", helo, "--from", from, "--rcpt", rcpt,
+            ],
+        )
+    };
+    let generic = "ip-127-0-0-14.dyn.client.test";
+
+    let (code, report) = run(
+        "127.0.0.14",
+        generic,
+        "a@addronly.client.test",
+        "user@example.test",
+    );
+    assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
+    assert!(report.contains("score    3\n"), "{report}");
+
+    // helo-ok.client.test resolves but is not the PTR name (+2).
+    let (code, report) = run(
+        "127.0.0.14",
+        "helo-ok.client.test",
+        "a@addronly.client.test",
+        "user@example.test",
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        verdict(&report),
+        "verdict: reject by score: 550 5.7.1 Service unavailable; client [127.0.0.14] blocked: score 5 reached 5 (generic_reverse_dns(3), helo_ptr_mismatch(2))"
+    );
+
+    // Listed (+4), HELO not the PTR name (+2), soft-failing SPF (+2).
+    let (code, report) = run(
+        "127.0.0.20",
+        "helo-ok.client.test",
+        "a@soft.client.test",
+        "user@example.test",
+    );
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        verdict(&report).contains(
+            "score 8 reached 5 (dnsbl:bl.test(4), helo_ptr_mismatch(2), spf_softfail(2))"
+        ),
+        "{report}"
+    );
+
+    // The same, but also on the allow list (-5): accepted.
+    let (code, report) = run(
+        "127.0.0.21",
+        "helo-ok.client.test",
+        "a@soft.client.test",
+        "user@example.test",
+    );
+    assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
+    assert!(report.contains("score    3\n"), "{report}");
+
+    let (code, report) = run(
+        "127.0.0.30",
+        "mail1.client.test",
+        "a@addronly.client.test",
+        "user@example.test",
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(verdict(&report), "verdict: reject by helo_spf: 550 5.7.23 <mail1.client.test>: Helo command rejected: SPF check failed");
+
+    let (_, report) = run(
+        "127.0.0.11",
+        "mail1.client.test",
+        "Spammer@client.test",
+        "user@example.test",
+    );
+    assert_eq!(verdict(&report), "verdict: reject by sender_blocklist: 554 5.7.1 <Spammer@client.test>: Sender address rejected: Access denied");
+    assert!(report.contains("matches spammer@client.test"), "{report}");
+    let (_, report) = run(
+        "127.0.0.11",
+        "mail1.client.test",
+        "x@bulk.client.test",
+        "user@example.test",
+    );
+    assert!(
+        verdict(&report).starts_with("verdict: reject by sender_blocklist"),
+        "{report}"
+    );
+
+    let (_, report) = run(
+        "127.0.0.11",
+        "mail1.client.test",
+        "a@addronly.client.test",
+        "abc123@example.test",
+    );
+    assert_eq!(verdict(&report), "verdict: reject by recipient_blocklist: 550 5.7.1 <abc123@example.test>: Recipient address rejected: Access denied");
+    let (code, _) = run(
+        "127.0.0.11",
+        "mail1.client.test",
+        "a@addronly.client.test",
+        "abc@example.test",
+    );
+    assert_eq!(code, 0);
+}
