@@ -3,7 +3,8 @@
 //! answers classified as found, not found (NXDOMAIN/NODATA) or failed
 //! (timeout, SERVFAIL), every lookup bounded by `dns.timeout`. Identical
 //! concurrent queries are merged by hickory's name server pool, answers
-//! cached by its response cache. DNSBL queries and health: [`dnsbl`].
+//! cached by its response cache (PTR answers by a small cache here).
+//! DNSBL queries and health: [`dnsbl`].
 //!
 //! Reverse lookups go straight to the name server pool: hickory's resolver
 //! answers names under `127.in-addr.arpa` itself (RFC 6761), and mxguard
@@ -24,8 +25,9 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{MessageAuthenticator, SpfResult};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +65,15 @@ pub struct Dns {
     pool: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
     auth: MessageAuthenticator,
     timeout: Duration,
+    /// PTR answers (found or not found; failures are asked again), since
+    /// the pool has no cache of its own.
+    ptr_cache: Mutex<HashMap<IpAddr, (Instant, Answer<Vec<String>>)>>,
 }
+
+/// How long a PTR answer is reused.
+const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Beyond this many cached PTR answers, the cache starts over.
+const PTR_CACHE_MAX: usize = 50_000;
 
 fn classify<T>(e: &NetError) -> Answer<T> {
     match e {
@@ -125,6 +135,7 @@ impl Dns {
             resolver,
             pool: RetryDnsHandle::new(pool, 1),
             timeout: config.timeout.0,
+            ptr_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -135,8 +146,27 @@ impl Dns {
             .unwrap_or_else(|_| Answer::Failed("timeout".into()))
     }
 
-    /// PTR names of an address.
+    /// PTR names of an address (cached for a few minutes).
     pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
+        let cached = {
+            let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(&ip).filter(|(at, _)| at.elapsed() < PTR_CACHE_TTL).map(|(_, a)| a.clone())
+        };
+        if let Some(answer) = cached {
+            return answer;
+        }
+        let answer = self.ptr_uncached(ip).await;
+        if !matches!(answer, Answer::Failed(_)) {
+            let mut cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= PTR_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(ip, (Instant::now(), answer.clone()));
+        }
+        answer
+    }
+
+    async fn ptr_uncached(&self, ip: IpAddr) -> Answer<Vec<String>> {
         let query = Query::query(Name::from(ip), RecordType::PTR);
         self.bounded(async {
             let mut responses = self.pool.lookup(query, DnsRequestOptions::default());
