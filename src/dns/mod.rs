@@ -24,8 +24,8 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{MessageAuthenticator, SpfResult};
-use std::net::{IpAddr, Ipv4Addr};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,8 +67,11 @@ pub struct Dns {
     timeout: Duration,
     /// PTR answers (found or not found; failures are asked again), since
     /// the pool has no cache of its own.
-    ptr_cache: Mutex<HashMap<IpAddr, (Instant, Answer<Vec<String>>)>>,
+    ptr_cache: Mutex<HashMap<IpAddr, (Instant, PtrAnswer)>>,
 }
+
+/// The PTR names of an address.
+type PtrAnswer = Answer<Vec<String>>;
 
 /// How long a PTR answer is reused.
 const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -150,7 +153,10 @@ impl Dns {
     pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
         let cached = {
             let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&ip).filter(|(at, _)| at.elapsed() < PTR_CACHE_TTL).map(|(_, a)| a.clone())
+            cache
+                .get(&ip)
+                .filter(|(at, _)| at.elapsed() < PTR_CACHE_TTL)
+                .map(|(_, a)| a.clone())
         };
         if let Some(answer) = cached {
             return answer;
