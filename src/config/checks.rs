@@ -42,6 +42,25 @@ pub struct CheckSetting {
 }
 
 impl CheckSetting {
+    /// From the keys of a table: a weight without an action only scores,
+    /// no action and no weight means reject.
+    fn from_parts(
+        action: Option<Action>,
+        weight: Option<f64>,
+        on_dns_error: Option<OnDnsError>,
+    ) -> CheckSetting {
+        let default = if weight.is_some() {
+            Action::Off
+        } else {
+            Action::Reject
+        };
+        CheckSetting {
+            action: action.unwrap_or(default),
+            weight,
+            on_dns_error,
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         self.action == Action::Off && self.weight.is_none()
     }
@@ -83,15 +102,7 @@ impl<'de> Deserialize<'de> for CheckSetting {
                 if t.weight.is_some_and(|w| !w.is_finite()) {
                     return Err(de::Error::custom("weight must be a finite number"));
                 }
-                Ok(CheckSetting {
-                    action: t.action.unwrap_or(if t.weight.is_some() {
-                        Action::Off
-                    } else {
-                        Action::Reject
-                    }),
-                    weight: t.weight,
-                    on_dns_error: t.on_dns_error,
-                })
+                Ok(CheckSetting::from_parts(t.action, t.weight, t.on_dns_error))
             }
         }
         d.deserialize_any(V)
@@ -223,15 +234,7 @@ pub struct ListZone {
 
 impl ListZone {
     pub fn setting(&self) -> CheckSetting {
-        CheckSetting {
-            action: self.action.unwrap_or(if self.weight.is_some() {
-                Action::Off
-            } else {
-                Action::Reject
-            }),
-            weight: self.weight,
-            on_dns_error: self.on_dns_error,
-        }
+        CheckSetting::from_parts(self.action, self.weight, self.on_dns_error)
     }
 }
 

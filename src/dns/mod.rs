@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, RetryDnsHandle};
 use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
@@ -84,6 +85,24 @@ fn classify<T>(e: &NetError) -> Answer<T> {
         NetError::Timeout => Answer::Failed("timeout".into()),
         NetError::Dns(DnsError::ResponseCode(code)) => Answer::Failed(code.to_string()),
         other => Answer::Failed(other.to_string()),
+    }
+}
+
+/// The records of one kind in a lookup's answer; none is "not found".
+fn records<T>(
+    lookup: Result<Lookup, NetError>,
+    pick: impl Fn(&RData) -> Option<T>,
+) -> Answer<Vec<T>> {
+    match lookup {
+        Ok(l) => {
+            let found: Vec<T> = l.answers().iter().filter_map(|r| pick(&r.data)).collect();
+            if found.is_empty() {
+                Answer::NotFound
+            } else {
+                Answer::Found(found)
+            }
+        }
+        Err(e) => classify(&e),
     }
 }
 
@@ -211,36 +230,22 @@ impl Dns {
                 self.resolver.ipv4_lookup(fqdn.as_str()),
                 self.resolver.ipv6_lookup(fqdn.as_str())
             );
-            let mut found: Vec<IpAddr> = Vec::new();
-            let mut failure = None;
-            match v4 {
-                Ok(l) => found.extend(l.answers().iter().filter_map(|r| match &r.data {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    _ => None,
-                })),
-                Err(e) => {
-                    failure = failure.or(match classify::<()>(&e) {
-                        Answer::Failed(why) => Some(why),
-                        _ => None,
-                    })
+            let v4 = records(v4, |d| match d {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            });
+            let v6 = records(v6, |d| match d {
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            });
+            match (v4, v6) {
+                (Answer::Found(mut a), Answer::Found(b)) => {
+                    a.extend(b);
+                    Answer::Found(a)
                 }
-            }
-            match v6 {
-                Ok(l) => found.extend(l.answers().iter().filter_map(|r| match &r.data {
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    _ => None,
-                })),
-                Err(e) => {
-                    failure = failure.or(match classify::<()>(&e) {
-                        Answer::Failed(why) => Some(why),
-                        _ => None,
-                    })
-                }
-            }
-            match (found.is_empty(), failure) {
-                (false, _) => Answer::Found(found),
-                (true, Some(why)) => Answer::Failed(why),
-                (true, None) => Answer::NotFound,
+                (Answer::Found(a), _) | (_, Answer::Found(a)) => Answer::Found(a),
+                (Answer::Failed(why), _) | (_, Answer::Failed(why)) => Answer::Failed(why),
+                _ => Answer::NotFound,
             }
         })
         .await
@@ -249,24 +254,10 @@ impl Dns {
     /// IPv4 answers for a name (DNSBL queries).
     pub async fn ipv4(&self, name: &str) -> Answer<Vec<Ipv4Addr>> {
         self.bounded(async {
-            match self.resolver.ipv4_lookup(name).await {
-                Ok(l) => {
-                    let ips: Vec<Ipv4Addr> = l
-                        .answers()
-                        .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::A(a) => Some(a.0),
-                            _ => None,
-                        })
-                        .collect();
-                    if ips.is_empty() {
-                        Answer::NotFound
-                    } else {
-                        Answer::Found(ips)
-                    }
-                }
-                Err(e) => classify(&e),
-            }
+            records(self.resolver.ipv4_lookup(name).await, |d| match d {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
         })
         .await
     }
@@ -274,23 +265,15 @@ impl Dns {
     /// TXT strings of a name, each record's strings joined.
     pub async fn txt(&self, name: &str) -> Answer<Vec<String>> {
         self.bounded(async {
-            match self.resolver.txt_lookup(name).await {
-                Ok(l) => Answer::Found(
-                    l.answers()
+            records(self.resolver.txt_lookup(name).await, |d| match d {
+                RData::TXT(t) => Some(
+                    t.txt_data
                         .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::TXT(t) => Some(
-                                t.txt_data
-                                    .iter()
-                                    .map(|part| String::from_utf8_lossy(part).into_owned())
-                                    .collect::<String>(),
-                            ),
-                            _ => None,
-                        })
-                        .collect(),
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
                 ),
-                Err(e) => classify(&e),
-            }
+                _ => None,
+            })
         })
         .await
     }
@@ -299,24 +282,10 @@ impl Dns {
     pub async fn mx(&self, domain: &str) -> Answer<Vec<(u16, String)>> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
         self.bounded(async {
-            match self.resolver.mx_lookup(fqdn.as_str()).await {
-                Ok(l) => {
-                    let mx: Vec<(u16, String)> = l
-                        .answers()
-                        .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
-                            _ => None,
-                        })
-                        .collect();
-                    if mx.is_empty() {
-                        Answer::NotFound
-                    } else {
-                        Answer::Found(mx)
-                    }
-                }
-                Err(e) => classify(&e),
-            }
+            records(self.resolver.mx_lookup(fqdn.as_str()).await, |d| match d {
+                RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
+                _ => None,
+            })
         })
         .await
     }
