@@ -106,7 +106,8 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
     for target in &ctx.config.downstream.targets {
         let results = match target {
             Target::Maildir(dir) => {
-                maildir::deliver(dir, &ctx.config.server.hostname, entry.message())
+                let source = ctx.spool.path(&entry.envelope.id);
+                maildir::deliver(dir, &ctx.config.server.hostname, &source, entry.body as u64)
                     .await
                     .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
                     .map_err(|e| e.to_string())

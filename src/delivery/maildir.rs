@@ -3,7 +3,7 @@
 //! of is on disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,25 +29,40 @@ fn unique_name(hostname: &str) -> String {
     )
 }
 
-fn write(dir: &Path, hostname: &str, message: &[u8]) -> std::io::Result<PathBuf> {
+/// Copies the message from `source` (starting at byte `offset`).
+fn write(dir: &Path, hostname: &str, source: &Path, offset: u64) -> std::io::Result<PathBuf> {
     for sub in ["tmp", "new", "cur"] {
         fs::create_dir_all(dir.join(sub))?;
     }
     let name = unique_name(hostname);
     let tmp = dir.join("tmp").join(&name);
+    let mut input = File::open(source)?;
+    input.seek(SeekFrom::Start(offset))?;
     let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-    file.write_all(message)?;
-    file.sync_all()?;
+    if let Err(e) = std::io::copy(&mut input, &mut file).and_then(|_| file.sync_all()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dest = dir.join("new").join(&name);
     fs::rename(&tmp, &dest)?;
     File::open(dir.join("new"))?.sync_all()?;
     Ok(dest)
 }
 
-/// Delivers one copy of `message` into the Maildir at `dir`.
-pub async fn deliver(dir: &Path, hostname: &str, message: &[u8]) -> std::io::Result<()> {
-    let (dir, hostname, message) = (dir.to_path_buf(), hostname.to_string(), message.to_vec());
-    match tokio::task::spawn_blocking(move || write(&dir, &hostname, &message)).await {
+/// Delivers one copy of the message stored in `source` from byte `offset`
+/// (the queue file, after its envelope) into the Maildir at `dir`.
+pub async fn deliver(
+    dir: &Path,
+    hostname: &str,
+    source: &Path,
+    offset: u64,
+) -> std::io::Result<()> {
+    let (dir, hostname, source) = (
+        dir.to_path_buf(),
+        hostname.to_string(),
+        source.to_path_buf(),
+    );
+    match tokio::task::spawn_blocking(move || write(&dir, &hostname, &source, offset)).await {
         Ok(r) => r.map(|_| ()),
         Err(e) => Err(std::io::Error::other(e)),
     }
@@ -60,10 +75,12 @@ mod tests {
     #[test]
     fn message_lands_in_new() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "mx.example", b"Subject: x\r\n\r\nhi\r\n").unwrap();
-        assert!(path.starts_with(dir.path().join("new")));
+        let source = dir.path().join("queued");
+        fs::write(&source, b"envelope\n\nSubject: x\r\n\r\nhi\r\n").unwrap();
+        let path = write(&dir.path().join("Maildir"), "mx.example", &source, 10).unwrap();
+        assert!(path.starts_with(dir.path().join("Maildir/new")));
         assert_eq!(fs::read(&path).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
-        assert!(fs::read_dir(dir.path().join("tmp"))
+        assert!(fs::read_dir(dir.path().join("Maildir/tmp"))
             .unwrap()
             .next()
             .is_none());

@@ -283,8 +283,7 @@ async fn transaction(
         }
         return Ok(results);
     }
-    conn.write(&dot_stuff(req.message));
-    conn.flush(t).await?;
+    send_dot_stuffed(conn, req.message, t).await?;
     // LMTP answers once per accepted recipient, SMTP once for all. A
     // connection lost halfway through LMTP's answers keeps the ones given,
     // so those recipients are not sent the message again.
@@ -311,32 +310,71 @@ async fn transaction(
     Ok(results)
 }
 
-/// The message with leading dots doubled, CRLF-terminated, then `.`.
-fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
+/// How much of a message is stuffed and sent at a time.
+const SEND_CHUNK: usize = 64 * 1024;
+
+/// Sends the message with leading dots doubled, CRLF-terminated, then
+/// `.`, a chunk at a time (no second copy of the whole message).
+async fn send_dot_stuffed(
+    conn: &mut Conn<TcpStream>,
+    message: &[u8],
+    t: Duration,
+) -> Result<(), ClientError> {
     let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
+    let mut out = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 8);
+    for chunk in message.chunks(SEND_CHUNK) {
+        out.clear();
+        stuff(chunk, &mut line_start, &mut out);
+        conn.write(&out);
+        conn.flush(t).await?;
+    }
+    conn.write(end_of_data(message));
+    conn.flush(t).await?;
+    Ok(())
+}
+
+/// Appends `chunk` with a dot doubled at every line start.
+fn stuff(chunk: &[u8], line_start: &mut bool, out: &mut Vec<u8>) {
+    for &b in chunk {
+        if *line_start && b == b'.' {
             out.push(b'.');
         }
         out.push(b);
-        line_start = b == b'\n';
+        *line_start = b == b'\n';
     }
-    if !message.is_empty() && !message.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+}
+
+/// What ends the data: the final dot, after a CRLF if the message lacks one.
+fn end_of_data(message: &[u8]) -> &'static [u8] {
+    if message.is_empty() || message.ends_with(b"\r\n") {
+        b".\r\n"
+    } else {
+        b"\r\n.\r\n"
     }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dot_stuff(message: &[u8], chunk: usize) -> Vec<u8> {
+        let (mut out, mut line_start) = (Vec::new(), true);
+        for part in message.chunks(chunk.max(1)) {
+            stuff(part, &mut line_start, &mut out);
+        }
+        out.extend_from_slice(end_of_data(message));
+        out
+    }
+
     #[test]
-    fn dot_stuffing() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n.\r\n"), b"a\r\n..b\r\n..\r\n.\r\n");
-        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
-        assert_eq!(dot_stuff(b""), b".\r\n");
+    fn dot_stuffing_across_chunks() {
+        for chunk in [1, 2, 3, 100] {
+            assert_eq!(
+                dot_stuff(b"a\r\n.b\r\n.\r\n", chunk),
+                b"a\r\n..b\r\n..\r\n.\r\n"
+            );
+            assert_eq!(dot_stuff(b".x", chunk), b"..x\r\n.\r\n");
+        }
+        assert_eq!(dot_stuff(b"", 1), b".\r\n");
     }
 }

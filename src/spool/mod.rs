@@ -213,7 +213,9 @@ impl Spool {
         &self.root
     }
 
-    fn file(&self, id: &QueueId) -> PathBuf {
+    /// Where a queued message's file is (for copying it without reading
+    /// it into memory).
+    pub fn path(&self, id: &QueueId) -> PathBuf {
         self.queue.join(id.as_str())
     }
 
@@ -230,7 +232,7 @@ impl Spool {
             id: envelope.id.clone(),
             head,
             tmp: self.tmp.join(envelope.id.as_str()),
-            dest: self.file(&envelope.id),
+            dest: self.path(&envelope.id),
             queue: self.queue.clone(),
             file: None,
         }
@@ -310,7 +312,7 @@ impl Spool {
 
     /// Records delivery progress durably (written aside, then renamed).
     pub fn save_state(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
-        if !self.file(id).exists() {
+        if !self.path(id).exists() {
             return Err(SpoolError::NotFound(id.clone()));
         }
         let tmp = self.tmp.join(format!("{id}.state"));
@@ -323,7 +325,7 @@ impl Spool {
 
     /// Removes a message that is done (or deleted by the administrator).
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let path = self.file(id);
+        let path = self.path(id);
         match fs::remove_file(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
@@ -340,7 +342,7 @@ impl Spool {
         let _ = fs::remove_file(&state_path);
         write_synced(&state_path, &[state.render().as_bytes()])?;
         let dest = self.quarantine.join(id.as_str());
-        fs::rename(self.file(id), &dest).map_err(io_err(&dest))?;
+        fs::rename(self.path(id), &dest).map_err(io_err(&dest))?;
         fsync_dir(&self.quarantine)?;
         let _ = fs::remove_file(Self::state_file(&self.queue, id));
         fsync_dir(&self.queue)
