@@ -145,7 +145,10 @@ impl Config {
             return Err(("dns.timeout", "must be more than 0s".into()));
         }
         if self.policy.dnsbl_health_interval.0 < std::time::Duration::from_secs(10) {
-            return Err(("policy.dnsbl_health_interval", "must be at least 10s".into()));
+            return Err((
+                "policy.dnsbl_health_interval",
+                "must be at least 10s".into(),
+            ));
         }
         if self.downstream.targets.is_empty() {
             return Err(("downstream.targets", "needs at least one target".into()));
