@@ -114,16 +114,18 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
             }
             Target::Smtp { host, port } | Target::Lmtp { host, port } => {
                 let request = smtp_client::Request {
-                    host,
-                    port: *port,
-                    lmtp: matches!(target, Target::Lmtp { .. }),
-                    helo: &ctx.config.server.hostname,
+                    peer: smtp_client::Peer {
+                        host,
+                        port: *port,
+                        lmtp: matches!(target, Target::Lmtp { .. }),
+                        helo: &ctx.config.server.hostname,
+                        connect_timeout: ctx.config.downstream.connect_timeout.0,
+                        command_timeout: ctx.config.downstream.command_timeout.0,
+                    },
                     from: &entry.envelope.from,
                     rcpts: pending,
                     body_8bit: entry.envelope.body_8bit,
                     message: entry.message(),
-                    connect_timeout: ctx.config.downstream.connect_timeout.0,
-                    command_timeout: ctx.config.downstream.command_timeout.0,
                 };
                 smtp_client::deliver(&request, ctx.tls.clone())
                     .await

@@ -9,20 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// One message to one downstream host.
-pub struct Request<'a> {
+/// A downstream host and how to talk to it.
+#[derive(Clone, Copy)]
+pub struct Peer<'a> {
     pub host: &'a str,
     pub port: u16,
     pub lmtp: bool,
     /// Our name in EHLO/LHLO.
     pub helo: &'a str,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// One message to one downstream host.
+pub struct Request<'a> {
+    pub peer: Peer<'a>,
     /// With angle brackets.
     pub from: &'a str,
     pub rcpts: &'a [String],
     pub body_8bit: bool,
     pub message: &'a [u8],
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
 }
 
 /// The downstream's answer for one recipient, with its reply text.
@@ -52,9 +58,9 @@ pub enum ClientError {
 
 /// A downstream reply: code and the text of all its lines.
 #[derive(Debug)]
-struct Reply {
-    code: u16,
-    text: String,
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
 }
 
 impl Reply {
@@ -67,7 +73,7 @@ impl Reply {
         }
     }
 
-    fn is_ok(&self) -> bool {
+    pub fn is_ok(&self) -> bool {
         (200..300).contains(&self.code)
     }
 }
@@ -75,7 +81,10 @@ impl Reply {
 const MAX_REPLY_LINE: usize = 2048;
 const MAX_REPLY_LINES: usize = 100;
 
-async fn read_reply(conn: &mut Conn<TcpStream>, timeout: Duration) -> Result<Reply, ClientError> {
+pub async fn read_reply(
+    conn: &mut Conn<TcpStream>,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
     let mut text = Vec::new();
     for _ in 0..MAX_REPLY_LINES {
         let Line::Text(line) = conn.read_line(MAX_REPLY_LINE, timeout).await? else {
@@ -111,15 +120,15 @@ async fn command(
 }
 
 /// Extensions from an EHLO/LHLO reply text, upper case.
-struct Extensions(Vec<String>);
+pub struct Extensions(Vec<String>);
 
 impl Extensions {
-    fn has(&self, name: &str) -> bool {
+    pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|e| e.split(' ').next() == Some(name))
     }
 }
 
-async fn hello(conn: &mut Conn<TcpStream>, req: &Request<'_>) -> Result<Extensions, ClientError> {
+async fn hello(conn: &mut Conn<TcpStream>, req: &Peer<'_>) -> Result<Extensions, ClientError> {
     let verb = if req.lmtp { "LHLO" } else { "EHLO" };
     conn.write(format!("{verb} {}\r\n", req.helo).as_bytes());
     conn.flush(req.command_timeout).await?;
@@ -167,17 +176,15 @@ pub async fn deliver(
     }
 }
 
-async fn deliver_once(
-    req: &Request<'_>,
+/// Connects, reads the greeting and says EHLO/LHLO; with `tls`, upgrades
+/// when STARTTLS is offered and says EHLO again.
+pub async fn open(
+    peer: &Peer<'_>,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<Vec<RcptResult>, ClientError> {
-    let addr = format!("{}:{}", req.host, req.port);
-    let stream = match tokio::time::timeout(
-        req.connect_timeout,
-        TcpStream::connect((req.host, req.port)),
-    )
-    .await
-    {
+) -> Result<(Conn<TcpStream>, Extensions), ClientError> {
+    let addr = format!("{}:{}", peer.host, peer.port);
+    let connect = TcpStream::connect((peer.host, peer.port));
+    let stream = match tokio::time::timeout(peer.connect_timeout, connect).await {
         Err(_) => return Err(ClientError::ConnectTimeout(addr)),
         Ok(Err(e)) => return Err(ClientError::Connect(addr, e)),
         Ok(Ok(s)) => s,
@@ -185,7 +192,7 @@ async fn deliver_once(
     // Without it, Nagle and delayed ACK cost ~40 ms per message.
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::new(stream);
-    let t = req.command_timeout;
+    let t = peer.command_timeout;
     let greeting = read_reply(&mut conn, t).await?;
     if !greeting.is_ok() {
         return Err(ClientError::Refused(format!(
@@ -193,21 +200,29 @@ async fn deliver_once(
             greeting.code, greeting.text
         )));
     }
-    let mut ext = hello(&mut conn, req).await?;
+    let mut ext = hello(&mut conn, peer).await?;
     if let (Some(config), true) = (tls, ext.has("STARTTLS")) {
         let reply = command(&mut conn, "STARTTLS", t).await?;
         if reply.code == 220 {
-            let name = rustls::pki_types::ServerName::try_from(req.host.to_string())
+            let name = rustls::pki_types::ServerName::try_from(peer.host.to_string())
                 .map_err(|_| ClientError::Tls(ConnError::Closed))?;
             conn.connect_tls(config, name, t)
                 .await
                 .map_err(ClientError::Tls)?;
-            ext = hello(&mut conn, req).await?;
+            ext = hello(&mut conn, peer).await?;
         }
     }
+    Ok((conn, ext))
+}
+
+async fn deliver_once(
+    req: &Request<'_>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Vec<RcptResult>, ClientError> {
+    let (mut conn, ext) = open(&req.peer, tls).await?;
     let results = transaction(&mut conn, req, &ext).await?;
     conn.write(b"QUIT\r\n");
-    let _ = conn.flush(t).await;
+    let _ = conn.flush(req.peer.command_timeout).await;
     conn.shutdown().await;
     Ok(results)
 }
@@ -218,7 +233,7 @@ async fn transaction(
     req: &Request<'_>,
     ext: &Extensions,
 ) -> Result<Vec<RcptResult>, ClientError> {
-    let t = req.command_timeout;
+    let t = req.peer.command_timeout;
     let mut mail = format!("MAIL FROM:{}", req.from);
     if req.body_8bit && ext.has("8BITMIME") {
         mail.push_str(" BODY=8BITMIME");
@@ -287,7 +302,7 @@ async fn transaction(
     // LMTP answers once per accepted recipient, SMTP once for all. A
     // connection lost halfway through LMTP's answers keeps the ones given,
     // so those recipients are not sent the message again.
-    let finals = if req.lmtp { accepted.len() } else { 1 };
+    let finals = if req.peer.lmtp { accepted.len() } else { 1 };
     let mut final_replies = Vec::with_capacity(finals);
     for _ in 0..finals {
         match read_reply(conn, t).await {
@@ -297,7 +312,7 @@ async fn transaction(
         }
     }
     for (n, &i) in accepted.iter().enumerate() {
-        let reply = if req.lmtp {
+        let reply = if req.peer.lmtp {
             final_replies.get(n)
         } else {
             final_replies.first()
