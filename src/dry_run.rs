@@ -187,7 +187,7 @@ pub async fn run(
             }
         }
         if let Some(mailbox) = &local {
-            if let Err(refusal) = policy.recipient_known(mailbox, &checks.log) {
+            if let Err(refusal) = policy.recipient_known(mailbox).await {
                 let verdict = refused(&mut out, &refusal);
                 return Ok((out, verdict));
             }

@@ -123,6 +123,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     )?);
     control::listen(&spool.control_socket(), delivery)?;
     watch_dnsbl_health(&svc).await;
+    let saver = svc.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CACHE_SAVE_INTERVAL).await;
+            let svc = saver.clone();
+            let _ = tokio::task::spawn_blocking(move || save_recipient_cache(&svc)).await;
+        }
+    });
 
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
@@ -154,8 +162,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         _ = term.recv() => {}
     }
     log.event("stop").emit();
+    save_recipient_cache(&svc);
     let _ = std::fs::remove_file(spool.control_socket());
     Ok(())
+}
+
+/// How often what the callout learned is written to disk (and at stop).
+const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+fn save_recipient_cache(svc: &Services) {
+    if let Err(e) = svc.policy.recipients.cache.save() {
+        svc.log.event("cache_error").kv("error", e).emit();
+    }
 }
 
 /// Tests every DNSBL zone (RFC 5782) before the first client is served,

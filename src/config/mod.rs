@@ -89,6 +89,9 @@ impl Config {
         if let Some(table) = &mut self.recipients.table {
             join(table);
         }
+        if let Some(traps) = &mut self.recipients.spamtraps {
+            join(traps);
+        }
         if let Some(file) = &mut self.log.file {
             join(file);
         }
@@ -152,6 +155,50 @@ impl Config {
         }
         if self.downstream.targets.is_empty() {
             return Err(("downstream.targets", "needs at least one target".into()));
+        }
+        let r = &mut self.recipients;
+        let smtp_target = self
+            .downstream
+            .targets
+            .iter()
+            .any(|t| !matches!(t, Target::Maildir(_)));
+        if r.callout && !smtp_target {
+            return Err((
+                "recipients.callout",
+                "needs an smtp:// or lmtp:// downstream target to ask".into(),
+            ));
+        }
+        if r.callout_timeout.0.is_zero() {
+            return Err(("recipients.callout_timeout", "must be more than 0s".into()));
+        }
+        if r.positive_refresh.0 > r.positive_ttl.0 {
+            return Err((
+                "recipients.positive_refresh",
+                "must not be more than recipients.positive_ttl".into(),
+            ));
+        }
+        if r.negative_refresh.0 > r.negative_ttl.0 {
+            return Err((
+                "recipients.negative_refresh",
+                "must not be more than recipients.negative_ttl".into(),
+            ));
+        }
+        if !matches!(r.spamtrap_action, Action::Tempfail | Action::Reject) {
+            return Err((
+                "recipients.spamtrap_action",
+                "must be \"tempfail\" or \"reject\"".into(),
+            ));
+        }
+        if !r.probe_sender.is_empty()
+            && crate::smtp::address::parse_mailbox(&r.probe_sender).is_err()
+        {
+            return Err((
+                "recipients.probe_sender",
+                format!("`{}` is not an address", r.probe_sender),
+            ));
+        }
+        for domain in &mut r.accept_unverifiable {
+            *domain = crate::smtp::address::normalize_domain(domain);
         }
         if self.downstream.retry_min.0.is_zero() {
             return Err(("downstream.retry_min", "must be more than 0s".into()));

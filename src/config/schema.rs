@@ -88,10 +88,52 @@ impl Default for Relay {
 }
 
 /// `[recipients]`: how recipients are verified.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Recipients {
     pub table: Option<PathBuf>,
+    /// Ask the downstream at RCPT time (`RCPT TO` probe) when the table
+    /// does not know the address.
+    pub callout: bool,
+    pub callout_timeout: HumanDuration,
+    /// MAIL FROM of the probe; empty for the null sender.
+    pub probe_sender: String,
+    pub positive_ttl: HumanDuration,
+    pub positive_refresh: HumanDuration,
+    pub negative_ttl: HumanDuration,
+    pub negative_refresh: HumanDuration,
+    /// Domains whose unverifiable recipients are accepted (catch-all
+    /// domains); everywhere else they get 450 4.1.1.
+    pub accept_unverifiable: Vec<String>,
+    /// Unknown recipients in one session before `421 4.7.0` (0: no limit).
+    pub max_unknown: u32,
+    /// Spam trap addresses (exact, `@domain`, `/regex/`).
+    pub spamtraps: Option<PathBuf>,
+    pub spamtrap_block_time: HumanDuration,
+    /// `"tempfail"` (default) or `"reject"` for a trapped client.
+    pub spamtrap_action: super::checks::Action,
+}
+
+impl Default for Recipients {
+    fn default() -> Self {
+        let days = |d: u64| HumanDuration(Duration::from_secs(d * 86_400));
+        let hours = |h: u64| HumanDuration(Duration::from_secs(h * 3600));
+        Recipients {
+            table: None,
+            callout: false,
+            callout_timeout: HumanDuration(Duration::from_secs(10)),
+            probe_sender: String::new(),
+            positive_ttl: days(31),
+            positive_refresh: days(7),
+            negative_ttl: days(3),
+            negative_refresh: hours(3),
+            accept_unverifiable: Vec::new(),
+            max_unknown: 10,
+            spamtraps: None,
+            spamtrap_block_time: hours(1),
+            spamtrap_action: super::checks::Action::Tempfail,
+        }
+    }
 }
 
 /// `[downstream]`: where accepted mail goes.

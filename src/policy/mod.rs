@@ -16,7 +16,7 @@ pub mod verdict;
 use crate::config::Config;
 use crate::dns::Dns;
 use crate::log::Logger;
-use crate::recipients::table::RecipientTable;
+use crate::recipients::Verifier;
 use crate::reload::FileError;
 use crate::smtp::address::{Mailbox, Path};
 use crate::smtp::reply::Reply;
@@ -53,17 +53,18 @@ impl Refusal {
 /// Every check, built once from the configuration and shared by sessions.
 pub struct Policy {
     relay: RelayControl,
-    recipients: Option<RecipientTable>,
+    pub recipients: Arc<Verifier>,
     /// The DNS and list checks of each stage.
     pub checks: Arc<Checks>,
 }
 
 impl Policy {
     pub fn new(config: Arc<Config>, dns: Arc<Dns>, log: Arc<Logger>) -> Result<Policy, FileError> {
-        let recipients = match &config.recipients.table {
-            Some(path) => Some(RecipientTable::open(path)?),
-            None => None,
-        };
+        let recipients = Arc::new(Verifier::new(
+            config.clone(),
+            &config.spool.dir,
+            log.clone(),
+        )?);
         Ok(Policy {
             relay: RelayControl::new(&config.relay),
             recipients,
@@ -88,17 +89,7 @@ impl Policy {
     }
 
     /// RCPT stage, last: whether a mailbox at our domain exists.
-    pub fn recipient_known(&self, mailbox: &Mailbox, log: &Logger) -> Result<(), Refusal> {
-        match &self.recipients {
-            Some(table) if !table.contains(mailbox, log) => Err(Refusal::new(
-                "recipient_table",
-                Reply::new(
-                    550,
-                    "5.1.1",
-                    format!("<{mailbox}>: Recipient address rejected: User unknown"),
-                ),
-            )),
-            _ => Ok(()),
-        }
+    pub async fn recipient_known(&self, mailbox: &Mailbox) -> Result<(), Refusal> {
+        self.recipients.verify(mailbox).await
     }
 }

@@ -1,5 +1,237 @@
-//! Recipient verification: which addresses at our domains exist. Today the
-//! table file ([`table`]); the downstream callout and its on-disk cache
-//! join it here.
+//! Recipient verification without backscatter: whether a mailbox at our
+//! domains exists, asked of the sources in order — the table file
+//! ([`table`]), then the downstream itself ([`callout`]), whose answers are
+//! cached with their own lifetimes ([`cache`]) so a backup MX still knows
+//! the mailboxes while the primary is down. A recipient nobody can confirm
+//! gets `450 4.1.1` (or is accepted for catch-all domains); one a source
+//! says does not exist gets `550 5.1.1`. Also the spam traps.
 
+pub mod cache;
+pub mod callout;
 pub mod table;
+
+use crate::config::{Action, Config};
+use crate::log::Logger;
+use crate::policy::lists::AddressList;
+use crate::policy::Refusal;
+use crate::reload::FileError;
+use crate::smtp::address::Mailbox;
+use crate::smtp::reply::Reply;
+use cache::{Known, RecipientCache};
+use callout::{Callout, Probe};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use table::RecipientTable;
+
+pub struct Verifier {
+    config: Arc<Config>,
+    table: Option<RecipientTable>,
+    callout: Option<Callout>,
+    pub cache: RecipientCache,
+    spamtraps: Option<AddressList>,
+    /// Clients that hit a spam trap, until when (Unix time).
+    trapped: Mutex<HashMap<IpAddr, u64>>,
+    log: Arc<Logger>,
+}
+
+fn unknown(mailbox: &Mailbox, check: &str, why: &str) -> Refusal {
+    Refusal::new(
+        check,
+        Reply::new(
+            550,
+            "5.1.1",
+            format!("<{mailbox}>: Recipient address rejected: {why}"),
+        ),
+    )
+}
+
+impl Verifier {
+    pub fn new(
+        config: Arc<Config>,
+        spool_dir: &Path,
+        log: Arc<Logger>,
+    ) -> Result<Verifier, FileError> {
+        let r = &config.recipients;
+        let table = r.table.as_deref().map(RecipientTable::open).transpose()?;
+        let spamtraps = r
+            .spamtraps
+            .as_deref()
+            .map(|p| AddressList::open("recipients.spamtraps", p))
+            .transpose()?;
+        let callout = r.callout.then(|| Callout::new(&config));
+        Ok(Verifier {
+            table,
+            callout,
+            cache: RecipientCache::load(&spool_dir.join("recipient-cache")),
+            spamtraps,
+            trapped: Mutex::new(HashMap::new()),
+            log,
+            config,
+        })
+    }
+
+    /// Whether a mailbox at our domains exists: `Ok` to accept, else the
+    /// refusal (`550 5.1.1` unknown, `450 4.1.1` unverifiable).
+    pub async fn verify(self: &Arc<Self>, mailbox: &Mailbox) -> Result<(), Refusal> {
+        if let Some(table) = &self.table {
+            if table.contains(mailbox, &self.log) {
+                return Ok(());
+            }
+            if self.callout.is_none() {
+                return Err(unknown(mailbox, "recipient_table", "User unknown"));
+            }
+        }
+        let Some(callout) = &self.callout else {
+            return Ok(());
+        };
+        let r = &self.config.recipients;
+        let address = format!(
+            "{}@{}",
+            mailbox.local_unquoted().to_lowercase(),
+            mailbox.domain_name().unwrap_or("")
+        );
+        let now = crate::time::unix_now();
+        let cached = self.cache.get(&address);
+        if let Some(known) = cached {
+            let age = now.saturating_sub(known.checked);
+            let (ttl, refresh) = if known.exists {
+                (r.positive_ttl.0.as_secs(), r.positive_refresh.0.as_secs())
+            } else {
+                (r.negative_ttl.0.as_secs(), r.negative_refresh.0.as_secs())
+            };
+            if age < ttl {
+                if age >= refresh {
+                    let verifier = self.clone();
+                    let address = address.clone();
+                    tokio::spawn(async move { verifier.refresh(&address).await });
+                }
+                return if known.exists {
+                    Ok(())
+                } else {
+                    Err(unknown(
+                        mailbox,
+                        "callout",
+                        "User unknown (cached answer of the downstream)",
+                    ))
+                };
+            }
+        }
+        match callout.probe(&address).await {
+            Probe::Exists => {
+                self.cache.put(
+                    &address,
+                    Known {
+                        exists: true,
+                        checked: now,
+                    },
+                );
+                Ok(())
+            }
+            Probe::Missing(reply) => {
+                self.cache.put(
+                    &address,
+                    Known {
+                        exists: false,
+                        checked: now,
+                    },
+                );
+                Err(unknown(
+                    mailbox,
+                    "callout",
+                    &format!("undeliverable address: downstream said: {reply}"),
+                ))
+            }
+            // A failed refresh never demotes a positive answer, however old.
+            Probe::Unknown(_) if cached.is_some_and(|k| k.exists) => Ok(()),
+            Probe::Unknown(why) => {
+                let domain = mailbox.domain_name().unwrap_or("");
+                if r.accept_unverifiable.iter().any(|d| d == domain) {
+                    self.log
+                        .event("unverified_accept")
+                        .kv("to", mailbox)
+                        .kv("reason", &why)
+                        .emit();
+                    return Ok(());
+                }
+                Err(Refusal::new(
+                    "callout",
+                    Reply::new(
+                        450,
+                        "4.1.1",
+                        format!(
+                            "<{mailbox}>: Recipient address rejected: unverified address: {why}"
+                        ),
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Asks again in the background; only a real answer replaces the entry.
+    async fn refresh(&self, address: &str) {
+        let Some(callout) = &self.callout else { return };
+        let now = crate::time::unix_now();
+        match callout.probe(address).await {
+            Probe::Exists => self.cache.put(
+                address,
+                Known {
+                    exists: true,
+                    checked: now,
+                },
+            ),
+            Probe::Missing(_) => self.cache.put(
+                address,
+                Known {
+                    exists: false,
+                    checked: now,
+                },
+            ),
+            Probe::Unknown(_) => {}
+        }
+    }
+
+    /// The refusal for a client that hit a spam trap, while it lasts.
+    pub fn trapped(&self, client: IpAddr) -> Option<Refusal> {
+        let until = {
+            let mut trapped = self.trapped.lock().unwrap_or_else(|p| p.into_inner());
+            let now = crate::time::unix_now();
+            trapped.retain(|_, until| *until > now);
+            trapped.get(&client).copied()
+        }?;
+        let text = format!(
+            "Service unavailable; client [{client}] sent mail to a spam trap; blocked until {}",
+            crate::time::iso8601(std::time::UNIX_EPOCH + std::time::Duration::from_secs(until))
+        );
+        let reply = match self.config.recipients.spamtrap_action {
+            Action::Reject => Reply::new(554, "5.7.1", text),
+            _ => Reply::new(451, "4.7.1", text),
+        };
+        Some(Refusal::new("spamtrap", reply))
+    }
+
+    /// Whether `mailbox` is a spam trap; if so, its sender is blocked now.
+    pub fn spring_trap(&self, client: IpAddr, mailbox: &Mailbox) -> Option<Refusal> {
+        let traps = self.spamtraps.as_ref()?;
+        let address = format!(
+            "{}@{}",
+            mailbox.local_unquoted(),
+            mailbox.domain_name().unwrap_or("")
+        );
+        let pattern = traps.find(&address, &self.log)?;
+        let until =
+            crate::time::unix_now() + self.config.recipients.spamtrap_block_time.0.as_secs();
+        self.trapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client, until);
+        self.log
+            .event("spamtrap")
+            .kv("client", client)
+            .kv("to", mailbox)
+            .kv("pattern", pattern)
+            .emit();
+        Some(unknown(mailbox, "spamtrap", "User unknown"))
+    }
+}

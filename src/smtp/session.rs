@@ -61,6 +61,8 @@ struct Session<'a, S> {
     commands: u32,
     counts: Counts,
     checks: SessionChecks,
+    /// Recipients refused as unknown (for `recipients.max_unknown`).
+    unknown: u32,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
@@ -85,6 +87,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         commands: 0,
         counts: Counts::default(),
         checks,
+        unknown: 0,
     };
     session.serve().await;
 }
@@ -409,6 +412,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(Destination::Local(mailbox)) => Some(mailbox.clone()),
             Ok(Destination::Relayed) => None,
         };
+        // A client that sent to a spam trap gets nothing through for a while.
+        if let Some(refusal) = policy.recipients.trapped(self.client) {
+            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+        }
+        if let Some(refusal) = local
+            .as_ref()
+            .and_then(|m| policy.recipients.spring_trap(self.client, m))
+        {
+            return self.unknown_recipient(&to, refusal);
+        }
         // Connect, HELO and MAIL rejections are delivered here, so the log
         // line carries the whole envelope.
         if let Some(refusal) = self.decide(Upto::Mail, Some(&to)).await {
@@ -438,8 +451,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         if let Some(mailbox) = &local {
-            if let Err(refusal) = self.svc.policy.recipient_known(mailbox, &self.svc.log) {
-                return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+            if let Err(refusal) = self.svc.policy.recipient_known(mailbox).await {
+                return self.unknown_recipient(&to, refusal);
             }
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
@@ -448,9 +461,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.ok(Reply::new(250, "2.1.5", "Ok"))
     }
 
+    /// A recipient that does not exist: refused, and counted; too many in
+    /// one session is a dictionary attack, which ends it.
+    fn unknown_recipient(&mut self, to: &Path, refusal: Refusal) -> Flow {
+        let counts = refusal.reply.code >= 500;
+        self.refuse("rcpt", &refusal.check, Some(to), refusal.reply);
+        let limit = self.svc.config.recipients.max_unknown;
+        if counts {
+            self.unknown += 1;
+        }
+        if !counts || limit == 0 || self.unknown < limit {
+            return Flow::Continue;
+        }
+        let text = format!("{} Error: too many unknown recipients", self.hostname());
+        let reply = Reply::new(421, "4.7.0", text);
+        self.conn.write_reply(&reply);
+        self.log_decision(
+            "dictionary_attack",
+            "rcpt",
+            "max_unknown",
+            "disconnect",
+            &reply,
+            Some(to),
+        );
+        Flow::Close
+    }
+
     async fn data(&mut self) -> Flow {
+        if let Some(refusal) = self.svc.policy.recipients.trapped(self.client) {
+            // Recipients accepted before the trap was hit get nothing either.
+            self.tx = None;
+            self.checks.end_transaction();
+            return self.refuse("data", &refusal.check, None, refusal.reply);
+        }
         let reply = match &self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+
             Some(tx) if tx.rcpts.is_empty() => {
                 Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
             }
@@ -458,6 +504,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         if let Some(reply) = reply {
             return self.protocol_error("data", "protocol", None, reply);
+        }
+        if self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.from.mailbox.is_none() && tx.rcpts.len() > 1)
+        {
+            self.tx = None;
+            self.checks.end_transaction();
+            let text = "Error: a message from the null sender (a bounce) has exactly one recipient";
+            return self.refuse("data", "null_sender", None, Reply::new(550, "5.7.1", text));
         }
         self.conn
             .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));

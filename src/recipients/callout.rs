@@ -1,0 +1,163 @@
+//! The recipient callout: asks the downstream whether a mailbox exists with
+//! `MAIL FROM:<probe>`, `RCPT TO:<address>`, `RSET` (pipelined when
+//! offered), on a connection kept open for the next probe; every probe is
+//! bounded by `recipients.callout_timeout`.
+
+use crate::config::{Config, Target};
+use crate::delivery::smtp_client::{self, ClientError, Extensions, Peer};
+use crate::smtp::conn::Conn;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// What the downstream said about a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Exists,
+    /// A 5xx to RCPT, with the downstream's reply.
+    Missing(String),
+    /// Nobody can say now (unreachable, 4xx, timeout), and why.
+    Unknown(String),
+}
+
+/// An open probe connection.
+struct Open {
+    conn: Conn<TcpStream>,
+    ext: Extensions,
+    since: Instant,
+}
+
+/// Idle connections older than this are not reused.
+const IDLE_REUSE: Duration = Duration::from_secs(30);
+/// Idle connections kept for reuse.
+const IDLE_MAX: usize = 4;
+
+pub struct Callout {
+    /// (host, port, lmtp) of the SMTP and LMTP downstream targets, in order.
+    targets: Vec<(String, u16, bool)>,
+    helo: String,
+    sender: String,
+    connect_timeout: Duration,
+    timeout: Duration,
+    idle: Mutex<Vec<Open>>,
+}
+
+impl Callout {
+    pub fn new(config: &Config) -> Callout {
+        let targets = config
+            .downstream
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Smtp { host, port } => Some((host.clone(), *port, false)),
+                Target::Lmtp { host, port } => Some((host.clone(), *port, true)),
+                Target::Maildir(_) => None,
+            })
+            .collect();
+        let r = &config.recipients;
+        Callout {
+            targets,
+            helo: config.server.hostname.clone(),
+            sender: r.probe_sender.clone(),
+            connect_timeout: config.downstream.connect_timeout.0.min(r.callout_timeout.0),
+            timeout: r.callout_timeout.0,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Asks whether `address` exists.
+    pub async fn probe(&self, address: &str) -> Probe {
+        match tokio::time::timeout(self.timeout, self.probe_inner(address)).await {
+            Ok(probe) => probe,
+            Err(_) => Probe::Unknown("callout timed out".into()),
+        }
+    }
+
+    async fn probe_inner(&self, address: &str) -> Probe {
+        let reused = {
+            let mut idle = self.idle.lock().await;
+            idle.retain(|o| o.since.elapsed() < IDLE_REUSE);
+            idle.pop()
+        };
+        if let Some(open) = reused {
+            // A reused connection may have been closed by the downstream;
+            // then ask on a fresh one.
+            if let Ok(probe) = self.ask(open, address).await {
+                return probe;
+            }
+        }
+        let mut last = String::from("no smtp:// or lmtp:// target");
+        for (host, port, lmtp) in &self.targets {
+            let peer = Peer {
+                host,
+                port: *port,
+                lmtp: *lmtp,
+                helo: &self.helo,
+                connect_timeout: self.connect_timeout,
+                command_timeout: self.timeout,
+            };
+            match smtp_client::open(&peer, None).await {
+                Ok((conn, ext)) => {
+                    let open = Open {
+                        conn,
+                        ext,
+                        since: Instant::now(),
+                    };
+                    return self
+                        .ask(open, address)
+                        .await
+                        .unwrap_or_else(|e| Probe::Unknown(e.to_string()));
+                }
+                Err(e) => last = format!("{host}:{port}: {e}"),
+            }
+        }
+        Probe::Unknown(last)
+    }
+
+    /// One probe on an open connection, which goes back to the pool if it
+    /// is still usable.
+    async fn ask(&self, mut open: Open, address: &str) -> Result<Probe, ClientError> {
+        let t = self.timeout;
+        let lines = [
+            format!("MAIL FROM:<{}>", self.sender),
+            format!("RCPT TO:<{address}>"),
+            "RSET".to_string(),
+        ];
+        let mut replies = Vec::with_capacity(3);
+        if open.ext.has("PIPELINING") {
+            for line in &lines {
+                open.conn.write(line.as_bytes());
+                open.conn.write(b"\r\n");
+            }
+            open.conn.flush(t).await?;
+            for _ in &lines {
+                replies.push(smtp_client::read_reply(&mut open.conn, t).await?);
+            }
+        } else {
+            for line in &lines {
+                open.conn.write(line.as_bytes());
+                open.conn.write(b"\r\n");
+                open.conn.flush(t).await?;
+                replies.push(smtp_client::read_reply(&mut open.conn, t).await?);
+            }
+        }
+        let (mail, rcpt, rset) = (&replies[0], &replies[1], &replies[2]);
+        let probe = if !mail.is_ok() {
+            Probe::Unknown(format!("probe sender refused: {} {}", mail.code, mail.text))
+        } else {
+            match rcpt.code {
+                200..=299 => Probe::Exists,
+                500..=599 => Probe::Missing(format!("{} {}", rcpt.code, rcpt.text)),
+                _ => Probe::Unknown(format!("{} {}", rcpt.code, rcpt.text)),
+            }
+        };
+        if rset.is_ok() {
+            open.since = Instant::now();
+            let mut idle = self.idle.lock().await;
+            if idle.len() < IDLE_MAX {
+                idle.push(open);
+            }
+        }
+        Ok(probe)
+    }
+}
