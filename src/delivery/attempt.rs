@@ -135,7 +135,9 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
         let results = match results {
             Ok(r) => r,
             Err(e) => {
-                log_result(ctx, id, "*", &target.to_string(), "deferred", &e);
+                for rcpt in pending {
+                    log_result(ctx, id, rcpt, &target.to_string(), "deferred", &e);
+                }
                 last_error = format!("{target}: {e}");
                 continue;
             }

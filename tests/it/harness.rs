@@ -96,6 +96,15 @@ impl Mxguard {
         self.addr = addr.parse().unwrap();
     }
 
+    /// SIGTERM, and wait for the process to end (it saves its state).
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

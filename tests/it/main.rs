@@ -4,11 +4,13 @@
 mod dns_fixture;
 mod harness;
 
+mod backup_mx;
 mod checks;
 mod config_cli;
 mod crash;
 mod delivery;
 mod limits;
+mod postfix;
 mod props;
 mod queue;
 mod recipients;
