@@ -42,11 +42,7 @@ impl Refusal {
 
     /// `reject` for 5xx, `tempfail` for 4xx.
     pub fn action(&self) -> &'static str {
-        if self.reply.code >= 500 {
-            "reject"
-        } else {
-            "tempfail"
-        }
+        self.reply.action()
     }
 }
 

@@ -31,9 +31,13 @@ impl Reply {
         }
     }
 
-    /// 4xx or 5xx.
-    pub fn is_error(&self) -> bool {
-        self.code >= 400
+    /// What refusing with this reply is called in the log.
+    pub fn action(&self) -> &'static str {
+        if self.code >= 500 {
+            "reject"
+        } else {
+            "tempfail"
+        }
     }
 
     /// The same reply as a temporary failure: 5xy becomes 4xy and the

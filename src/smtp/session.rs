@@ -174,12 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         reply: Reply,
     ) -> Flow {
         self.conn.write_reply(&reply);
-        let action = if reply.code >= 500 {
-            "reject"
-        } else {
-            "tempfail"
-        };
-        self.log_decision("reject", stage, check, action, &reply, to);
+        self.log_decision("reject", stage, check, reply.action(), &reply, to);
         self.counts.refused += 1;
         Flow::Continue
     }
