@@ -53,8 +53,6 @@ impl<T> Answer<T> {
 /// Why the resolver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsSetupError {
-    #[error("dns: cannot read the system resolver configuration: {0}")]
-    System(String),
     #[error("dns: {0}")]
     Build(NetError),
 }
@@ -113,25 +111,38 @@ fn name_text(name: &Name) -> String {
 
 impl Dns {
     pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
-        let (resolver_config, mut opts) = if config.nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| DnsSetupError::System(e.to_string()))?
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            (
-                ResolverConfig::from_name_servers(servers),
-                ResolverOpts::default(),
-            )
+        // Without [dns] nameservers: the system's, or the conventional local
+        // resolver when /etc/resolv.conf cannot be read (a server with no DNS
+        // checks must still start).
+        let system = config
+            .nameservers
+            .is_empty()
+            .then(hickory_resolver::system_conf::read_system_conf)
+            .and_then(Result::ok);
+        let (resolver_config, mut opts) = match system {
+            Some(conf) => conf,
+            None => {
+                let fallback = [std::net::SocketAddr::from(([127, 0, 0, 1], 53))];
+                let addrs = if config.nameservers.is_empty() {
+                    &fallback[..]
+                } else {
+                    &config.nameservers[..]
+                };
+                let servers = addrs
+                    .iter()
+                    .map(|addr| {
+                        let mut udp = ConnectionConfig::udp();
+                        udp.port = addr.port();
+                        let mut tcp = ConnectionConfig::tcp();
+                        tcp.port = addr.port();
+                        NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                    })
+                    .collect();
+                (
+                    ResolverConfig::from_name_servers(servers),
+                    ResolverOpts::default(),
+                )
+            }
         };
         opts.timeout = config.timeout.0;
         opts.attempts = 1;
