@@ -113,8 +113,8 @@ pub async fn run(
     let mode = config.policy.mode;
     let mut out = String::new();
     let client = crate::net::canonical_ip(trial.client);
-    dnsbl::test_all(&checks.dns, &config.dnsbl, &checks.health, &checks.log).await;
-    for zone in &config.dnsbl {
+    dnsbl::test_all(&checks.dns, config, &checks.health, &checks.log).await;
+    for zone in config.dnsbl.iter().chain(&config.rhsbl) {
         let health = checks.health.get(&zone.zone);
         let _ = writeln!(
             out,

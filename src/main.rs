@@ -188,13 +188,13 @@ fn dnsbl_health(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
     let checks = policy.checks.clone();
     runtime.block_on(mxguard::dns::dnsbl::test_all(
         &checks.dns,
-        &config.dnsbl,
+        &config,
         &checks.health,
         &checks.log,
     ));
     println!("{:<32} {:<9} reason", "zone", "health");
     let mut unusable = false;
-    for zone in &config.dnsbl {
+    for zone in config.dnsbl.iter().chain(&config.rhsbl) {
         let health = checks.health.get(&zone.zone);
         unusable |= !health.usable();
         println!(

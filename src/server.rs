@@ -179,23 +179,17 @@ fn save_recipient_cache(svc: &Services) {
 /// Tests every DNSBL zone (RFC 5782) before the first client is served,
 /// then again every `policy.dnsbl_health_interval`.
 async fn watch_dnsbl_health(svc: &Arc<Services>) {
-    let zones = &svc.config.dnsbl;
-    if zones.is_empty() {
+    if svc.config.dnsbl.is_empty() && svc.config.rhsbl.is_empty() {
         return;
     }
     let checks = svc.policy.checks.clone();
-    crate::dns::dnsbl::test_all(&checks.dns, zones, &checks.health, &checks.log).await;
+    crate::dns::dnsbl::test_all(&checks.dns, &checks.config, &checks.health, &checks.log).await;
     let interval = svc.config.policy.dnsbl_health_interval.0;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            crate::dns::dnsbl::test_all(
-                &checks.dns,
-                &checks.config.dnsbl,
-                &checks.health,
-                &checks.log,
-            )
-            .await;
+            crate::dns::dnsbl::test_all(&checks.dns, &checks.config, &checks.health, &checks.log)
+                .await;
         }
     });
 }

@@ -7,7 +7,7 @@
 
 use super::{Answer, Dns};
 use crate::config::checks::CodeRange;
-use crate::config::ListZone;
+use crate::config::Config;
 use crate::log::Logger;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -80,8 +80,9 @@ pub fn interpret(answer: Answer<Vec<Ipv4Addr>>, codes: &[CodeRange]) -> Listing 
 /// A zone's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
-    /// Not tested yet.
-    Unknown,
+    /// No conclusive test yet (not tested, or its test points did not
+    /// answer): the zone cannot refuse mail until a test is conclusive.
+    Unknown(String),
     Ok,
     /// Usable, but something is off (e.g. 127.0.0.2 not listed).
     Warning(String),
@@ -90,13 +91,14 @@ pub enum Health {
 }
 
 impl Health {
+    /// Whether the zone may refuse mail.
     pub fn usable(&self) -> bool {
-        !matches!(self, Health::Disabled(_))
+        matches!(self, Health::Ok | Health::Warning(_))
     }
 
     pub fn label(&self) -> &'static str {
         match self {
-            Health::Unknown => "unknown",
+            Health::Unknown(_) => "unknown",
             Health::Ok => "ok",
             Health::Warning(_) => "warning",
             Health::Disabled(_) => "disabled",
@@ -105,42 +107,71 @@ impl Health {
 
     pub fn reason(&self) -> &str {
         match self {
-            Health::Warning(r) | Health::Disabled(r) => r,
+            Health::Unknown(r) | Health::Warning(r) | Health::Disabled(r) => r,
             _ => "",
         }
     }
 }
 
-/// The RFC 5782 test of one IP-address zone: 127.0.0.2 must be listed,
-/// 127.0.0.1 must not.
-pub async fn test_zone(dns: &Dns, zone: &str, codes: &[CodeRange]) -> Health {
-    let positive = query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), zone);
-    let negative = query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), zone);
+/// What the RFC 5782 test points of a zone are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneKind {
+    /// Client addresses: 127.0.0.2 listed, 127.0.0.1 not.
+    Address,
+    /// Domain names (RHSBL): `test` listed, `invalid` not.
+    Domain,
+}
+
+/// The RFC 5782 test of one zone: the positive test point must be listed,
+/// the negative one must not.
+pub async fn test_zone(dns: &Dns, zone: &str, kind: ZoneKind, codes: &[CodeRange]) -> Health {
+    let (positive, negative, point) = match kind {
+        ZoneKind::Address => (
+            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), zone),
+            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), zone),
+            "127.0.0.1",
+        ),
+        ZoneKind::Domain => (
+            format!("test.{zone}."),
+            format!("invalid.{zone}."),
+            "INVALID",
+        ),
+    };
     let (pos, neg) = tokio::join!(dns.ipv4(&positive), dns.ipv4(&negative));
     // Any answer for the negative point means the zone lists everything
     // (or is hijacked): the blackholes.us lesson.
     match (neg, interpret(pos, codes)) {
         (Answer::Found(ips), _) => Health::Disabled(format!(
-            "lists the RFC 5782 negative test point 127.0.0.1 ({})",
+            "lists the RFC 5782 negative test point {point} ({})",
             join(&ips)
         )),
         (_, Listing::ZoneError(code)) => {
             Health::Disabled(format!("answers with the query-error code {code}"))
         }
-        (Answer::Failed(why), _) => Health::Warning(format!("test point lookup failed: {why}")),
-        (_, Listing::Failed(why)) => Health::Warning(format!("test point lookup failed: {why}")),
+        (Answer::Failed(why), _) | (_, Listing::Failed(why)) => {
+            Health::Unknown(format!("test point lookup failed: {why}"))
+        }
         (_, Listing::NotListed) => {
-            Health::Warning("does not list the RFC 5782 test point 127.0.0.2".into())
+            Health::Warning("does not list its RFC 5782 positive test point".into())
         }
         (_, Listing::Listed(_)) => Health::Ok,
     }
 }
 
-/// Tests every zone at once and records the results.
-pub async fn test_all(dns: &Dns, zones: &[ListZone], table: &HealthTable, log: &Logger) {
-    let tests = zones
+/// Tests every `[[dnsbl]]` and `[[rhsbl]]` zone at once and records the
+/// results.
+pub async fn test_all(dns: &Dns, config: &Config, table: &HealthTable, log: &Logger) {
+    let zones = config
+        .dnsbl
         .iter()
-        .map(|z| async move { (z.zone.clone(), test_zone(dns, &z.zone, &z.codes).await) });
+        .map(|z| (z, ZoneKind::Address))
+        .chain(config.rhsbl.iter().map(|z| (z, ZoneKind::Domain)));
+    let tests = zones.map(|(z, kind)| async move {
+        (
+            z.zone.clone(),
+            test_zone(dns, &z.zone, kind, &z.codes).await,
+        )
+    });
     for (zone, health) in futures_util::future::join_all(tests).await {
         table.set(&zone, health, log);
     }
@@ -160,12 +191,29 @@ pub struct HealthTable(Mutex<HashMap<String, Health>>);
 impl HealthTable {
     pub fn get(&self, zone: &str) -> Health {
         let table = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        table.get(zone).cloned().unwrap_or(Health::Unknown)
+        table
+            .get(zone)
+            .cloned()
+            .unwrap_or_else(|| Health::Unknown("not tested yet".into()))
     }
 
     /// Records a zone's health; a change is logged (loudly when disabled).
+    /// An inconclusive test keeps a conclusive earlier state: one dropped
+    /// packet must not bring a disabled zone back.
     pub fn set(&self, zone: &str, health: Health, log: &Logger) {
         let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let conclusive_before = table
+            .get(zone)
+            .is_some_and(|h| !matches!(h, Health::Unknown(_)));
+        if matches!(health, Health::Unknown(_)) && conclusive_before {
+            log.event("dnsbl_health")
+                .kv("zone", zone)
+                .kv("health", "inconclusive")
+                .kv("reason", health.reason())
+                .kv("action", "kept previous state")
+                .emit();
+            return;
+        }
         let previous = table.insert(zone.to_string(), health.clone());
         if previous.as_ref() != Some(&health) {
             let event = if health.usable() {

@@ -72,6 +72,9 @@ pub struct Dns {
 /// The PTR names of an address.
 type PtrAnswer = Answer<Vec<String>>;
 
+/// PTR names kept per address: the checks look at no more.
+const MAX_PTR_NAMES: usize = 5;
+
 /// How long a PTR answer is reused.
 const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Beyond this many cached PTR answers, the cache starts over.
@@ -221,6 +224,8 @@ impl Dns {
                             RData::PTR(p) => Some(name_text(&p.0)),
                             _ => None,
                         })
+                        .filter(|name| name.len() <= 255)
+                        .take(MAX_PTR_NAMES)
                         .collect();
                     if names.is_empty() {
                         Answer::NotFound
@@ -257,6 +262,31 @@ impl Dns {
                 (Answer::Found(a), _) | (_, Answer::Found(a)) => Answer::Found(a),
                 (Answer::Failed(why), _) | (_, Answer::Failed(why)) => Answer::Failed(why),
                 _ => Answer::NotFound,
+            }
+        })
+        .await
+    }
+
+    /// The addresses of a name in the family of `like` (A for an IPv4
+    /// address, AAAA for IPv6): forward confirmation of a PTR name.
+    pub async fn addresses_like(&self, name: &str, like: IpAddr) -> Answer<Vec<IpAddr>> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        self.bounded(async {
+            match like {
+                IpAddr::V4(_) => records(
+                    self.resolver.ipv4_lookup(fqdn.as_str()).await,
+                    |d| match d {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        _ => None,
+                    },
+                ),
+                IpAddr::V6(_) => records(
+                    self.resolver.ipv6_lookup(fqdn.as_str()).await,
+                    |d| match d {
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    },
+                ),
             }
         })
         .await

@@ -191,7 +191,9 @@ impl Checks {
         let mut confirmed = None;
         let mut failure = None;
         for name in names.iter().take(5) {
-            match self.dns.addresses(name).await {
+            // Only the client's address family: an answer of the other
+            // family must not hide a failed lookup of this one.
+            match self.dns.addresses_like(name, client).await {
                 Answer::Found(ips)
                     if ips.iter().any(|ip| crate::net::canonical_ip(*ip) == client) =>
                 {
@@ -253,7 +255,7 @@ impl Checks {
                 setting,
                 ignore,
                 Outcome::Pass,
-                format!("zone disabled: {}", health.reason()),
+                format!("zone {}: {}", health.label(), health.reason()),
             );
         }
         let name = dnsbl::query_name(client, &zone.zone);
@@ -463,11 +465,12 @@ impl Checks {
             let Some(domain) = &domain else {
                 return Vec::new();
             };
-            let mut out = Vec::new();
-            for zone in &self.config.rhsbl {
-                out.push(self.rhsbl(&t, client, domain, zone).await);
-            }
-            out
+            let lookups = self
+                .config
+                .rhsbl
+                .iter()
+                .map(|zone| self.rhsbl(&t, client, domain, zone));
+            futures_util::future::join_all(lookups).await
         };
         let spf = async {
             if c.spf.is_off() && c.spf_softfail.is_off() {
@@ -590,6 +593,11 @@ impl Checks {
     async fn rhsbl(&self, t: &Timer, client: IpAddr, domain: &str, zone: &ListZone) -> CheckResult {
         let check = format!("rhsbl:{}", zone.zone);
         let setting = zone.setting();
+        let health = self.health.get(&zone.zone);
+        if !health.usable() {
+            let detail = format!("zone {}: {}", health.label(), health.reason());
+            return t.result(&check, setting, OnDnsError::Ignore, Outcome::Pass, detail);
+        }
         let name = format!("{domain}.{}.", zone.zone);
         match dnsbl::interpret(self.dns.ipv4(&name).await, &zone.codes) {
             Listing::Listed(ips) => {
@@ -623,13 +631,18 @@ impl Checks {
                     format!("lookup failed: {why}"),
                 )
             }
-            Listing::ZoneError(code) => t.result(
-                &check,
-                setting,
-                OnDnsError::Ignore,
-                Outcome::Pass,
-                format!("zone error code {code}"),
-            ),
+            Listing::ZoneError(code) => {
+                let why = format!("answered {name} with the query-error code {code}");
+                self.health
+                    .set(&zone.zone, dnsbl::Health::Disabled(why), &self.log);
+                t.result(
+                    &check,
+                    setting,
+                    OnDnsError::Ignore,
+                    Outcome::Pass,
+                    format!("zone error code {code}: zone disabled"),
+                )
+            }
             Listing::NotListed => t.result(
                 &check,
                 setting,

@@ -66,6 +66,9 @@ pub enum Effect {
 
 impl CheckResult {
     pub fn effect(&self, mode: Mode) -> Effect {
+        if self.setting.is_off() {
+            return Effect::None;
+        }
         let effect = match &self.outcome {
             Outcome::Pass => Effect::None,
             Outcome::Hit(reply) => match (self.setting.weight, self.setting.action) {
@@ -220,6 +223,17 @@ mod tests {
             r.effect(Mode::Enforce),
             Effect::Refuse(Reply::new(450, "4.7.1", "would be wrong"))
         );
+    }
+
+    #[test]
+    fn a_check_that_is_off_does_nothing_even_on_dns_errors() {
+        let mut r = result(
+            "reverse_dns",
+            CheckSetting::default(),
+            Outcome::DnsError(Reply::new(451, "4.7.1", "x")),
+        );
+        r.dns_error_default = OnDnsError::Tempfail;
+        assert_eq!(r.effect(Mode::Enforce), Effect::None);
     }
 
     #[test]

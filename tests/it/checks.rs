@@ -39,6 +39,9 @@ zone = "servfail.test"
 
 [[rhsbl]]
 zone = "rhs.test"
+
+[[rhsbl]]
+zone = "allrhs.test"
 "#,
         dns = dns.config()
     )
@@ -112,7 +115,7 @@ fn check_command_gives_every_reply() {
     );
     assert!(
         report.contains(
-            "timeout.test                 health warning test point lookup failed: timeout"
+            "timeout.test                 health unknown test point lookup failed: timeout"
         ),
         "{report}"
     );
@@ -167,14 +170,16 @@ fn dnsbl_health_command() {
     assert_eq!(rows[3], "err.test                         disabled  lists the RFC 5782 negative test point 127.0.0.1 (127.255.255.254)");
     assert!(
         rows[4].starts_with(
-            "timeout.test                     warning   test point lookup failed: timeout"
+            "timeout.test                     unknown   test point lookup failed: timeout"
         ),
         "{table}"
     );
     assert!(
-        rows[5].starts_with("servfail.test                    warning   test point lookup failed"),
+        rows[5].starts_with("servfail.test                    unknown   test point lookup failed"),
         "{table}"
     );
+    assert_eq!(rows[6], "rhs.test                         ok        ");
+    assert_eq!(rows[7], "allrhs.test                      disabled  lists the RFC 5782 negative test point INVALID (127.0.0.2)");
 }
 
 #[tokio::test]
