@@ -150,6 +150,22 @@ pub async fn run(
         &client.to_string(),
     );
     let _ = writeln!(out, "score    {}", decision.score);
+    // The order of a real session: relay control at RCPT comes first, then
+    // the verdict of the connect, HELO and MAIL checks, then the recipient.
+    let local = match &rcpt {
+        Some(to) => match policy.relay(client, to) {
+            Err(refusal) => {
+                let verdict = refused(&mut out, &refusal);
+                return Ok((out, verdict));
+            }
+            Ok(Destination::Local(m)) => Some(m.clone()),
+            Ok(Destination::Relayed) => None,
+        },
+        None => None,
+    };
+    if rcpt.is_some() {
+        let _ = writeln!(out, "rcpt     relay                        pass");
+    }
     if let Some(refusal) = &decision.refusal {
         let stage = match config.policy.reject_at {
             RejectAt::Rcpt => "at RCPT",
@@ -159,40 +175,29 @@ pub async fn run(
         let verdict = refused(&mut out, refusal);
         return Ok((out, verdict));
     }
-    if let Some(to) = &rcpt {
-        let local = match policy.relay(client, to) {
-            Err(refusal) => {
-                let verdict = refused(&mut out, &refusal);
-                return Ok((out, verdict));
-            }
-            Ok(Destination::Local(m)) => Some(m.clone()),
-            Ok(Destination::Relayed) => None,
-        };
-        let _ = writeln!(out, "rcpt     relay                        pass");
-        if let Some(mailbox) = &to.mailbox {
-            let results = checks.rcpt(mailbox);
-            for r in &results {
-                line(&mut out, r, mode);
-            }
-            if let Some(refusal) = decide(
-                &results,
-                mode,
-                config.policy.reject_score,
-                &client.to_string(),
-            )
-            .refusal
-            {
-                let verdict = refused(&mut out, &refusal);
-                return Ok((out, verdict));
-            }
+    if let Some(mailbox) = rcpt.as_ref().and_then(|to| to.mailbox.as_ref()) {
+        let results = checks.rcpt(mailbox);
+        for r in &results {
+            line(&mut out, r, mode);
         }
-        if let Some(mailbox) = &local {
-            if let Err(refusal) = policy.recipient_known(mailbox).await {
-                let verdict = refused(&mut out, &refusal);
-                return Ok((out, verdict));
-            }
-            let _ = writeln!(out, "rcpt     recipient                    pass");
+        if let Some(refusal) = decide(
+            &results,
+            mode,
+            config.policy.reject_score,
+            &client.to_string(),
+        )
+        .refusal
+        {
+            let verdict = refused(&mut out, &refusal);
+            return Ok((out, verdict));
         }
+    }
+    if let Some(mailbox) = &local {
+        if let Err(refusal) = policy.recipient_known(mailbox).await {
+            let verdict = refused(&mut out, &refusal);
+            return Ok((out, verdict));
+        }
+        let _ = writeln!(out, "rcpt     recipient                    pass");
     }
     let _ = writeln!(out, "verdict: accept");
     Ok((out, Verdict::Accept))

@@ -58,7 +58,8 @@ pub struct SessionChecks {
     connect: Slot,
     helo: Slot,
     mail: Slot,
-    /// Warnings already logged, so each is logged once per session.
+    /// Warnings already logged (check and reply), so each is logged once
+    /// per session; a new sender's would-reject has another reply.
     warned: HashSet<String>,
 }
 
@@ -122,7 +123,7 @@ impl SessionChecks {
         );
         let fresh: Vec<super::Refusal> = std::mem::take(&mut decision.warnings)
             .into_iter()
-            .filter(|w| self.warned.insert(w.check.clone()))
+            .filter(|w| self.warned.insert(format!("{} {}", w.check, w.reply)))
             .collect();
         (decision, fresh)
     }

@@ -21,6 +21,8 @@ pub struct RecipientCache {
     path: PathBuf,
     entries: Mutex<HashMap<String, Known>>,
     dirty: AtomicBool,
+    /// One save at a time (the periodic one and the one at stop).
+    saving: Mutex<()>,
 }
 
 /// Beyond this many addresses, the oldest answers are forgotten first.
@@ -49,6 +51,7 @@ impl RecipientCache {
             path: path.to_path_buf(),
             entries: Mutex::new(entries),
             dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
         }
     }
 
@@ -60,10 +63,15 @@ impl RecipientCache {
     pub fn put(&self, address: &str, known: Known) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(address) {
-            let mut ages: Vec<u64> = entries.values().map(|k| k.checked).collect();
-            ages.sort_unstable();
-            let cutoff = ages[ages.len() / 2];
-            entries.retain(|_, k| k.checked > cutoff);
+            // Full: negative answers go first (a dictionary attack must not
+            // push out the mailboxes a backup MX needs), then the oldest.
+            entries.retain(|_, k| k.exists);
+            if entries.len() >= MAX_ENTRIES / 2 {
+                let mut ages: Vec<u64> = entries.values().map(|k| k.checked).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                entries.retain(|_, k| k.checked > cutoff);
+            }
         }
         entries.insert(address.to_string(), known);
         self.dirty.store(true, Ordering::Relaxed);
@@ -71,6 +79,7 @@ impl RecipientCache {
 
     /// Writes the cache if it changed since the last save (blocking).
     pub fn save(&self) -> std::io::Result<()> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
@@ -83,9 +92,11 @@ impl RecipientCache {
             }
         }
         let tmp = self.path.with_extension("tmp");
+        let dir = self.path.parent().unwrap_or(Path::new("."));
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .and_then(|()| std::fs::File::open(dir)?.sync_all());
         if result.is_err() {
             self.dirty.store(true, Ordering::Relaxed);
         }

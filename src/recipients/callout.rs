@@ -20,6 +20,22 @@ pub enum Probe {
     Unknown(String),
 }
 
+/// What a reply to the probe's RCPT says. Only "no such mailbox" replies
+/// (550, 551, 553 with a 5.1.x status, or none) mean the address does not
+/// exist; a full mailbox, a policy refusal of the probe or anything else is
+/// not an answer about the address.
+fn classify(code: u16, text: &str) -> Probe {
+    let shown = format!("{code} {text}");
+    let status = text.split(' ').next().unwrap_or("");
+    let has_status =
+        status.split('.').count() == 3 && status.starts_with(|c: char| c.is_ascii_digit());
+    match code {
+        200..=299 => Probe::Exists,
+        550 | 551 | 553 if !has_status || status.starts_with("5.1.") => Probe::Missing(shown),
+        _ => Probe::Unknown(shown),
+    }
+}
+
 /// An open probe connection.
 struct Open {
     conn: Conn<TcpStream>,
@@ -42,6 +58,19 @@ pub struct Callout {
     idle: Mutex<Vec<Open>>,
 }
 
+fn targets_count(config: &Config) -> usize {
+    config
+        .downstream
+        .targets
+        .iter()
+        .filter(|t| !matches!(t, Target::Maildir(_)))
+        .count()
+}
+
+/// How long a reused connection may take to answer before a fresh one is
+/// tried instead.
+const REUSED_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Callout {
     pub fn new(config: &Config) -> Callout {
         let targets = config
@@ -59,7 +88,12 @@ impl Callout {
             targets,
             helo: config.server.hostname.clone(),
             sender: r.probe_sender.clone(),
-            connect_timeout: config.downstream.connect_timeout.0.min(r.callout_timeout.0),
+            // Each target gets its share of the probe's time.
+            connect_timeout: config
+                .downstream
+                .connect_timeout
+                .0
+                .min(r.callout_timeout.0 / (targets_count(config).max(1) as u32)),
             timeout: r.callout_timeout.0,
             idle: Mutex::new(Vec::new()),
         }
@@ -82,7 +116,8 @@ impl Callout {
         if let Some(open) = reused {
             // A reused connection may have been closed by the downstream;
             // then ask on a fresh one.
-            if let Ok(probe) = self.ask(open, address).await {
+            let quick = self.timeout.min(REUSED_TIMEOUT);
+            if let Ok(Ok(probe)) = tokio::time::timeout(quick, self.ask(open, address)).await {
                 return probe;
             }
         }
@@ -145,11 +180,7 @@ impl Callout {
         let probe = if !mail.is_ok() {
             Probe::Unknown(format!("probe sender refused: {} {}", mail.code, mail.text))
         } else {
-            match rcpt.code {
-                200..=299 => Probe::Exists,
-                500..=599 => Probe::Missing(format!("{} {}", rcpt.code, rcpt.text)),
-                _ => Probe::Unknown(format!("{} {}", rcpt.code, rcpt.text)),
-            }
+            classify(rcpt.code, &rcpt.text)
         };
         if rset.is_ok() {
             open.since = Instant::now();
@@ -159,5 +190,40 @@ impl Callout {
             }
         }
         Ok(probe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mailbox_errors_mean_missing() {
+        assert_eq!(classify(250, "2.1.5 Ok"), Probe::Exists);
+        assert!(matches!(
+            classify(550, "5.1.1 <x@example.com>: User unknown"),
+            Probe::Missing(_)
+        ));
+        assert!(matches!(classify(550, "User unknown"), Probe::Missing(_)));
+        assert!(matches!(
+            classify(553, "5.1.3 bad address"),
+            Probe::Missing(_)
+        ));
+        assert!(matches!(
+            classify(552, "5.2.2 Mailbox full"),
+            Probe::Unknown(_)
+        ));
+        assert!(matches!(
+            classify(554, "5.7.1 Access denied"),
+            Probe::Unknown(_)
+        ));
+        assert!(matches!(
+            classify(550, "5.7.1 Client host rejected"),
+            Probe::Unknown(_)
+        ));
+        assert!(matches!(
+            classify(450, "4.1.1 try later"),
+            Probe::Unknown(_)
+        ));
     }
 }

@@ -19,7 +19,7 @@ use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
 use cache::{Known, RecipientCache};
 use callout::{Callout, Probe};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,8 @@ pub struct Verifier {
     spamtraps: Option<AddressList>,
     /// Clients that hit a spam trap, until when (Unix time).
     trapped: Mutex<HashMap<IpAddr, u64>>,
+    /// Addresses being refreshed in the background (one probe each).
+    refreshing: Mutex<HashSet<String>>,
     log: Arc<Logger>,
 }
 
@@ -67,6 +69,7 @@ impl Verifier {
             cache: RecipientCache::load(&spool_dir.join("recipient-cache")),
             spamtraps,
             trapped: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(HashSet::new()),
             log,
             config,
         })
@@ -102,10 +105,23 @@ impl Verifier {
                 (r.negative_ttl.0.as_secs(), r.negative_refresh.0.as_secs())
             };
             if age < ttl {
-                if age >= refresh {
+                let first = age >= refresh
+                    && self
+                        .refreshing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(address.clone());
+                if first {
                     let verifier = self.clone();
                     let address = address.clone();
-                    tokio::spawn(async move { verifier.refresh(&address).await });
+                    tokio::spawn(async move {
+                        verifier.refresh(&address).await;
+                        verifier
+                            .refreshing
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&address);
+                    });
                 }
                 return if known.exists {
                     Ok(())
