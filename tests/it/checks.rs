@@ -139,6 +139,8 @@ fn check_command_gives_every_reply() {
         ("127.0.0.11", &[("--from", "x@sender.test")], 1, "verdict: reject by spf: 550 5.7.23 <x@sender.test>: Sender address rejected: SPF check failed"),
         ("127.0.0.11", &[("--from", "x@spammer.sender.test")], 1, "verdict: reject by rhsbl:rhs.test: 554 5.7.1 Service unavailable; Sender domain spammer.sender.test blocked using rhs.test"),
         ("127.0.0.11", &[("--rcpt", "user@elsewhere.test")], 1, "verdict: reject by relay: 554 5.7.1 <user@elsewhere.test>: Relay access denied"),
+        // Relay control answers first, as in a session, even for a client whose reverse lookup fails.
+        ("127.0.0.50", &[("--from", "a@addronly.client.test"), ("--rcpt", "user@elsewhere.test")], 1, "verdict: reject by relay: 554 5.7.1 <user@elsewhere.test>: Relay access denied"),
     ];
     for (client, overrides, want_code, want) in cases {
         let (code, report) = with(client, overrides);
