@@ -28,6 +28,8 @@ pub enum ServeError {
     Spool(#[from] SpoolError),
     #[error("{0}")]
     Services(#[from] ServicesError),
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsSetupError),
     #[error("spool.dir: control socket: {0}")]
     Control(#[from] ControlError),
     #[error("server.listen: cannot listen on {addr}: {source}")]
@@ -109,15 +111,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let log = Arc::new(log);
     let (spool, _lock) = Spool::open_exclusive(&config.spool.dir)?;
     let spool = Arc::new(spool);
+    let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
     let delivery = delivery::start(Arc::new(delivery::Context {
         config: config.clone(),
         spool: spool.clone(),
         log: log.clone(),
         tls: crate::tls::opportunistic_client_config(),
+        dns: dns.clone(),
     }));
     let svc = Arc::new(Services::new(
         config.clone(),
         log.clone(),
+        dns,
         spool.clone(),
         delivery.clone(),
     )?);

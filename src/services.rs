@@ -28,14 +28,13 @@ pub enum ServicesError {
     File(#[from] FileError),
     #[error("{0}")]
     Tls(#[from] TlsError),
-    #[error("{0}")]
-    Dns(#[from] crate::dns::DnsSetupError),
 }
 
 impl Services {
     pub fn new(
         config: Arc<Config>,
         log: Arc<Logger>,
+        dns: Arc<crate::dns::Dns>,
         spool: Arc<Spool>,
         delivery: delivery::Handle,
     ) -> Result<Services, ServicesError> {
@@ -43,7 +42,6 @@ impl Services {
             Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
             None => None,
         };
-        let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
         Ok(Services {
             policy: Policy::new(config.clone(), dns, log.clone())?,
             config,

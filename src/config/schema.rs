@@ -29,6 +29,26 @@ pub struct Config {
     pub lists: super::checks::Lists,
     pub dnsbl: Vec<super::checks::ListZone>,
     pub rhsbl: Vec<super::checks::ListZone>,
+    pub delivery: Delivery,
+}
+
+/// `[delivery]`: what happens after a permanent failure.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    pub dsn: Dsn,
+}
+
+/// `delivery.dsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dsn {
+    /// A bounce only to a sender verified for the message (SPF pass, or a
+    /// DKIM pass aligned with the MAIL FROM domain); else the quarantine.
+    #[default]
+    Verified,
+    /// Never a bounce: every failure goes to the quarantine.
+    Never,
 }
 
 /// `[server]`: who we are and where we listen.

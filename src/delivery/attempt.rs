@@ -6,7 +6,7 @@
 
 use super::smtp_client::{self, RcptResult};
 use super::{maildir, Context};
-use crate::config::Target;
+use crate::config::{Dsn, Target};
 use crate::spool::{DeliveryState, Entry, QueueId, SpoolError};
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ pub enum Outcome {
     Done,
     /// Try again at this Unix time.
     Retry(u64),
+    /// Removed, and a bounce to its verified sender queued under this ID.
+    Bounced(QueueId),
 }
 
 /// Wait before attempt `attempts + 1`: doubling from `min`, at most `max`.
@@ -202,8 +204,89 @@ async fn finish(
             Err(e) => return keep_for_retry(ctx, id, state, now, e).await,
         }
     }
+    if let Some(verified) = bounce_allowed(ctx, entry).await {
+        match queue_dsn(ctx, entry, &state).await {
+            Ok(dsn_id) => {
+                let (spool, task_id) = (ctx.spool.clone(), id.clone());
+                if let Err(e) = blocking(move || spool.remove(&task_id)).await {
+                    ctx.log
+                        .event("spool_error")
+                        .kv("queue_id", id)
+                        .kv("error", e)
+                        .emit();
+                }
+                ctx.log
+                    .event("dsn")
+                    .kv("queue_id", id)
+                    .kv("dsn_id", &dsn_id)
+                    .kv("to", &entry.envelope.from)
+                    .kv("verified", verified)
+                    .emit();
+                return Outcome::Bounced(dsn_id);
+            }
+            Err(e) => ctx
+                .log
+                .event("spool_error")
+                .kv("queue_id", id)
+                .kv("error", e)
+                .emit(),
+        }
+    }
     let failed: Vec<String> = state.failed.iter().map(|(r, _)| r.clone()).collect();
     quarantine(ctx, id, state, &entry.envelope.from, failed).await
+}
+
+/// How the sender was verified, when it may get a bounce: `delivery.dsn =
+/// "verified"`, not the null sender, and SPF pass or an aligned DKIM pass.
+async fn bounce_allowed(ctx: &Context, entry: &Entry) -> Option<String> {
+    let env = &entry.envelope;
+    if ctx.config.delivery.dsn != Dsn::Verified || env.from == "<>" {
+        return None;
+    }
+    let sender = env.from.trim_start_matches('<').trim_end_matches('>');
+    let helo = if env.helo.is_empty() {
+        "unknown"
+    } else {
+        env.helo.as_str()
+    };
+    ctx.dns
+        .sender_verified(
+            env.client,
+            helo,
+            &ctx.config.server.hostname,
+            sender,
+            entry.message(),
+        )
+        .await
+}
+
+/// Queues the DSN (from the null sender to the original sender).
+async fn queue_dsn(ctx: &Context, entry: &Entry, state: &DeliveryState) -> Result<QueueId, String> {
+    let hostname = &ctx.config.server.hostname;
+    let envelope = crate::spool::Envelope {
+        id: QueueId::generate(),
+        arrival: crate::time::unix_now(),
+        client: std::net::IpAddr::from([127, 0, 0, 1]),
+        helo: hostname.clone(),
+        from: "<>".into(),
+        body_8bit: false,
+        rcpts: vec![entry
+            .envelope
+            .from
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()],
+    };
+    let report = super::dsn::build(
+        hostname,
+        &entry.envelope,
+        &state.failed,
+        entry.message(),
+        envelope.id.as_str(),
+    );
+    let (spool, dsn_id) = (ctx.spool.clone(), envelope.id.clone());
+    blocking(move || spool.commit(&envelope, &[&report])).await?;
+    Ok(dsn_id)
 }
 
 /// Moves the message to the quarantine; on failure it stays queued.
@@ -223,7 +306,10 @@ async fn quarantine(
                 .kv("from", from)
                 .kv("to", failed.join(","))
                 .kv("reason", quarantine_reason(&state))
-                .kv("bounce", "none")
+                .kv(
+                    "bounce",
+                    "none (sender not verified, or delivery.dsn = never)",
+                )
                 .emit();
             Outcome::Done
         }

@@ -9,6 +9,7 @@
 //! flush (from `mxguard queue flush`) makes everything due now.
 
 pub mod attempt;
+pub mod dsn;
 pub mod maildir;
 pub mod smtp_client;
 
@@ -58,6 +59,8 @@ pub struct Context {
     pub spool: Arc<Spool>,
     pub log: Arc<Logger>,
     pub tls: Arc<rustls::ClientConfig>,
+    /// To verify a sender before it may get a bounce.
+    pub dns: Arc<crate::dns::Dns>,
 }
 
 /// Next attempt times, with stale heap entries skipped on pop.
@@ -171,8 +174,11 @@ async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
             },
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
                 Ok((task, outcome)) => {
-                    if let (Some(id), Outcome::Retry(at)) = (running.remove(&task), outcome) {
-                        plan.set(id, at);
+                    let id = running.remove(&task);
+                    match (id, outcome) {
+                        (Some(id), Outcome::Retry(at)) => plan.set(id, at),
+                        (_, Outcome::Bounced(dsn)) => plan.set(dsn, 0),
+                        _ => {}
                     }
                 }
                 Err(e) => {

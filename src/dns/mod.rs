@@ -350,6 +350,33 @@ impl Dns {
             .await
     }
 
+    /// How the sender of a message is verified, if it is: SPF pass for the
+    /// MAIL FROM domain, or a DKIM signature that verifies and whose `d=`
+    /// is that domain or a parent of it (relaxed alignment).
+    pub async fn sender_verified(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        our_hostname: &str,
+        sender: &str,
+        message: &[u8],
+    ) -> Option<String> {
+        let domain = sender.rsplit_once('@')?.1.to_ascii_lowercase();
+        if self.spf_mail_from(ip, helo, our_hostname, sender).await == SpfResult::Pass {
+            return Some("spf=pass".into());
+        }
+        let parsed = mail_auth::AuthenticatedMessage::parse(message)?;
+        let outputs = tokio::time::timeout(self.timeout * 4, self.auth.verify_dkim(&parsed))
+            .await
+            .ok()?;
+        outputs.iter().find_map(|out| {
+            let d = out.signature()?.d.to_ascii_lowercase();
+            let aligned = domain == d || domain.ends_with(&format!(".{d}"));
+            (*out.result() == mail_auth::DkimResult::Pass && aligned)
+                .then(|| format!("dkim=pass d={d}"))
+        })
+    }
+
     async fn spf(&self, params: SpfParameters<'_>) -> SpfResult {
         // An SPF evaluation may take several lookups; RFC 7208 section
         // 4.6.4 bounds their number, this bounds their time.

@@ -1,6 +1,7 @@
 //! Delivery to the downstream: outage and recovery, per-recipient results,
 //! quarantine instead of bounces, LMTP, and the exact bytes on the wire.
 
+use crate::dns_fixture::DnsFixture;
 use crate::harness::*;
 
 fn send(addr: std::net::SocketAddr, from: &str, to: &str, subject: &str) -> String {
@@ -72,10 +73,13 @@ async fn per_recipient_results_and_quarantine_without_bounce() {
         a if a.starts_with("gone@") => "550 5.1.1 no such user".into(),
         _ => "250 2.1.5 Ok".into(),
     });
+    // sender.test's SPF fails for 127.0.0.1: the sender is not verified.
+    let dns = DnsFixture::start();
     let mx = Mxguard::start(
         dir.path(),
         &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
+            "[relay]\ndomains = [\"example.test\"]\n{}{}",
+            dns.config(),
             smtp_downstream(sink.addr.port())
         ),
     );
@@ -211,10 +215,12 @@ fn second_target_used_when_first_is_down() {
 fn queue_lifetime_zero_tries_once_then_quarantines() {
     let dir = tempfile::tempdir().unwrap();
     let dead = free_port();
+    let dns = DnsFixture::start();
     let mx = Mxguard::start(
         dir.path(),
         &format!(
-            "[relay]\ndomains = [\"example.test\"]\n[downstream]\ntargets = [\"smtp://127.0.0.1:{dead}\"]\nmax_queue_lifetime = \"0s\"\n"
+            "[relay]\ndomains = [\"example.test\"]\n{}[downstream]\ntargets = [\"smtp://127.0.0.1:{dead}\"]\nmax_queue_lifetime = \"0s\"\n",
+            dns.config()
         ),
     );
     let out = swaks(
@@ -241,4 +247,61 @@ fn queue_lifetime_zero_tries_once_then_quarantines() {
         show.contains("failed: b@example.test queue lifetime expired"),
         "{show}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_sender_gets_a_dsn_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = CaptureSink::start().await;
+    sink.on_rcpt(|addr| match addr {
+        a if a.starts_with("gone@") => "550 5.1.1 <gone@example.test>: no such user".into(),
+        _ => "250 2.1.5 Ok".into(),
+    });
+    let dns = DnsFixture::start();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}{}",
+            dns.config(),
+            smtp_downstream(sink.addr.port())
+        ),
+    );
+    // client.test's SPF passes for 127.0.0.11: a real correspondent's typo.
+    let mut c = Client::connect_from("127.0.0.11", mx.addr).await;
+    c.reply().await;
+    c.cmd("EHLO mail1.client.test").await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    c.cmd("RCPT TO:<gone@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"Subject: typo\r\nMessage-ID: <typo@client.test>\r\n\r\nsecret body\r\n.\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    c.cmd("QUIT").await;
+
+    let line = mx.wait_log(&["event=dsn", "to=<a@client.test>"]);
+    assert!(line.contains("verified=spf=pass"), "{line}");
+    mx.wait_log(&["event=delivery", "to=a@client.test", "status=sent"]);
+    let captured = sink.captured();
+    let dsn = captured
+        .iter()
+        .find(|m| m.from == "MAIL FROM:<>")
+        .expect("a DSN reached the downstream");
+    assert_eq!(dsn.rcpts, vec!["a@client.test".to_string()]);
+    let text = String::from_utf8_lossy(&dsn.raw);
+    assert!(
+        text.contains("Content-Type: multipart/report; report-type=delivery-status;"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Final-Recipient: rfc822; gone@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Message-ID: <typo@client.test>"), "{text}");
+    assert!(!text.contains("secret body"), "{text}");
+    assert!(!mx
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("event=quarantine")));
 }

@@ -22,10 +22,12 @@ fn build_services(dir: &std::path::Path) -> Arc<Services> {
     let toml = "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_errors = 1000\nmax_message_size = 4096\nmax_recipients = 5\n";
     let config = Config::from_toml(toml, "props.toml", dir).unwrap();
     let spool = Arc::new(Spool::open(&config.spool.dir).unwrap());
+    let dns = Arc::new(mxguard::dns::Dns::new(&config.dns).unwrap());
     Arc::new(
         Services::new(
             Arc::new(config),
             Arc::new(Logger::discard()),
+            dns,
             spool,
             mxguard::delivery::Handle::detached(),
         )
