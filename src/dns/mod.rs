@@ -40,16 +40,6 @@ pub enum Answer<T> {
     Failed(String),
 }
 
-impl<T> Answer<T> {
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
-        match self {
-            Answer::Found(v) => Answer::Found(f(v)),
-            Answer::NotFound => Answer::NotFound,
-            Answer::Failed(e) => Answer::Failed(e),
-        }
-    }
-}
-
 /// Why the resolver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsSetupError {

@@ -62,10 +62,6 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn id(&self) -> &QueueId {
-        &self.id
-    }
-
     fn open(&mut self) -> Result<&mut File, SpoolError> {
         if self.file.is_none() {
             let mut file = OpenOptions::new()
@@ -209,10 +205,6 @@ impl Spool {
         Ok((spool, SpoolLock { _file: lock }))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where a queued message's file is (for copying it without reading
     /// it into memory).
     pub fn path(&self, id: &QueueId) -> PathBuf {
@@ -250,11 +242,6 @@ impl Spool {
     /// IDs in the queue, oldest first.
     pub fn list(&self) -> Result<Vec<QueueId>, SpoolError> {
         Self::ids_in(&self.queue)
-    }
-
-    /// IDs in the quarantine, oldest first.
-    pub fn list_quarantine(&self) -> Result<Vec<QueueId>, SpoolError> {
-        Self::ids_in(&self.quarantine)
     }
 
     fn ids_in(dir: &Path) -> Result<Vec<QueueId>, SpoolError> {
