@@ -66,7 +66,7 @@ pub struct SessionChecks {
 impl SessionChecks {
     /// Starts the connect checks unless the client is exempt.
     pub fn start(checks: Arc<Checks>, client: IpAddr, enabled: bool) -> SessionChecks {
-        let connect = if enabled {
+        let connect = if enabled && checks.has_connect_checks() {
             Slot::start(checks.clone().connect(client))
         } else {
             Slot::Empty

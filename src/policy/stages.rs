@@ -107,6 +107,16 @@ impl Checks {
         self.exceptions.as_ref()?.find(client, &self.log)
     }
 
+    /// Whether any connect-stage check is configured (else no task is
+    /// started for a connection).
+    pub fn has_connect_checks(&self) -> bool {
+        let c = &self.config.checks;
+        !self.config.dnsbl.is_empty()
+            || !(c.reverse_dns.is_off()
+                && c.forged_reverse_dns.is_off()
+                && c.generic_reverse_dns.is_off())
+    }
+
     /// Connect stage: reverse DNS and every DNSBL, in parallel.
     pub async fn connect(self: Arc<Self>, client: IpAddr) -> Vec<CheckResult> {
         let mut tasks = JoinSet::new();
