@@ -111,10 +111,10 @@ impl Checks {
     /// started for a connection).
     pub fn has_connect_checks(&self) -> bool {
         let c = &self.config.checks;
-        !self.config.dnsbl.is_empty()
-            || !(c.reverse_dns.is_off()
-                && c.forged_reverse_dns.is_off()
-                && c.generic_reverse_dns.is_off())
+        !(self.config.dnsbl.is_empty()
+            && c.reverse_dns.is_off()
+            && c.forged_reverse_dns.is_off()
+            && c.generic_reverse_dns.is_off())
     }
 
     /// Connect stage: reverse DNS and every DNSBL, in parallel.
