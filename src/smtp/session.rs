@@ -491,7 +491,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let reply = match &self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
-
             Some(tx) if tx.rcpts.is_empty() => {
                 Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
             }
