@@ -199,6 +199,10 @@ pub struct Checks {
     pub spf_softfail: CheckSetting,
     pub sender_blocklist: CheckSetting,
     pub recipient_blocklist: CheckSetting,
+    /// At the end of DATA: DKIM, SPF and DMARC verified, an
+    /// Authentication-Results header added; the action applies when DMARC
+    /// fails for a domain whose policy is `p=reject`. Off: no verification.
+    pub dmarc: CheckSetting,
 }
 
 /// `[lists]`: files, reloaded when they change.

@@ -23,8 +23,11 @@ use hickory_resolver::net::{DnsError, DnsHandle, NetError, RetryDnsHandle};
 use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{MessageAuthenticator, SpfResult};
+use mail_auth::{AuthenticationResults, DmarcResult, MessageAuthenticator, SpfResult};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -57,6 +60,23 @@ pub struct Dns {
     /// PTR answers (found or not found; failures are asked again), since
     /// the pool has no cache of its own.
     ptr_cache: Mutex<HashMap<IpAddr, (Instant, PtrAnswer)>>,
+}
+
+/// What the end of DATA learned about a message.
+pub struct Authentication {
+    /// `Authentication-Results: …` with its CRLF.
+    pub header: String,
+    /// The From: domain, when DMARC fails and its policy is `p=reject`.
+    pub dmarc_rejects: Option<String>,
+}
+
+impl Authentication {
+    fn unavailable(our_hostname: &str, why: &str) -> Authentication {
+        Authentication {
+            header: format!("Authentication-Results: {our_hostname}; none ({why})\r\n"),
+            dmarc_rejects: None,
+        }
+    }
 }
 
 /// The PTR names of an address.
@@ -365,6 +385,73 @@ impl Dns {
             (*out.result() == mail_auth::DkimResult::Pass && aligned)
                 .then(|| format!("dkim=pass d={d}"))
         })
+    }
+
+    /// Message authentication at the end of DATA: SPF of the MAIL FROM
+    /// identity, DKIM signatures, and DMARC for the From: domain; the
+    /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
+    pub async fn authenticate(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        our_hostname: &str,
+        mail_from: &str,
+        message: &[u8],
+    ) -> Authentication {
+        let sender = if mail_from.is_empty() {
+            format!("postmaster@{helo}")
+        } else {
+            mail_from.to_string()
+        };
+        let budget = self.timeout * 4;
+        let spf = tokio::time::timeout(
+            budget,
+            self.auth.verify_spf(SpfParameters::verify_mail_from(
+                ip,
+                helo,
+                our_hostname,
+                &sender,
+            )),
+        )
+        .await;
+        let Ok(spf) = spf else {
+            return Authentication::unavailable(our_hostname, "spf timed out");
+        };
+        let Some(parsed) = mail_auth::AuthenticatedMessage::parse(message) else {
+            let header = AuthenticationResults::new(our_hostname)
+                .with_spf_mailfrom_result(&spf, ip, &sender, helo)
+                .to_header();
+            return Authentication {
+                header,
+                dmarc_rejects: None,
+            };
+        };
+        let dkim = tokio::time::timeout(budget, self.auth.verify_dkim(&parsed))
+            .await
+            .unwrap_or_default();
+        let mail_from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
+        let dmarc = tokio::time::timeout(
+            budget,
+            self.auth
+                .verify_dmarc(DmarcParameters::new(&parsed, &dkim, mail_from_domain, &spf)),
+        )
+        .await;
+        let mut results = AuthenticationResults::new(our_hostname)
+            .with_dkim_results(&dkim, parsed.from())
+            .with_spf_mailfrom_result(&spf, ip, &sender, helo);
+        let mut dmarc_rejects = None;
+        if let Ok(dmarc) = &dmarc {
+            results = results.with_dmarc_result(dmarc);
+            if matches!(dmarc.result(), DmarcResult::Fail(_))
+                && dmarc.policy() == DmarcPolicy::Reject
+            {
+                dmarc_rejects = Some(dmarc.domain().to_string());
+            }
+        }
+        Authentication {
+            header: results.to_header(),
+            dmarc_rejects,
+        }
     }
 
     async fn spf(&self, params: SpfParameters<'_>) -> SpfResult {

@@ -16,6 +16,7 @@ pub enum Stage {
     Helo,
     Mail,
     Rcpt,
+    Data,
 }
 
 impl Stage {
@@ -25,6 +26,7 @@ impl Stage {
             Stage::Helo => "helo",
             Stage::Mail => "mail",
             Stage::Rcpt => "rcpt",
+            Stage::Data => "data",
         }
     }
 }

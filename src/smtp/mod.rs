@@ -7,6 +7,7 @@ pub mod address;
 pub mod command;
 pub mod conn;
 pub mod data;
+pub mod headers;
 pub mod received;
 pub mod reply;
 pub mod session;

@@ -8,12 +8,14 @@ use super::address::{Domain, Mailbox, Path};
 use super::command::{self, Command, CommandError, MailParams};
 use super::conn::{Conn, ConnError, Line};
 use super::data::{DataDecoder, DataOutcome};
+use super::headers::strip_our_auth_results;
 use super::received::{self, Trace};
 use super::reply::Reply;
+use crate::config::OnDnsError;
 use crate::config::RejectAt;
 use crate::policy::relay::Destination;
 use crate::policy::session_checks::{SessionChecks, Upto};
-use crate::policy::verdict::decide;
+use crate::policy::verdict::{decide, CheckResult, Effect, Outcome, Stage};
 use crate::policy::Refusal;
 use crate::services::Services;
 use crate::spool::{Envelope, Pending, QueueId};
@@ -530,6 +532,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         });
         let mut pending = Some(self.svc.spool.start(&envelope, trace.as_bytes()));
         let mut spool_error = None;
+        // Forged Authentication-Results headers are removed from the first
+        // piece of the message, where the header block is.
+        let mut first_piece = true;
         let mut decoder = DataDecoder::new(
             limits.max_message_size,
             self.svc.config.server.bare_line_endings,
@@ -543,7 +548,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             {
                 Ok(true) => break,
                 Ok(false) => {
-                    let chunk = decoder.take();
+                    let mut chunk = decoder.take();
+                    if std::mem::take(&mut first_piece) {
+                        chunk = strip_our_auth_results(&chunk, self.hostname());
+                    }
                     if let (Some(mut p), false) = (pending.take(), chunk.is_empty()) {
                         let appended =
                             tokio::task::spawn_blocking(move || p.append(&chunk).map(|()| p)).await;
@@ -565,10 +573,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.checks.end_transaction();
         let size = decoder.size();
         match decoder.finish() {
-            DataOutcome::Message(rest) => match (pending, spool_error) {
-                (Some(p), None) => self.queue(envelope, p, rest, size).await,
-                (_, error) => self.spool_failed(error.unwrap_or_default()),
-            },
+            DataOutcome::Message(mut rest) => {
+                if first_piece {
+                    rest = strip_our_auth_results(&rest, self.hostname());
+                }
+                match (pending, spool_error) {
+                    (Some(p), None) => self.authenticate_and_queue(envelope, p, rest, size).await,
+                    (_, error) => self.spool_failed(error.unwrap_or_default()),
+                }
+            }
             DataOutcome::TooBig => {
                 let reply = Reply::new(552, "5.3.4", "Error: message file too big");
                 self.refuse("data", "message_size", None, reply)
@@ -594,6 +607,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         })
     }
 
+    /// DKIM, SPF and DMARC at the end of DATA (when `checks.dmarc` is on):
+    /// the Authentication-Results header, and the DMARC verdict.
+    async fn authenticate_and_queue(
+        &mut self,
+        envelope: Envelope,
+        mut pending: Pending,
+        rest: Vec<u8>,
+        size: u64,
+    ) -> Flow {
+        let setting = self.svc.config.checks.dmarc;
+        if setting.is_off() {
+            return self
+                .queue(envelope, pending, rest, size, String::new())
+                .await;
+        }
+        let read =
+            tokio::task::spawn_blocking(move || pending.written().map(|w| (pending, w))).await;
+        let (pending, mut message) = match read {
+            Ok(Ok(both)) => both,
+            Ok(Err(e)) => return self.spool_failed(e.to_string()),
+            Err(e) => return self.spool_failed(e.to_string()),
+        };
+        message.extend_from_slice(&rest);
+        let sender = envelope
+            .from
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
+        let helo = if envelope.helo.is_empty() {
+            "unknown"
+        } else {
+            envelope.helo.as_str()
+        };
+        let auth = self
+            .svc
+            .policy
+            .checks
+            .dns
+            .authenticate(self.client, helo, self.hostname(), &sender, &message)
+            .await;
+        if let Some(domain) = &auth.dmarc_rejects {
+            let result = CheckResult {
+                check: "dmarc".into(),
+                stage: Stage::Data,
+                setting,
+                dns_error_default: OnDnsError::Ignore,
+                outcome: Outcome::Hit(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Message rejected: it fails the DMARC policy (p=reject) of {domain}"),
+                )),
+                detail: auth.header.trim_end().to_string(),
+                elapsed: std::time::Duration::ZERO,
+            };
+            match result.effect(self.svc.config.policy.mode) {
+                Effect::Refuse(reply) => return self.refuse("data", "dmarc", None, reply),
+                Effect::Warn(reply) => {
+                    self.log_decision("would_reject", "data", "dmarc", "warn", &reply, None)
+                }
+                _ => {}
+            }
+        }
+        self.queue(envelope, pending, rest, size, auth.header).await
+    }
+
     /// Makes the message durable; answers 250 only once it is on disk.
     async fn queue(
         &mut self,
@@ -601,8 +679,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         pending: Pending,
         rest: Vec<u8>,
         size: u64,
+        header: String,
     ) -> Flow {
-        let written = tokio::task::spawn_blocking(move || pending.commit(&rest)).await;
+        let written =
+            tokio::task::spawn_blocking(move || pending.commit_with(header.as_bytes(), &rest))
+                .await;
         match written {
             Ok(Ok(())) => {
                 let id = envelope.id;

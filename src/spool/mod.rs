@@ -19,7 +19,7 @@ pub use envelope::{DeliveryState, Envelope};
 pub use id::QueueId;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// A spool operation that failed, with the path it failed on.
@@ -53,7 +53,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 /// [`Pending::commit`]. Dropped without a commit, it leaves nothing behind.
 pub struct Pending {
     id: QueueId,
-    /// Envelope lines and trace header, written before the first data.
+    /// Envelope lines and trace header, written before the first data
+    /// (kept, to know where the message starts in the file).
     head: Vec<u8>,
     tmp: PathBuf,
     dest: PathBuf,
@@ -69,8 +70,7 @@ impl Pending {
                 .create_new(true)
                 .open(&self.tmp)
                 .map_err(io_err(&self.tmp))?;
-            let head = std::mem::take(&mut self.head);
-            file.write_all(&head).map_err(io_err(&self.tmp))?;
+            file.write_all(&self.head).map_err(io_err(&self.tmp))?;
             self.file = Some(file);
         }
         self.file
@@ -84,9 +84,64 @@ impl Pending {
         self.open()?.write_all(data).map_err(io_err(&tmp))
     }
 
+    /// The message bytes appended so far, read back (blocking).
+    pub fn written(&mut self) -> Result<Vec<u8>, SpoolError> {
+        if self.file.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut data = Vec::new();
+        File::open(&self.tmp)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(self.head.len() as u64))?;
+                f.read_to_end(&mut data)
+            })
+            .map_err(io_err(&self.tmp))?;
+        Ok(data)
+    }
+
     /// Writes the last bytes, fsyncs, renames into the queue and fsyncs the
     /// directory (blocking). Only after this may the client hear 250.
-    pub fn commit(mut self, rest: &[u8]) -> Result<(), SpoolError> {
+    pub fn commit(self, rest: &[u8]) -> Result<(), SpoolError> {
+        self.commit_with(&[], rest)
+    }
+
+    /// As [`Pending::commit`], with `header` placed right after the trace
+    /// header. When part of the message is already on disk, the file is
+    /// written again behind the header (only messages over one DATA piece).
+    pub fn commit_with(mut self, header: &[u8], rest: &[u8]) -> Result<(), SpoolError> {
+        let tmp = self.tmp.clone();
+        let written = match self.file.take() {
+            Some(file) if !header.is_empty() => {
+                drop(file);
+                let again = self.tmp.with_extension("header");
+                let copied = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&again)
+                    .and_then(|mut out| {
+                        out.write_all(&self.head)?;
+                        out.write_all(header)?;
+                        let mut old = File::open(&tmp)?;
+                        old.seek(SeekFrom::Start(self.head.len() as u64))?;
+                        std::io::copy(&mut old, &mut out)?;
+                        Ok(out)
+                    });
+                let _ = fs::remove_file(&tmp);
+                self.tmp = again;
+                copied.map_err(io_err(&self.tmp))?
+            }
+            Some(file) => file,
+            None => {
+                let mut head = std::mem::take(&mut self.head);
+                head.extend_from_slice(header);
+                self.head = head;
+                self.open()?;
+                self.file
+                    .take()
+                    .ok_or(SpoolError::NotFound(self.id.clone()))?
+            }
+        };
+        self.file = Some(written);
         let tmp = self.tmp.clone();
         let file = self.open()?;
         file.write_all(rest).map_err(io_err(&tmp))?;
@@ -388,6 +443,36 @@ mod tests {
         assert!(spool.list().unwrap().is_empty());
         assert!(matches!(spool.read(&e.id), Err(SpoolError::NotFound(_))));
         assert!(fs::read_dir(dir.path().join("queue"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    #[test]
+    fn a_header_goes_after_the_trace_whether_or_not_data_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let small = envelope();
+        spool
+            .start(&small, b"Received: x\r\n")
+            .commit_with(b"A-R: y\r\n", b"body\r\n")
+            .unwrap();
+        assert_eq!(
+            spool.read(&small.id).unwrap().message(),
+            b"Received: x\r\nA-R: y\r\nbody\r\n"
+        );
+
+        let large = envelope();
+        let mut pending = spool.start(&large, b"Received: x\r\n");
+        pending.append(b"part one\r\n").unwrap();
+        assert_eq!(pending.written().unwrap(), b"part one\r\n");
+        pending.commit_with(b"A-R: y\r\n", b"part two\r\n").unwrap();
+        let entry = spool.read(&large.id).unwrap();
+        assert_eq!(
+            entry.message(),
+            b"Received: x\r\nA-R: y\r\npart one\r\npart two\r\n"
+        );
+        assert!(fs::read_dir(dir.path().join("tmp"))
             .unwrap()
             .next()
             .is_none());

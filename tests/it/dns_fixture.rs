@@ -147,6 +147,13 @@ impl DnsFixture {
     }
 
     /// Exactly these zones: (origin with trailing dot, zone text).
+    /// The fixture zones and these.
+    pub fn with_extra_zones(extra: Vec<(String, String)>) -> DnsFixture {
+        let mut zones = fixture_zones();
+        zones.extend(extra);
+        DnsFixture::with_zones(zones)
+    }
+
     pub fn with_zones(zones: Vec<(String, String)>) -> DnsFixture {
         DnsFixture::serve(move || {
             let mut catalog = Catalog::new();
