@@ -202,7 +202,22 @@ pub struct Checks {
     /// At the end of DATA: DKIM, SPF and DMARC verified, an
     /// Authentication-Results header added; the action applies when DMARC
     /// fails for a domain whose policy is `p=reject`. Off: no verification.
-    pub dmarc: CheckSetting,
+    /// The one check on by default (as `"warn"`).
+    pub dmarc: WarnByDefault,
+}
+
+/// A check setting whose default is `"warn"`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct WarnByDefault(pub CheckSetting);
+
+impl Default for WarnByDefault {
+    fn default() -> Self {
+        WarnByDefault(CheckSetting {
+            action: Action::Warn,
+            ..CheckSetting::default()
+        })
+    }
 }
 
 /// `[lists]`: files, reloaded when they change.

@@ -616,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         rest: Vec<u8>,
         size: u64,
     ) -> Flow {
-        let setting = self.svc.config.checks.dmarc;
+        let setting = self.svc.config.checks.dmarc.0;
         if setting.is_off() {
             return self
                 .queue(envelope, pending, rest, size, String::new())
