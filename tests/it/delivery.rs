@@ -304,4 +304,23 @@ async fn a_verified_sender_gets_a_dsn_and_nothing_else_does() {
         .log_lines()
         .iter()
         .any(|l| l.contains("event=quarantine")));
+
+    // The same typo from a domain without SPF and without a signature:
+    // nobody can say the sender is real, so no bounce, only the quarantine.
+    let mut c = Client::connect_from("127.0.0.11", mx.addr).await;
+    c.reply().await;
+    c.cmd("EHLO mail1.client.test").await;
+    c.cmd("MAIL FROM:<a@addronly.client.test>").await;
+    c.cmd("RCPT TO:<gone@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"Subject: unverifiable\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    c.cmd("QUIT").await;
+    mx.wait_log(&["event=quarantine", "from=<a@addronly.client.test>"]);
+    let to_sender = sink
+        .captured()
+        .iter()
+        .filter(|m| m.rcpts.iter().any(|r| r.contains("addronly")))
+        .count();
+    assert_eq!(to_sender, 0, "nothing is ever sent to an unverified sender");
 }
