@@ -112,9 +112,6 @@ impl fmt::Display for Path {
 
 /// Parses a path, with or without its angle brackets (Postfix accepts both).
 pub fn parse_path(text: &str) -> Result<Path, AddressError> {
-    if text.len() > MAX_PATH {
-        return Err(AddressError::TooLong);
-    }
     let inner = match text.strip_prefix('<') {
         Some(rest) => rest.strip_suffix('>').ok_or(AddressError::Brackets)?,
         None if text.contains(['<', '>', ' ']) || text.is_empty() => {
@@ -122,6 +119,10 @@ pub fn parse_path(text: &str) -> Result<Path, AddressError> {
         }
         None => text,
     };
+    // The limit counts the brackets, written or not (RFC 5321 4.5.3.1.3).
+    if inner.len() + 2 > MAX_PATH {
+        return Err(AddressError::TooLong);
+    }
     if inner.is_empty() {
         return Ok(Path {
             mailbox: None,
@@ -291,5 +292,9 @@ mod tests {
         }
         let long = format!("<{}@example.com>", "a".repeat(65));
         assert_eq!(parse_path(&long), Err(AddressError::TooLong));
+        // Found by fuzzing: a bare address of 255 octets is 257 with brackets.
+        let domain = vec!["b".repeat(63); 4].join(".");
+        let bare = format!("a@{}", &domain[..253]);
+        assert_eq!(parse_path(&bare), Err(AddressError::TooLong));
     }
 }
