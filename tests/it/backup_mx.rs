@@ -145,9 +145,7 @@ async fn dictionary_attack_spam_trap_and_null_sender() {
 
     // A spam trap: the trap gets a 5xx, the client nothing more for a while,
     // not even the recipients it had before the trap.
-    let mut t = Client::connect_from("127.0.0.5", mx.addr).await;
-    t.reply().await;
-    t.cmd("EHLO bot.test").await;
+    let mut t = Client::greet_from("127.0.0.5", mx.addr, "bot.test").await;
     t.cmd("MAIL FROM:<a@client.test>").await;
     assert_eq!(
         t.cmd("RCPT TO:<alice@example.test>").await,
@@ -166,17 +164,13 @@ async fn dictionary_attack_spam_trap_and_null_sender() {
     );
     assert!(t.cmd("DATA").await.starts_with("451 4.7.1 "));
     mx.wait_log(&["event=spamtrap", "client=127.0.0.5", "to=trap@example.test"]);
-    let mut again = Client::connect_from("127.0.0.5", mx.addr).await;
-    again.reply().await;
-    again.cmd("EHLO bot.test").await;
+    let mut again = Client::greet_from("127.0.0.5", mx.addr, "bot.test").await;
     again.cmd("MAIL FROM:<a@client.test>").await;
     assert!(again
         .cmd("RCPT TO:<alice@example.test>")
         .await
         .starts_with("451 4.7.1 "));
-    let mut other = Client::connect_from("127.0.0.6", mx.addr).await;
-    other.reply().await;
-    other.cmd("EHLO ok.test").await;
+    let mut other = Client::greet_from("127.0.0.6", mx.addr, "ok.test").await;
     other.cmd("MAIL FROM:<a@client.test>").await;
     assert_eq!(
         other.cmd("RCPT TO:<alice@example.test>").await,
@@ -184,9 +178,7 @@ async fn dictionary_attack_spam_trap_and_null_sender() {
     );
 
     // A bounce has one recipient.
-    let mut b = Client::connect_from("127.0.0.7", mx.addr).await;
-    b.reply().await;
-    b.cmd("EHLO mailer.test").await;
+    let mut b = Client::greet_from("127.0.0.7", mx.addr, "mailer.test").await;
     b.cmd("MAIL FROM:<>").await;
     b.cmd("RCPT TO:<alice@example.test>").await;
     b.cmd("RCPT TO:<bob@example.test>").await;

@@ -203,9 +203,7 @@ async fn smtp_sessions_from_many_client_addresses() {
 
     // A clean, forward-confirmed client is accepted: the wildcard list and
     // the silent list never reject anything.
-    let mut clean = Client::connect_from("127.0.0.11", mx.addr).await;
-    clean.reply().await;
-    clean.cmd("EHLO mail1.client.test").await;
+    let mut clean = Client::greet_from("127.0.0.11", mx.addr, "mail1.client.test").await;
     assert_eq!(
         clean.cmd("MAIL FROM:<a@client.test>").await,
         "250 2.1.0 Ok\r\n"
@@ -220,9 +218,7 @@ async fn smtp_sessions_from_many_client_addresses() {
 
     // A listed client: refused at RCPT, every RCPT, with the whole envelope
     // in the log line.
-    let mut listed = Client::connect_from("127.0.0.20", mx.addr).await;
-    listed.reply().await;
-    listed.cmd("EHLO mail1.client.test").await;
+    let mut listed = Client::greet_from("127.0.0.20", mx.addr, "mail1.client.test").await;
     assert_eq!(
         listed.cmd("MAIL FROM:<a@client.test>").await,
         "250 2.1.0 Ok\r\n"
@@ -243,9 +239,7 @@ async fn smtp_sessions_from_many_client_addresses() {
 
     // The exception file, edited while running, lets the next connection in.
     std::fs::write(&exceptions, "127.0.0.20 partner.client.test\n").unwrap();
-    let mut excepted = Client::connect_from("127.0.0.20", mx.addr).await;
-    excepted.reply().await;
-    excepted.cmd("EHLO mail1.client.test").await;
+    let mut excepted = Client::greet_from("127.0.0.20", mx.addr, "mail1.client.test").await;
     excepted.cmd("MAIL FROM:<a@client.test>").await;
     assert_eq!(
         excepted.cmd("RCPT TO:<user@example.test>").await,
@@ -254,9 +248,7 @@ async fn smtp_sessions_from_many_client_addresses() {
     mx.wait_log(&["event=exempt", "client=127.0.0.20", "partner.client.test"]);
 
     // No PTR: a temporary refusal, so a real server retries.
-    let mut unnamed = Client::connect_from("127.0.0.13", mx.addr).await;
-    unnamed.reply().await;
-    unnamed.cmd("EHLO mail1.client.test").await;
+    let mut unnamed = Client::greet_from("127.0.0.13", mx.addr, "mail1.client.test").await;
     // (A sender without SPF: an SPF failure would be a definitive 5xx.)
     unnamed.cmd("MAIL FROM:<a@addronly.client.test>").await;
     assert_eq!(
@@ -280,9 +272,7 @@ async fn warn_mode_logs_and_delivers() {
             smtp_downstream(sink.port)
         ),
     );
-    let mut listed = Client::connect_from("127.0.0.20", mx.addr).await;
-    listed.reply().await;
-    listed.cmd("EHLO mail1.client.test").await;
+    let mut listed = Client::greet_from("127.0.0.20", mx.addr, "mail1.client.test").await;
     listed.cmd("MAIL FROM:<a@client.test>").await;
     assert_eq!(
         listed.cmd("RCPT TO:<user@example.test>").await,

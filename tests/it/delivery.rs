@@ -22,13 +22,7 @@ fn send(addr: std::net::SocketAddr, from: &str, to: &str, subject: &str) -> Stri
 fn downstream_outage_then_recovery_delivers_everything() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mx = Mxguard::start(
-        dir.path(),
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(port)
-        ),
-    );
+    let mx = Mxguard::start(dir.path(), &relay_to(port));
     for i in 0..3 {
         let out = send(
             mx.addr,
@@ -267,9 +261,7 @@ async fn a_verified_sender_gets_a_dsn_and_nothing_else_does() {
         ),
     );
     // client.test's SPF passes for 127.0.0.11: a real correspondent's typo.
-    let mut c = Client::connect_from("127.0.0.11", mx.addr).await;
-    c.reply().await;
-    c.cmd("EHLO mail1.client.test").await;
+    let mut c = Client::greet_from("127.0.0.11", mx.addr, "mail1.client.test").await;
     c.cmd("MAIL FROM:<a@client.test>").await;
     c.cmd("RCPT TO:<gone@example.test>").await;
     c.cmd("DATA").await;
@@ -307,9 +299,7 @@ async fn a_verified_sender_gets_a_dsn_and_nothing_else_does() {
 
     // The same typo from a domain without SPF and without a signature:
     // nobody can say the sender is real, so no bounce, only the quarantine.
-    let mut c = Client::connect_from("127.0.0.11", mx.addr).await;
-    c.reply().await;
-    c.cmd("EHLO mail1.client.test").await;
+    let mut c = Client::greet_from("127.0.0.11", mx.addr, "mail1.client.test").await;
     c.cmd("MAIL FROM:<a@addronly.client.test>").await;
     c.cmd("RCPT TO:<gone@example.test>").await;
     c.cmd("DATA").await;

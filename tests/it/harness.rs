@@ -306,6 +306,15 @@ impl Client {
         self.reply().await
     }
 
+    /// Connects from `source`, reads the banner and says `EHLO helo`
+    /// (whatever the answer).
+    pub async fn greet_from(source: &str, addr: SocketAddr, helo: &str) -> Client {
+        let mut c = Client::connect_from(source, addr).await;
+        c.reply().await;
+        c.cmd(&format!("EHLO {helo}")).await;
+        c
+    }
+
     /// Reads the banner and says EHLO.
     pub async fn greet(addr: SocketAddr) -> Client {
         let mut c = Client::connect(addr).await;
@@ -334,6 +343,14 @@ impl Client {
         );
         self.stream
     }
+}
+
+/// MX for example.test, relaying to the downstream at `port`.
+pub fn relay_to(port: u16) -> String {
+    format!(
+        "[relay]\ndomains = [\"example.test\"]\n{}",
+        smtp_downstream(port)
+    )
 }
 
 /// A downstream section for an smtp-sink at `port`.

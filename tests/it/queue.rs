@@ -6,13 +6,7 @@ use crate::harness::*;
 fn queue_commands() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mx = Mxguard::start(
-        dir.path(),
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(port)
-        ),
-    );
+    let mx = Mxguard::start(dir.path(), &relay_to(port));
     for subject in ["keep me", "delete me"] {
         let out = swaks(
             mx.addr,
@@ -93,13 +87,7 @@ fn queue_commands() {
 fn flush_without_a_running_server_marks_messages_due() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut mx = Mxguard::start(
-        dir.path(),
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(port)
-        ),
-    );
+    let mut mx = Mxguard::start(dir.path(), &relay_to(port));
     swaks(
         mx.addr,
         &["--from", "a@client.test", "--to", "b@example.test"],

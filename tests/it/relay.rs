@@ -70,9 +70,7 @@ async fn trusted_networks_relay_anywhere_but_not_tricks() {
             smtp_downstream(sink.port)
         ),
     );
-    let mut trusted = Client::connect_from("127.0.0.2", mx.addr).await;
-    trusted.reply().await;
-    trusted.cmd("EHLO app.test").await;
+    let mut trusted = Client::greet_from("127.0.0.2", mx.addr, "app.test").await;
     trusted.cmd("MAIL FROM:<app@example.test>").await;
     assert_eq!(
         trusted.cmd("RCPT TO:<someone@elsewhere.test>").await,
@@ -81,9 +79,7 @@ async fn trusted_networks_relay_anywhere_but_not_tricks() {
     let trick = trusted.cmd("RCPT TO:<a%b.test@elsewhere.test>").await;
     assert!(trick.starts_with("554 5.7.1"), "{trick}");
 
-    let mut stranger = Client::connect_from("127.0.0.3", mx.addr).await;
-    stranger.reply().await;
-    stranger.cmd("EHLO bot.test").await;
+    let mut stranger = Client::greet_from("127.0.0.3", mx.addr, "bot.test").await;
     stranger.cmd("MAIL FROM:<bot@bot.test>").await;
     let denied = stranger.cmd("RCPT TO:<someone@elsewhere.test>").await;
     assert_eq!(

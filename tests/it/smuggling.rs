@@ -42,10 +42,7 @@ fn setup(dir: &std::path::Path, mode: &str) -> (Sink, Mxguard) {
     let mx = Mxguard::start_with(
         dir,
         &format!("bare_line_endings = \"{mode}\""),
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(sink.port)
-        ),
+        &relay_to(sink.port),
     );
     (sink, mx)
 }
@@ -77,10 +74,7 @@ async fn normalized_bare_line_endings_make_one_clean_message() {
     let mx = Mxguard::start_with(
         dir.path(),
         "bare_line_endings = \"normalize\"",
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(sink.addr.port())
-        ),
+        &relay_to(sink.addr.port()),
     );
     for (i, fake_end) in FAKE_ENDS.iter().enumerate() {
         let (verdict, _) = run(&mx, fake_end).await;

@@ -96,13 +96,7 @@ fn delivery_uses_starttls_when_the_downstream_offers_it() {
         &down_dir,
         &(tls_config(&down_dir) + "[downstream]\ntargets = [\"maildir:Maildir\"]\n"),
     );
-    let front = Mxguard::start(
-        &front_dir,
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(downstream.addr.port())
-        ),
-    );
+    let front = Mxguard::start(&front_dir, &relay_to(downstream.addr.port()));
     let out = swaks(
         front.addr,
         &["--from", "a@client.test", "--to", "b@example.test"],

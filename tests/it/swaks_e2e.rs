@@ -6,13 +6,7 @@ use crate::harness::*;
 fn swaks_message_reaches_smtp_sink_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(&dir.path().join("sink"), free_port(), &[]);
-    let mx = Mxguard::start(
-        dir.path(),
-        &format!(
-            "[relay]\ndomains = [\"example.test\"]\n{}",
-            smtp_downstream(sink.port)
-        ),
-    );
+    let mx = Mxguard::start(dir.path(), &relay_to(sink.port));
     let body =
         "Subject: hello\r\nMessage-ID: <e2e-1@client.test>\r\n\r\nline one\r\n.leading dot\r\n";
     let out = swaks(
