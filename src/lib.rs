@@ -33,5 +33,6 @@ pub mod server;
 pub mod services;
 pub mod smtp;
 pub mod spool;
+pub mod state;
 pub mod time;
 pub mod tls;

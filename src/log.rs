@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 /// Where log lines go.
 pub struct Logger {
@@ -51,7 +50,7 @@ impl Logger {
     }
 
     fn write(&self, fields: &[(&'static str, String)]) {
-        let now = crate::time::iso8601(SystemTime::now());
+        let now = crate::time::iso8601(crate::time::now());
         let line = match self.format {
             LogFormat::Text => render_text(&now, fields),
             LogFormat::Json => render_json(&now, fields),

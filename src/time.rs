@@ -1,11 +1,35 @@
 //! The wall clock, read in one place, and the two date formats mxguard
 //! writes: RFC 5322 for headers and ISO 8601 (UTC) for logs.
+//!
+//! Every time-dependent decision (bans, rate windows, greylisting, cache
+//! lifetimes, retries) reads [`now`] or [`unix_now`]. Tests move this clock
+//! forward with [`advance`] instead of sleeping; a running server lets its
+//! control socket do that only when started with `MXGUARD_TEST_CLOCK=1`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds added to the system clock by [`advance`].
+static OFFSET: AtomicU64 = AtomicU64::new(0);
+
+/// The current time, as every decision sees it.
+pub fn now() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(OFFSET.load(Ordering::Relaxed))
+}
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
-    since_epoch(SystemTime::now()).as_secs()
+    since_epoch(now()).as_secs()
+}
+
+/// Moves the clock forward by `by` (tests only; time never goes back).
+pub fn advance(by: Duration) {
+    OFFSET.fetch_add(by.as_secs(), Ordering::Relaxed);
+}
+
+/// Whether this process lets its control socket move the clock.
+pub fn test_clock_enabled() -> bool {
+    std::env::var_os("MXGUARD_TEST_CLOCK").is_some_and(|v| v == "1")
 }
 
 fn since_epoch(t: SystemTime) -> Duration {

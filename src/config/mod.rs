@@ -2,10 +2,12 @@
 //! loading a file or the embedded default, resolving relative paths against
 //! the file's directory, and validation whose errors name file, line and key.
 
+pub mod abuse;
 pub mod checks;
 pub mod duration;
 pub mod schema;
 
+pub use abuse::{Backend, BanAction, OnStateError};
 pub use checks::{Action, CheckSetting, ListZone, Mode, OnDnsError, RejectAt};
 pub use schema::*;
 

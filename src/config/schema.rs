@@ -30,6 +30,10 @@ pub struct Config {
     pub dnsbl: Vec<super::checks::ListZone>,
     pub rhsbl: Vec<super::checks::ListZone>,
     pub delivery: Delivery,
+    pub abuse: super::abuse::Abuse,
+    pub ban: super::abuse::Ban,
+    pub greylist: super::abuse::Greylist,
+    pub state: super::abuse::State,
 }
 
 /// `[delivery]`: what happens after a permanent failure.
@@ -211,6 +215,13 @@ pub struct Limits {
     pub data_timeout: HumanDuration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Rate limits per client address and per sender (0: none); trusted
+    /// and excepted clients are not limited.
+    pub connections_per_minute: u32,
+    pub messages_per_hour: u32,
+    pub recipients_per_hour: u32,
+    pub sender_messages_per_hour: u32,
+    pub sender_recipients_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -224,6 +235,11 @@ impl Default for Limits {
             data_timeout: HumanDuration(Duration::from_secs(600)),
             max_connections: 1000,
             max_connections_per_client: 20,
+            connections_per_minute: 0,
+            messages_per_hour: 0,
+            recipients_per_hour: 0,
+            sender_messages_per_hour: 0,
+            sender_recipients_per_hour: 0,
         }
     }
 }

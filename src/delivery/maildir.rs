@@ -6,13 +6,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A unique file name in the Maildir convention: `time.MmicrosPpidQn.host`.
 fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now()
+    let now = crate::time::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let host: String = hostname

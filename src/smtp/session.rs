@@ -20,7 +20,6 @@ use crate::policy::Refusal;
 use crate::services::Services;
 use crate::spool::{Envelope, Pending, QueueId};
 use std::net::IpAddr;
-use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -528,7 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             tls: self.conn.is_tls(),
             id: envelope.id.as_str(),
             rcpts: &envelope.rcpts,
-            time: SystemTime::now(),
+            time: crate::time::now(),
         });
         let mut pending = Some(self.svc.spool.start(&envelope, trace.as_bytes()));
         let mut spool_error = None;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(String);
@@ -15,7 +15,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl QueueId {
     /// A new ID for a message arriving now.
     pub fn generate() -> QueueId {
-        let micros = SystemTime::now()
+        let micros = crate::time::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;

@@ -1,0 +1,342 @@
+//! The in-process state backend: a map of keys to values or event logs,
+//! each with an expiry, bounded in size, saved to `<spool.dir>/state` (a
+//! line per key, written aside, fsynced and renamed) periodically and at
+//! shutdown, so bans and what the callout learned survive a restart.
+//!
+//! File format, one key per line, fields separated by tabs:
+//! `KEY EXPIRES v VALUE` for a value, `KEY EXPIRES l T1,T2,…` for the event
+//! times of a sliding-window counter. Tabs, newlines and backslashes in
+//! keys and values are escaped with a backslash. A line that does not
+//! parse is skipped.
+
+use super::StateError;
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Beyond this many keys, expired ones go, then those expiring soonest
+/// (short-lived counters and negative answers before bans and mailboxes).
+const MAX_ENTRIES: usize = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Data {
+    Value(String),
+    /// Event times (Unix seconds), oldest first.
+    Log(VecDeque<u64>),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Unix time after which the entry is gone.
+    expires: u64,
+    data: Data,
+}
+
+pub struct Memory {
+    path: PathBuf,
+    entries: Mutex<HashMap<String, Entry>>,
+    dirty: AtomicBool,
+    /// One save at a time (the periodic one and the one at stop).
+    saving: Mutex<()>,
+}
+
+impl Memory {
+    /// Loads the saved state; a missing file is an empty state.
+    pub fn load(path: PathBuf) -> Result<Memory, StateError> {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(StateError::File {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let entries = text.lines().filter_map(parse_line).collect();
+        Ok(Memory {
+            path,
+            entries: Mutex::new(entries),
+            dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str, now: u64) -> Option<String> {
+        match self.lock().get(key) {
+            Some(Entry {
+                expires,
+                data: Data::Value(v),
+            }) if *expires > now => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn put(&self, key: &str, value: &str, now: u64, ttl: Duration) {
+        let entry = Entry {
+            expires: now.saturating_add(ttl.as_secs()),
+            data: Data::Value(value.to_string()),
+        };
+        self.insert(key, entry, now);
+    }
+
+    fn insert(&self, key: &str, entry: Entry, now: u64) {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
+            make_room(&mut entries, now);
+        }
+        entries.insert(key.to_string(), entry);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn remove(&self, key: &str) {
+        if self.lock().remove(key).is_some() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// See [`super::Store::hit`].
+    pub fn hit(&self, key: &str, now: u64, window: Duration, limit: u32) -> Option<u32> {
+        let window = window.as_secs().max(1);
+        let mut entries = self.lock();
+        let mut times = match entries.remove(key) {
+            Some(Entry {
+                expires,
+                data: Data::Log(times),
+            }) if expires > now => times,
+            _ => VecDeque::new(),
+        };
+        while times.front().is_some_and(|&t| t + window <= now) {
+            times.pop_front();
+        }
+        let counted = if times.len() >= limit as usize {
+            None
+        } else {
+            times.push_back(now);
+            Some(times.len() as u32)
+        };
+        if !times.is_empty() {
+            let expires = times.back().map_or(now, |&t| t + window);
+            if entries.len() >= MAX_ENTRIES {
+                make_room(&mut entries, now);
+            }
+            entries.insert(
+                key.to_string(),
+                Entry {
+                    expires,
+                    data: Data::Log(times),
+                },
+            );
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+        counted
+    }
+
+    pub fn list(&self, prefix: &str, now: u64) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self
+            .lock()
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && e.expires > now)
+            .filter_map(|(k, e)| match &e.data {
+                Data::Value(v) => Some((k.clone(), v.clone())),
+                Data::Log(_) => None,
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Writes the live entries if anything changed since the last save.
+    pub fn save(&self, now: u64) -> Result<(), StateError> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut text = String::new();
+        {
+            let mut entries = self.lock();
+            entries.retain(|_, e| e.expires > now);
+            for (key, entry) in entries.iter() {
+                text.push_str(&format_line(key, entry));
+            }
+        }
+        let tmp = self.path.with_extension("tmp");
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let result = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .and_then(|()| std::fs::File::open(dir)?.sync_all());
+        result.map_err(|source| {
+            self.dirty.store(true, Ordering::Relaxed);
+            StateError::File {
+                path: self.path.display().to_string(),
+                source,
+            }
+        })
+    }
+}
+
+/// Drops expired entries; if that is not enough, the tenth that expires
+/// soonest.
+fn make_room(entries: &mut HashMap<String, Entry>, now: u64) {
+    entries.retain(|_, e| e.expires > now);
+    if entries.len() < MAX_ENTRIES {
+        return;
+    }
+    let mut expiries: Vec<u64> = entries.values().map(|e| e.expires).collect();
+    expiries.sort_unstable();
+    let cutoff = expiries[expiries.len() / 10];
+    entries.retain(|_, e| e.expires > cutoff);
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            '\\' => '\\',
+            't' => '\t',
+            'n' => '\n',
+            'r' => '\r',
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+fn format_line(key: &str, entry: &Entry) -> String {
+    let (kind, data) = match &entry.data {
+        Data::Value(v) => ("v", escape(v)),
+        Data::Log(times) => (
+            "l",
+            times
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    };
+    format!("{}\t{}\t{kind}\t{data}\n", escape(key), entry.expires)
+}
+
+fn parse_line(line: &str) -> Option<(String, Entry)> {
+    let mut fields = line.splitn(4, '\t');
+    let key = unescape(fields.next()?)?;
+    let expires = fields.next()?.parse().ok()?;
+    let data = match (fields.next()?, fields.next()?) {
+        ("v", value) => Data::Value(unescape(value)?),
+        ("l", times) => Data::Log(
+            times
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        ),
+        _ => return None,
+    };
+    Some((key, Entry { expires, data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> Memory {
+        Memory::load(dir.path().join("state")).unwrap()
+    }
+
+    #[test]
+    fn values_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = store(&dir);
+        m.put("a", "1", 100, Duration::from_secs(10));
+        assert_eq!(m.get("a", 109).as_deref(), Some("1"));
+        assert_eq!(m.get("a", 110), None);
+        m.remove("a");
+        assert_eq!(m.get("a", 100), None);
+    }
+
+    #[test]
+    fn sliding_window_counts_and_refuses_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = store(&dir);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(m.hit("k", 1000, hour, 3), Some(1));
+        assert_eq!(m.hit("k", 1100, hour, 3), Some(2));
+        assert_eq!(m.hit("k", 1200, hour, 3), Some(3));
+        // Full: refused and not counted.
+        assert_eq!(m.hit("k", 4599, hour, 3), None);
+        // The first event leaves the window at 1000 + 3600.
+        assert_eq!(m.hit("k", 4600, hour, 3), Some(3));
+        // Long after: an empty window.
+        assert_eq!(m.hit("k", 100_000, hour, 3), Some(1));
+        assert_eq!(m.hit("z", 0, hour, 0), None);
+    }
+
+    #[test]
+    fn survives_save_and_load_with_awkward_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = store(&dir);
+        let day = Duration::from_secs(86_400);
+        m.put("ban:192.0.2.1", "200 1", 100, day);
+        m.put("rcpt:\"a\\\tb\"@example.com", "exists 100", 100, day);
+        m.put("gone", "x", 100, Duration::from_secs(1));
+        m.hit("offence:192.0.2.1", 100, day, 5);
+        m.hit("offence:192.0.2.1", 150, day, 5);
+        m.save(150).unwrap();
+        let again = store(&dir);
+        assert_eq!(again.get("ban:192.0.2.1", 150).as_deref(), Some("200 1"));
+        assert_eq!(
+            again.get("rcpt:\"a\\\tb\"@example.com", 150).as_deref(),
+            Some("exists 100")
+        );
+        assert_eq!(again.get("gone", 150), None);
+        assert_eq!(again.hit("offence:192.0.2.1", 160, day, 5), Some(3));
+        assert_eq!(
+            again.list("ban:", 150),
+            vec![("ban:192.0.2.1".to_string(), "200 1".to_string())]
+        );
+    }
+
+    #[test]
+    fn broken_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("state"),
+            "ok\t999\tv\tyes\nbad\tx\tv\tno\nbad2\t999\tq\tno\nbad3\t999\tl\t1,x\n\\q\t999\tv\tz\n",
+        )
+        .unwrap();
+        let m = store(&dir);
+        assert_eq!(m.get("ok", 1).as_deref(), Some("yes"));
+        assert_eq!(m.list("", 1).len(), 1);
+    }
+}

@@ -1,0 +1,243 @@
+//! Shared state: bans, rate counters, greylist triplets, the callout cache
+//! and DNSBL health, behind one interface with two backends — in-process
+//! ([`memory`], persisted in the spool directory) and Redis ([`redis`],
+//! shared by an MX fleet). [`Store`] is the raw interface, whose errors the
+//! `mxguard ban` command reports; [`State`] is what sessions use: it turns
+//! a backend failure into "nothing known" (`state.on_error = "open"`) or
+//! into [`Unavailable`] (`"closed"`), logs the first failure of an outage
+//! and the recovery, and counts failures.
+//!
+//! Every key has a lifetime; values are short strings whose format belongs
+//! to the module that writes them. A sliding-window counter ([`Store::hit`])
+//! serves rate limits and offence counting alike.
+
+pub mod memory;
+pub mod redis;
+
+use crate::config::{Backend, Config, OnStateError};
+use crate::log::Logger;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the backend could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("redis: no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis: not connected yet")]
+    NotConnected,
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The backend is failing and `state.on_error = "closed"`: the client gets
+/// a temporary refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// One of the two backends.
+pub enum Store {
+    Memory(memory::Memory),
+    Redis(redis::Redis),
+}
+
+impl Store {
+    /// The backend `[state]` names; the memory backend loads
+    /// `<spool.dir>/state`.
+    pub fn open(config: &Config) -> Result<Store, StateError> {
+        match &config.state.backend {
+            Backend::Memory => Ok(Store::Memory(memory::Memory::load(state_file(config))?)),
+            Backend::Redis(url) => Ok(Store::Redis(redis::Redis::new(
+                url,
+                &config.state.prefix,
+                config.state.timeout.0,
+            )?)),
+        }
+    }
+
+    /// The value at `key`, if it has not expired.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StateError> {
+        match self {
+            Store::Memory(m) => Ok(m.get(key, crate::time::unix_now())),
+            Store::Redis(r) => r.get(key).await,
+        }
+    }
+
+    /// Sets `key` to `value` for `ttl` (at least a second).
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StateError> {
+        let ttl = ttl.max(Duration::from_secs(1));
+        match self {
+            Store::Memory(m) => {
+                m.put(key, value, crate::time::unix_now(), ttl);
+                Ok(())
+            }
+            Store::Redis(r) => r.put(key, value, ttl).await,
+        }
+    }
+
+    pub async fn remove(&self, key: &str) -> Result<(), StateError> {
+        match self {
+            Store::Memory(m) => {
+                m.remove(key);
+                Ok(())
+            }
+            Store::Redis(r) => r.remove(key).await,
+        }
+    }
+
+    /// Counts one event at `key` in a sliding window of `window`: the
+    /// number of events in the window including this one, or `None` when
+    /// `limit` events are already there (this one is then not counted).
+    /// Atomic, so concurrent sessions (or hosts) never both get the last
+    /// slot.
+    pub async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+    ) -> Result<Option<u32>, StateError> {
+        let now = crate::time::unix_now();
+        match self {
+            Store::Memory(m) => Ok(m.hit(key, now, window, limit)),
+            Store::Redis(r) => r.hit(key, now, window, limit).await,
+        }
+    }
+
+    /// Every live key starting with `prefix`, with its value.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
+        match self {
+            Store::Memory(m) => Ok(m.list(prefix, crate::time::unix_now())),
+            Store::Redis(r) => r.list(prefix).await,
+        }
+    }
+
+    /// Writes the memory backend to disk if it changed (blocking); Redis
+    /// keeps its own.
+    pub fn save(&self) -> Result<(), StateError> {
+        match self {
+            Store::Memory(m) => m.save(crate::time::unix_now()),
+            Store::Redis(_) => Ok(()),
+        }
+    }
+
+    /// The memory backend's file, when there is one.
+    pub fn file(&self) -> Option<PathBuf> {
+        match self {
+            Store::Memory(m) => Some(m.path().to_path_buf()),
+            Store::Redis(_) => None,
+        }
+    }
+}
+
+/// Where the memory backend persists itself.
+pub fn state_file(config: &Config) -> PathBuf {
+    config.spool.dir.join("state")
+}
+
+/// The store as sessions use it: failures absorbed per `state.on_error`.
+pub struct State {
+    pub store: Store,
+    on_error: OnStateError,
+    log: Arc<Logger>,
+    /// Whether the backend is failing now (one log line per outage).
+    failing: AtomicBool,
+    /// Operations that failed, since start (for metrics).
+    pub errors: AtomicU64,
+}
+
+impl State {
+    pub fn new(store: Store, config: &Config, log: Arc<Logger>) -> State {
+        State {
+            store,
+            on_error: config.state.on_error,
+            log,
+            failing: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    fn outcome<T>(
+        &self,
+        what: &str,
+        result: Result<T, StateError>,
+        open: T,
+    ) -> Result<T, Unavailable> {
+        match result {
+            Ok(value) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    self.log.event("state_recovered").emit();
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    let mode = match self.on_error {
+                        OnStateError::Open => "open",
+                        OnStateError::Closed => "closed",
+                    };
+                    self.log
+                        .event("state_error")
+                        .kv("operation", what)
+                        .kv("on_error", mode)
+                        .kv("error", e)
+                        .emit();
+                }
+                match self.on_error {
+                    OnStateError::Open => Ok(open),
+                    OnStateError::Closed => Err(Unavailable),
+                }
+            }
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, Unavailable> {
+        let got = self.store.get(key).await;
+        self.outcome("get", got, None)
+    }
+
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), Unavailable> {
+        let done = self.store.put(key, value, ttl).await;
+        self.outcome("put", done, ())
+    }
+
+    pub async fn remove(&self, key: &str) -> Result<(), Unavailable> {
+        let done = self.store.remove(key).await;
+        self.outcome("remove", done, ())
+    }
+
+    /// As [`Store::hit`]; when the backend fails open, the event is let
+    /// through (`Some(0)`).
+    pub async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+    ) -> Result<Option<u32>, Unavailable> {
+        let counted = self.store.hit(key, window, limit).await;
+        self.outcome("hit", counted, Some(0))
+    }
+
+    /// Whether the backend is failing now.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Saves the memory backend, logging a failure.
+    pub fn save(&self) {
+        if let Err(e) = self.store.save() {
+            self.log
+                .event("state_error")
+                .kv("operation", "save")
+                .kv("error", e)
+                .emit();
+        }
+    }
+}
