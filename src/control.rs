@@ -1,10 +1,15 @@
 //! The control socket (`<spool.dir>/control.sock`): how `mxguard queue
-//! flush` reaches the running server. One command per connection, one line
-//! each way.
+//! flush` and `mxguard ban` reach the running server. One command line per
+//! connection; the answer is lines of text up to the close, the first
+//! starting with `ok` or `error`. Commands: `flush`, `ban list`,
+//! `ban add IP SECONDS`, `ban remove IP`, and — only in a server started
+//! with `MXGUARD_TEST_CLOCK=1` — `clock advance SECONDS`.
 
-use crate::delivery;
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::services::Services;
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -19,7 +24,7 @@ pub struct ControlError {
 
 /// Binds the socket (replacing a stale one: the caller holds the spool
 /// lock) and serves it in the background.
-pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlError> {
+pub fn listen(path: &Path, svc: Arc<Services>) -> Result<(), ControlError> {
     let io = |source| ControlError {
         path: path.display().to_string(),
         source,
@@ -31,19 +36,16 @@ pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlErro
     let listener = UnixListener::bind(path).map_err(io)?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let delivery = delivery.clone();
+            let svc = svc.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
                 let mut reader = tokio::io::BufReader::new(read.take(256));
                 let got =
                     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-                let answer = match got.ok().and_then(Result::ok).map(|_| line.trim()) {
-                    Some("flush") => {
-                        delivery.flush();
-                        "ok\n"
-                    }
-                    _ => "error unknown command\n",
+                let answer = match got.ok().and_then(Result::ok) {
+                    Some(_) => answer(&svc, line.trim()).await,
+                    None => "error no command\n".to_string(),
                 };
                 let _ = write.write_all(answer.as_bytes()).await;
             });
@@ -51,6 +53,63 @@ pub fn listen(path: &Path, delivery: delivery::Handle) -> Result<(), ControlErro
     });
     Ok(())
 }
+
+/// The answer to one command.
+async fn answer(svc: &Services, command: &str) -> String {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let bans = &svc.abuse.bans;
+    let failed = "error the state store is unavailable\n".to_string();
+    match words.as_slice() {
+        ["flush"] => {
+            svc.delivery.flush();
+            "ok\n".into()
+        }
+        ["ban", "list"] => match crate::abuse::bans::list(&svc.abuse.state.store).await {
+            Ok(list) => {
+                let mut out = String::from("ok\n");
+                for ban in list {
+                    out.push_str(&crate::abuse::bans::describe(&ban));
+                    out.push('\n');
+                }
+                out
+            }
+            Err(e) => format!("error {e}\n"),
+        },
+        ["ban", "add", ip, secs] => match (ip.parse::<IpAddr>(), secs.parse::<u64>()) {
+            (Ok(ip), Ok(secs)) => {
+                let ip = crate::net::canonical_ip(ip);
+                match bans
+                    .ban(ip, Some(Duration::from_secs(secs)), "manual")
+                    .await
+                {
+                    Ok(ban) => format!("ok\n{}\n", crate::abuse::bans::describe(&ban)),
+                    Err(_) => failed,
+                }
+            }
+            _ => "error usage: ban add IP SECONDS\n".into(),
+        },
+        ["ban", "remove", ip] => match ip.parse::<IpAddr>() {
+            Ok(ip) => match bans.unban(crate::net::canonical_ip(ip)).await {
+                Ok(()) => "ok\n".into(),
+                Err(_) => failed,
+            },
+            Err(_) => "error usage: ban remove IP\n".into(),
+        },
+        ["clock", "advance", secs] if crate::time::test_clock_enabled() => {
+            match secs.parse::<u64>() {
+                Ok(secs) => {
+                    crate::time::advance(Duration::from_secs(secs));
+                    "ok\n".into()
+                }
+                Err(_) => "error usage: clock advance SECONDS\n".into(),
+            }
+        }
+        _ => "error unknown command\n".into(),
+    }
+}
+
+/// Longest answer read back (a long ban list).
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
 /// Sends one command to a running server; `Ok(None)` when none is running.
 pub fn request(path: &Path, command: &str) -> std::io::Result<Option<String>> {
@@ -69,6 +128,6 @@ pub fn request(path: &Path, command: &str) -> std::io::Result<Option<String>> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(format!("{command}\n").as_bytes())?;
     let mut answer = String::new();
-    BufReader::new(stream.take(256)).read_line(&mut answer)?;
-    Ok(Some(answer.trim().to_string()))
+    stream.take(MAX_ANSWER).read_to_string(&mut answer)?;
+    Ok(Some(answer.trim_end().to_string()))
 }

@@ -18,6 +18,8 @@
 //! sessions share), [`tls`], [`control`] (the control socket),
 //! [`queue_admin`] (`mxguard queue`), [`time`] and [`net`] helpers.
 
+pub mod abuse;
+pub mod ban_admin;
 pub mod config;
 pub mod control;
 pub mod delivery;

@@ -65,6 +65,28 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// List, add and remove client bans
+    Ban {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: BanCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BanCommand {
+    /// Bans in force, soonest to end first
+    List,
+    /// Ban a client address (for `ban.ban_time` unless --for says)
+    Add {
+        ip: std::net::IpAddr,
+        /// How long, e.g. "2h" or "3d"
+        #[arg(long = "for")]
+        length: Option<String>,
+    },
+    /// Lift a ban and forget the client's offences
+    Remove { ip: std::net::IpAddr },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +126,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
         Command::Queue { config, command } => queue(config.as_deref(), command),
+        Command::Ban { config, command } => ban(config.as_deref(), command),
         Command::Check {
             client,
             helo,
@@ -139,6 +162,46 @@ fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn ban(config: Option<&Path>, command: BanCommand) -> Result<ExitCode, ExitCode> {
+    use mxguard::ban_admin::Request;
+    let config = std::sync::Arc::new(load(config)?);
+    let request = match command {
+        BanCommand::List => Request::List,
+        BanCommand::Add { ip, length } => {
+            let length = match length {
+                Some(text) => mxguard::config::duration::parse(&text).map_err(|e| {
+                    eprintln!("mxguard: --for: {e}");
+                    ExitCode::from(2)
+                })?,
+                None => config.ban.ban_time.0,
+            };
+            Request::Add {
+                client: mxguard::net::canonical_ip(ip),
+                length,
+            }
+        }
+        BanCommand::Remove { ip } => Request::Remove {
+            client: mxguard::net::canonical_ip(ip),
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("mxguard: cannot start the runtime: {e}");
+        ExitCode::from(EX_SOFTWARE)
+    })?;
+    match runtime.block_on(mxguard::ban_admin::run(config, request)) {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("mxguard: {e}");
+            Err(ExitCode::from(EX_TEMPFAIL))
+        }
+    }
+}
+
 /// The configuration, its policy and a runtime to run checks with.
 fn policy_runtime(
     config: Option<&Path>,
@@ -161,7 +224,8 @@ fn policy_runtime(
     };
     let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
     let log = std::sync::Arc::new(mxguard::log::Logger::discard());
-    let policy = mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), log)
+    let state = std::sync::Arc::new(mxguard::state::State::scratch(&config, log.clone()));
+    let policy = mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log)
         .map_err(|e| fail(&e))?;
     Ok((config, policy, runtime))
 }
@@ -220,7 +284,8 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     // Open everything the configuration names: list files, TLS, DNS.
     let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
     let log = std::sync::Arc::new(mxguard::log::Logger::discard());
-    mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), log)
+    let state = std::sync::Arc::new(mxguard::state::State::scratch(&config, log.clone()));
+    mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log)
         .map_err(|e| fail(&e))?;
     if let Some(tls) = &config.tls {
         mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;

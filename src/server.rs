@@ -9,6 +9,7 @@ use crate::log::Logger;
 use crate::services::{Services, ServicesError};
 use crate::smtp::reply::Reply;
 use crate::spool::{Spool, SpoolError};
+use crate::state::{State, Store};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -119,21 +122,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tls: crate::tls::opportunistic_client_config(),
         dns: dns.clone(),
     }));
+    let state = Arc::new(State::new(Store::open(&config)?, &config, log.clone()));
     let svc = Arc::new(Services::new(
         config.clone(),
         log.clone(),
         dns,
         spool.clone(),
         delivery.clone(),
+        state.clone(),
     )?);
-    control::listen(&spool.control_socket(), delivery)?;
+    control::listen(&spool.control_socket(), svc.clone())?;
     watch_dnsbl_health(&svc).await;
-    let saver = svc.clone();
+    let saver = state.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(CACHE_SAVE_INTERVAL).await;
-            let svc = saver.clone();
-            let _ = tokio::task::spawn_blocking(move || save_recipient_cache(&svc)).await;
+            tokio::time::sleep(STATE_SAVE_INTERVAL).await;
+            let state = saver.clone();
+            let _ = tokio::task::spawn_blocking(move || state.save()).await;
         }
     });
 
@@ -167,19 +172,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         _ = term.recv() => {}
     }
     log.event("stop").emit();
-    save_recipient_cache(&svc);
+    state.save();
     let _ = std::fs::remove_file(spool.control_socket());
     Ok(())
 }
 
-/// How often what the callout learned is written to disk (and at stop).
-const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
-
-fn save_recipient_cache(svc: &Services) {
-    if let Err(e) = svc.policy.recipients.cache.save() {
-        svc.log.event("cache_error").kv("error", e).emit();
-    }
-}
+/// How often the memory state backend is written to disk (and at stop).
+const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Tests every DNSBL zone (RFC 5782) before the first client is served,
 /// then again every `policy.dnsbl_health_interval`.

@@ -1,6 +1,6 @@
 //! [`Services`]: the shared, read-mostly parts of a running gateway that
-//! every session uses — configuration, log, policy, spool, TLS and the
-//! delivery handle — built once at start.
+//! every session uses — configuration, log, policy, abuse defense and
+//! shared state, spool, TLS and the delivery handle — built once at start.
 
 use crate::config::Config;
 use crate::delivery;
@@ -15,6 +15,7 @@ pub struct Services {
     pub config: Arc<Config>,
     pub log: Arc<Logger>,
     pub policy: Policy,
+    pub abuse: crate::abuse::Abuse,
     pub spool: Arc<Spool>,
     /// Present when `[tls]` is configured: STARTTLS is offered.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -37,13 +38,15 @@ impl Services {
         dns: Arc<crate::dns::Dns>,
         spool: Arc<Spool>,
         delivery: delivery::Handle,
+        state: Arc<crate::state::State>,
     ) -> Result<Services, ServicesError> {
         let tls = match &config.tls {
             Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
             None => None,
         };
         Ok(Services {
-            policy: Policy::new(config.clone(), dns, log.clone())?,
+            policy: Policy::new(config.clone(), dns, state.clone(), log.clone())?,
+            abuse: crate::abuse::Abuse::new(config.clone(), state, log.clone()),
             config,
             log,
             spool,

@@ -55,12 +55,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(config: Arc<Config>, dns: Arc<Dns>, log: Arc<Logger>) -> Result<Policy, FileError> {
-        let recipients = Arc::new(Verifier::new(
-            config.clone(),
-            &config.spool.dir,
-            log.clone(),
-        )?);
+    pub fn new(
+        config: Arc<Config>,
+        dns: Arc<Dns>,
+        state: Arc<crate::state::State>,
+        log: Arc<Logger>,
+    ) -> Result<Policy, FileError> {
+        let recipients = Arc::new(Verifier::new(config.clone(), state, log.clone())?);
         Ok(Policy {
             relay: RelayControl::new(&config.relay),
             recipients,

@@ -106,6 +106,29 @@ impl SessionChecks {
         self.mail.clear();
     }
 
+    /// The decision over the connect checks alone (for the tarpit); its
+    /// warnings are not marked as logged.
+    pub async fn connect_decision(&mut self) -> Decision {
+        let policy = &self.checks.config.policy;
+        let results = self.connect.finish().await;
+        decide(
+            results,
+            policy.mode,
+            policy.reject_score,
+            &self.client.to_string(),
+        )
+    }
+
+    /// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight)
+    /// lists the client.
+    pub async fn allow_listed(&mut self) -> bool {
+        self.connect.finish().await.iter().any(|r| {
+            r.check.starts_with("dnsbl:")
+                && r.setting.weight.is_some_and(|w| w < 0.0)
+                && matches!(r.outcome, super::verdict::Outcome::Hit(_))
+        })
+    }
+
     /// Waits for the stages up to `upto` and decides over their results.
     /// Returns the decision and the warnings not logged before.
     pub async fn decide(&mut self, upto: Upto) -> (Decision, Vec<super::Refusal>) {

@@ -4,7 +4,8 @@
 //! cached with their own lifetimes ([`cache`]) so a backup MX still knows
 //! the mailboxes while the primary is down. A recipient nobody can confirm
 //! gets `450 4.1.1` (or is accepted for catch-all domains); one a source
-//! says does not exist gets `550 5.1.1`. Also the spam traps.
+//! says does not exist gets `550 5.1.1`. Also the spam traps, whose blocks
+//! (`trap:IP`) live in the state store like the cache.
 
 pub mod cache;
 pub mod callout;
@@ -17,11 +18,11 @@ use crate::policy::Refusal;
 use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
+use crate::state::{State, Unavailable};
 use cache::{Known, RecipientCache};
 use callout::{Callout, Probe};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use table::RecipientTable;
 
@@ -31,8 +32,8 @@ pub struct Verifier {
     callout: Option<Callout>,
     pub cache: RecipientCache,
     spamtraps: Option<AddressList>,
-    /// Clients that hit a spam trap, until when (Unix time).
-    trapped: Mutex<HashMap<IpAddr, u64>>,
+    /// Where spam-trap blocks live.
+    state: Arc<State>,
     /// Addresses being refreshed in the background (one probe each).
     refreshing: Mutex<HashSet<String>>,
     log: Arc<Logger>,
@@ -52,7 +53,7 @@ fn unknown(mailbox: &Mailbox, check: &str, why: &str) -> Refusal {
 impl Verifier {
     pub fn new(
         config: Arc<Config>,
-        spool_dir: &Path,
+        state: Arc<State>,
         log: Arc<Logger>,
     ) -> Result<Verifier, FileError> {
         let r = &config.recipients;
@@ -66,9 +67,9 @@ impl Verifier {
         Ok(Verifier {
             table,
             callout,
-            cache: RecipientCache::load(&spool_dir.join("recipient-cache")),
+            cache: RecipientCache::new(config.clone(), state.clone()),
             spamtraps,
-            trapped: Mutex::new(HashMap::new()),
+            state,
             refreshing: Mutex::new(HashSet::new()),
             log,
             config,
@@ -96,7 +97,7 @@ impl Verifier {
             mailbox.domain_name().unwrap_or("")
         );
         let now = crate::time::unix_now();
-        let cached = self.cache.get(&address);
+        let cached = self.cache.get(&address).await.map_err(|u| u.refusal())?;
         if let Some(known) = cached {
             let age = now.saturating_sub(known.checked);
             let (ttl, refresh) = if known.exists {
@@ -136,23 +137,20 @@ impl Verifier {
         }
         match callout.probe(&address).await {
             Probe::Exists => {
-                self.cache.put(
-                    &address,
-                    Known {
-                        exists: true,
-                        checked: now,
-                    },
-                );
+                let known = Known {
+                    exists: true,
+                    checked: now,
+                };
+                // Not remembered when the store fails: the answer stands.
+                let _ = self.cache.put(&address, known).await;
                 Ok(())
             }
             Probe::Missing(reply) => {
-                self.cache.put(
-                    &address,
-                    Known {
-                        exists: false,
-                        checked: now,
-                    },
-                );
+                let known = Known {
+                    exists: false,
+                    checked: now,
+                };
+                let _ = self.cache.put(&address, known).await;
                 Err(unknown(
                     mailbox,
                     "callout",
@@ -189,33 +187,32 @@ impl Verifier {
     async fn refresh(&self, address: &str) {
         let Some(callout) = &self.callout else { return };
         let now = crate::time::unix_now();
-        match callout.probe(address).await {
-            Probe::Exists => self.cache.put(
+        let exists = match callout.probe(address).await {
+            Probe::Exists => true,
+            Probe::Missing(_) => false,
+            Probe::Unknown(_) => return,
+        };
+        let _ = self
+            .cache
+            .put(
                 address,
                 Known {
-                    exists: true,
+                    exists,
                     checked: now,
                 },
-            ),
-            Probe::Missing(_) => self.cache.put(
-                address,
-                Known {
-                    exists: false,
-                    checked: now,
-                },
-            ),
-            Probe::Unknown(_) => {}
-        }
+            )
+            .await;
     }
 
     /// The refusal for a client that hit a spam trap, while it lasts.
-    pub fn trapped(&self, client: IpAddr) -> Option<Refusal> {
-        let until = {
-            let mut trapped = self.trapped.lock().unwrap_or_else(|p| p.into_inner());
-            let now = crate::time::unix_now();
-            trapped.retain(|_, until| *until > now);
-            trapped.get(&client).copied()
-        }?;
+    pub async fn trapped(&self, client: IpAddr) -> Result<Option<Refusal>, Unavailable> {
+        let Some(until) = self.state.get(&trap_key(client)).await? else {
+            return Ok(None);
+        };
+        let until: u64 = until.parse().unwrap_or(0);
+        if until <= crate::time::unix_now() {
+            return Ok(None);
+        }
         let text = format!(
             "Service unavailable; client [{client}] sent mail to a spam trap; blocked until {}",
             crate::time::iso8601(std::time::UNIX_EPOCH + std::time::Duration::from_secs(until))
@@ -224,11 +221,11 @@ impl Verifier {
             Action::Reject => Reply::new(554, "5.7.1", text),
             _ => Reply::new(451, "4.7.1", text),
         };
-        Some(Refusal::new("spamtrap", reply))
+        Ok(Some(Refusal::new("spamtrap", reply)))
     }
 
     /// Whether `mailbox` is a spam trap; if so, its sender is blocked now.
-    pub fn spring_trap(&self, client: IpAddr, mailbox: &Mailbox) -> Option<Refusal> {
+    pub async fn spring_trap(&self, client: IpAddr, mailbox: &Mailbox) -> Option<Refusal> {
         let traps = self.spamtraps.as_ref()?;
         let address = format!(
             "{}@{}",
@@ -236,12 +233,13 @@ impl Verifier {
             mailbox.domain_name().unwrap_or("")
         );
         let pattern = traps.find(&address, &self.log)?;
-        let until =
-            crate::time::unix_now() + self.config.recipients.spamtrap_block_time.0.as_secs();
-        self.trapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(client, until);
+        let block = self.config.recipients.spamtrap_block_time.0;
+        let until = crate::time::unix_now() + block.as_secs();
+        // The trap answers 550 even when the block cannot be stored.
+        let _ = self
+            .state
+            .put(&trap_key(client), &until.to_string(), block)
+            .await;
         self.log
             .event("spamtrap")
             .kv("client", client)
@@ -250,4 +248,8 @@ impl Verifier {
             .emit();
         Some(unknown(mailbox, "spamtrap", "User unknown"))
     }
+}
+
+fn trap_key(client: IpAddr) -> String {
+    format!("trap:{client}")
 }

@@ -75,6 +75,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.pos < self.input.len()
     }
 
+    /// Replies queued and not yet sent.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Waits up to `wait` for the client to send something: `Ok(true)` if
+    /// it did (kept as input), `Ok(false)` if it stayed silent.
+    pub async fn wait_for_input(&mut self, wait: Duration) -> Result<bool, ConnError> {
+        match self.fill(COMMAND_CHUNK, Instant::now() + wait).await {
+            Ok(()) => Ok(true),
+            Err(ConnError::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Throws away unread input (plaintext before a TLS handshake).
     pub fn discard_input(&mut self) {
         self.input.clear();

@@ -11,8 +11,9 @@ use super::data::{DataDecoder, DataOutcome};
 use super::headers::strip_our_auth_results;
 use super::received::{self, Trace};
 use super::reply::Reply;
-use crate::config::OnDnsError;
+use crate::abuse::rates::Rate;
 use crate::config::RejectAt;
+use crate::config::{BanAction, OnDnsError};
 use crate::policy::relay::Destination;
 use crate::policy::session_checks::{SessionChecks, Upto};
 use crate::policy::verdict::{decide, CheckResult, Effect, Outcome, Stage};
@@ -64,6 +65,12 @@ struct Session<'a, S> {
     checks: SessionChecks,
     /// Recipients refused as unknown (for `recipients.max_unknown`).
     unknown: u32,
+    /// Trusted or excepted: never limited, greylisted or banned.
+    exempt: bool,
+    /// Offences of this session (`ban.events`), counted at its end.
+    offences: Vec<String>,
+    /// Held while the client is tarpitted.
+    tarpit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
@@ -76,10 +83,30 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
             .kv("reason", why)
             .emit();
     }
+    let mut conn = Conn::new(stream);
+    if exemption.is_none() {
+        if let Some(refusal) = admit(svc, client).await {
+            let drop = refusal.check == "ban" && svc.config.ban.action == BanAction::Drop;
+            if !drop {
+                conn.write_reply(&refusal.reply);
+                let _ = conn.flush(svc.config.limits.command_timeout.0).await;
+            }
+            conn.shutdown().await;
+            svc.log
+                .event("reject")
+                .kv("client", client)
+                .kv("stage", "connect")
+                .kv("check", &refusal.check)
+                .kv("action", if drop { "drop" } else { refusal.action() })
+                .kv("reply", &refusal.reply)
+                .emit();
+            return;
+        }
+    }
     let checks = SessionChecks::start(svc.policy.checks.clone(), client, exemption.is_none());
     let session = Session {
         svc,
-        conn: Conn::new(stream),
+        conn,
         client,
         helo: None,
         esmtp: false,
@@ -89,8 +116,42 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         counts: Counts::default(),
         checks,
         unknown: 0,
+        exempt: exemption.is_some(),
+        offences: Vec::new(),
+        tarpit: None,
     };
     session.serve().await;
+}
+
+/// What a client that is not exempt meets before anything else, without a
+/// DNS lookup: its ban, the connection rate limit, a failing state store.
+async fn admit(svc: &Services, client: IpAddr) -> Option<Refusal> {
+    let host = &svc.config.server.hostname;
+    let ban = match svc.abuse.bans.active(client).await {
+        Ok(ban) => ban,
+        Err(unavailable) => return Some(connect_refusal(host, unavailable.refusal())),
+    };
+    if let Some(ban) = ban {
+        let until =
+            crate::time::iso8601(std::time::UNIX_EPOCH + std::time::Duration::from_secs(ban.until));
+        let text = format!("{host} Error: {client} temporarily blocked until {until}");
+        return Some(Refusal::new("ban", Reply::new(421, "4.7.0", text)));
+    }
+    match svc
+        .abuse
+        .rates
+        .count(Rate::Connections, &client.to_string())
+        .await
+    {
+        Ok(refusal) => refusal,
+        Err(unavailable) => Some(connect_refusal(host, unavailable.refusal())),
+    }
+}
+
+/// Before the banner, a refusal is a 421 (the connection closes).
+fn connect_refusal(host: &str, refusal: Refusal) -> Refusal {
+    let text = format!("{host} {}", refusal.reply.lines.join(" "));
+    Refusal::new(&refusal.check, Reply::new(421, "4.3.0", text))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
@@ -99,15 +160,105 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn serve(mut self) {
-        let banner = Reply::plain(220, vec![format!("{} ESMTP mxguard", self.hostname())]);
-        self.conn.write_reply(&banner);
+        let limits = &self.svc.config.limits;
+        let timeout = limits.command_timeout.0;
+        if self.before_banner().await == Flow::Continue {
+            let banner = Reply::plain(220, vec![format!("{} ESMTP mxguard", self.hostname())]);
+            self.conn.write_reply(&banner);
+            self.converse().await;
+        }
+        let _ = self.conn.flush(timeout).await;
+        self.conn.shutdown().await;
+        self.svc
+            .log
+            .event("disconnect")
+            .kv("client", self.client)
+            .opt("helo", self.helo.as_deref())
+            .opt("tls", self.conn.tls_description())
+            .kv("commands", self.commands)
+            .kv("accepted", self.counts.accepted)
+            .kv("refused", self.counts.refused)
+            .emit();
+        self.count_offences().await;
+    }
+
+    /// The pregreet test, then the tarpit decision.
+    async fn before_banner(&mut self) -> Flow {
+        if self.exempt {
+            return Flow::Continue;
+        }
+        let abuse = &self.svc.abuse;
+        let must_wait = match abuse.must_wait_for_greeting(self.client).await {
+            Ok(must) => must,
+            Err(unavailable) => {
+                let refusal = connect_refusal(self.hostname(), unavailable.refusal());
+                return self.close(&refusal.check, refusal.reply);
+            }
+        };
+        if must_wait {
+            match self
+                .conn
+                .wait_for_input(self.svc.config.abuse.greet_wait.0)
+                .await
+            {
+                Ok(true) => {
+                    self.offences.push("pregreet".into());
+                    let reply = Reply::new(554, "5.5.1", "Protocol error");
+                    self.conn.write_reply(&reply);
+                    self.log_decision("reject", "connect", "pregreet", "reject", &reply, None);
+                    self.counts.refused += 1;
+                    return Flow::Close;
+                }
+                Ok(false) => {
+                    let _ = abuse.greeting_passed(self.client).await;
+                }
+                Err(_) => return Flow::Close,
+            }
+        }
+        let config = &self.svc.config.abuse;
+        if !config.tarpit_enabled() {
+            return Flow::Continue;
+        }
+        let decision = self.checks.connect_decision().await;
+        let by_score = config.tarpit_score.is_some_and(|t| decision.score > t);
+        let by_warning = config.tarpit_on_warn && !decision.warnings.is_empty();
+        if !by_score && !by_warning {
+            return Flow::Continue;
+        }
+        match abuse.enter_tarpit() {
+            Some(permit) => {
+                self.tarpit = Some(permit);
+                self.svc
+                    .log
+                    .event("tarpit")
+                    .kv("client", self.client)
+                    .kv("score", decision.score)
+                    .kv("reason", if by_score { "score" } else { "warn" })
+                    .emit();
+                Flow::Continue
+            }
+            None => {
+                let text = format!("{} Error: all server ports are busy", self.hostname());
+                self.close("tarpit_max", Reply::new(421, "4.3.2", text))
+            }
+        }
+    }
+
+    /// Commands and replies, from the banner to the end.
+    async fn converse(&mut self) {
         let limits = &self.svc.config.limits;
         let timeout = limits.command_timeout.0;
         loop {
             // Replies to pipelined commands go out together, once the
-            // client's input is used up (RFC 2920).
-            if !self.conn.has_pending_input() && self.conn.flush(timeout).await.is_err() {
-                break;
+            // client's input is used up (RFC 2920); a tarpitted client
+            // waits for each batch.
+            if !self.conn.has_pending_input() {
+                if self.tarpit.is_some() && self.conn.has_output() {
+                    tokio::time::sleep(self.svc.config.abuse.tarpit_delay.0).await;
+                }
+                if self.conn.flush(timeout).await.is_err() {
+                    break;
+                }
             }
             let line = match self.conn.read_line(MAX_COMMAND_LINE, timeout).await {
                 Ok(line) => line,
@@ -136,18 +287,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 break;
             }
         }
-        let _ = self.conn.flush(timeout).await;
-        self.conn.shutdown().await;
-        self.svc
-            .log
-            .event("disconnect")
-            .kv("client", self.client)
-            .opt("helo", self.helo.as_deref())
-            .opt("tls", self.conn.tls_description())
-            .kv("commands", self.commands)
-            .kv("accepted", self.counts.accepted)
-            .kv("refused", self.counts.refused)
-            .emit();
+    }
+
+    /// This session's offences, each kind once, toward a ban.
+    async fn count_offences(&mut self) {
+        if self.exempt {
+            return;
+        }
+        if self.errors > 0 {
+            self.offences.push("protocol_error".into());
+        }
+        let mut offences = std::mem::take(&mut self.offences);
+        offences.sort();
+        offences.dedup();
+        for kind in offences {
+            // A failing store already logged; nothing more to do here.
+            let _ = self.svc.abuse.bans.offence(self.client, &kind).await;
+        }
     }
 
     fn timeout_text(&self) -> String {
@@ -155,7 +311,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     /// Sends a final reply, logs it, and ends the session.
-    fn close(&mut self, check: &'static str, reply: Reply) -> Flow {
+    fn close(&mut self, check: &str, reply: Reply) -> Flow {
+        if self.svc.abuse.bans.counts(check) {
+            self.offences.push(check.to_string());
+        }
         self.conn.write_reply(&reply);
         self.log_decision("limit", "session", check, "disconnect", &reply, None);
         Flow::Close
@@ -177,6 +336,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.conn.write_reply(&reply);
         self.log_decision("reject", stage, check, reply.action(), &reply, to);
         self.counts.refused += 1;
+        if self.svc.abuse.bans.counts(check) {
+            self.offences.push(check.to_string());
+        }
         Flow::Continue
     }
 
@@ -376,6 +538,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
             return self.refuse("mail", "message_size", None, reply);
         }
+        if !self.exempt {
+            let sender = from.to_string();
+            let limited = self
+                .count_rates(Rate::Messages, Rate::SenderMessages, &sender)
+                .await;
+            if let Some(refusal) = limited {
+                return self.refuse("mail", &refusal.check, None, refusal.reply);
+            }
+        }
         self.checks.on_mail(&helo, &from);
         self.tx = Some(Transaction {
             from,
@@ -409,14 +580,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(Destination::Relayed) => None,
         };
         // A client that sent to a spam trap gets nothing through for a while.
-        if let Some(refusal) = policy.recipients.trapped(self.client) {
+        let trapped = match policy.recipients.trapped(self.client).await {
+            Ok(trapped) => trapped,
+            Err(unavailable) => Some(unavailable.refusal()),
+        };
+        if let Some(refusal) = trapped {
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
         }
-        if let Some(refusal) = local
-            .as_ref()
-            .and_then(|m| policy.recipients.spring_trap(self.client, m))
-        {
-            return self.unknown_recipient(&to, refusal);
+        if let Some(mailbox) = &local {
+            if let Some(refusal) = policy.recipients.spring_trap(self.client, mailbox).await {
+                return self.unknown_recipient(&to, refusal);
+            }
         }
         // Connect, HELO and MAIL rejections are delivered here, so the log
         // line carries the whole envelope.
@@ -451,10 +625,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 return self.unknown_recipient(&to, refusal);
             }
         }
+        if let Some(refusal) = self.greylist_and_rates(&to).await {
+            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+        }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
             tx.rcpts.push(mailbox);
         }
         self.ok(Reply::new(250, "2.1.5", "Ok"))
+    }
+
+    /// For a recipient that passed every other check: greylisting, then
+    /// the recipient rate limits (a greylisted recipient is not counted).
+    async fn greylist_and_rates(&mut self, to: &Path) -> Option<Refusal> {
+        if self.exempt {
+            return None;
+        }
+        let from = self.tx.as_ref().map(|t| t.from.to_string())?;
+        let abuse = &self.svc.abuse;
+        if abuse.greylist.enabled() && !self.checks.allow_listed().await {
+            let to = to.to_string();
+            let to = to.trim_start_matches('<').trim_end_matches('>');
+            let from = from.trim_start_matches('<').trim_end_matches('>');
+            match abuse.greylist.check(self.client, from, to).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => return Some(refusal),
+                Err(unavailable) => return Some(unavailable.refusal()),
+            }
+        }
+        self.count_rates(Rate::Recipients, Rate::SenderRecipients, &from)
+            .await
+    }
+
+    /// Counts one event against the client's limit and the sender's.
+    async fn count_rates(
+        &self,
+        client_rate: Rate,
+        sender_rate: Rate,
+        from: &str,
+    ) -> Option<Refusal> {
+        let rates = &self.svc.abuse.rates;
+        let mut counts = vec![(client_rate, self.client.to_string())];
+        if from != "<>" {
+            counts.push((sender_rate, from.to_string()));
+        }
+        for (rate, who) in counts {
+            match rates.count(rate, &who).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => return Some(refusal),
+                Err(unavailable) => return Some(unavailable.refusal()),
+            }
+        }
+        None
     }
 
     /// A recipient that does not exist: refused, and counted; too many in
@@ -472,6 +693,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let text = format!("{} Error: too many unknown recipients", self.hostname());
         let reply = Reply::new(421, "4.7.0", text);
         self.conn.write_reply(&reply);
+        self.offences.push("dictionary_attack".into());
         self.log_decision(
             "dictionary_attack",
             "rcpt",
@@ -484,7 +706,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn data(&mut self) -> Flow {
-        if let Some(refusal) = self.svc.policy.recipients.trapped(self.client) {
+        let trapped = match self.svc.policy.recipients.trapped(self.client).await {
+            Ok(trapped) => trapped,
+            Err(unavailable) => Some(unavailable.refusal()),
+        };
+        if let Some(refusal) = trapped {
             // Recipients accepted before the trap was hit get nothing either.
             self.tx = None;
             self.checks.end_transaction();

@@ -392,7 +392,12 @@ impl Spool {
 
     /// The control socket of the running server.
     pub fn control_socket(&self) -> PathBuf {
-        self.root.join("control.sock")
+        Spool::control_socket_in(&self.root)
+    }
+
+    /// The control socket of the spool at `dir`.
+    pub fn control_socket_in(dir: &Path) -> PathBuf {
+        dir.join("control.sock")
     }
 }
 

@@ -36,7 +36,8 @@ struct Entry {
 }
 
 pub struct Memory {
-    path: PathBuf,
+    /// Where it is saved; `None` for a scratch store that never is.
+    path: Option<PathBuf>,
     entries: Mutex<HashMap<String, Entry>>,
     dirty: AtomicBool,
     /// One save at a time (the periodic one and the one at stop).
@@ -58,15 +59,25 @@ impl Memory {
         };
         let entries = text.lines().filter_map(parse_line).collect();
         Ok(Memory {
-            path,
+            path: Some(path),
             entries: Mutex::new(entries),
             dirty: AtomicBool::new(false),
             saving: Mutex::new(()),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// An empty store that is never saved (for the one-shot commands).
+    pub fn scratch() -> Memory {
+        Memory {
+            path: None,
+            entries: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -159,6 +170,9 @@ impl Memory {
 
     /// Writes the live entries if anything changed since the last save.
     pub fn save(&self, now: u64) -> Result<(), StateError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
@@ -171,16 +185,16 @@ impl Memory {
                 text.push_str(&format_line(key, entry));
             }
         }
-        let tmp = self.path.with_extension("tmp");
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = path.with_extension("tmp");
+        let dir = path.parent().unwrap_or(Path::new("."));
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| std::fs::File::open(dir)?.sync_all());
         result.map_err(|source| {
             self.dirty.store(true, Ordering::Relaxed);
             StateError::File {
-                path: self.path.display().to_string(),
+                path: path.display().to_string(),
                 source,
             }
         })

@@ -42,10 +42,24 @@ pub enum StateError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
+impl Unavailable {
+    /// What the client hears.
+    pub fn refusal(&self) -> crate::policy::Refusal {
+        crate::policy::Refusal::new(
+            "state",
+            crate::smtp::reply::Reply::new(
+                451,
+                "4.3.0",
+                "Error: temporary failure of the shared state, try again later",
+            ),
+        )
+    }
+}
+
 /// One of the two backends.
 pub enum Store {
     Memory(memory::Memory),
-    Redis(redis::Redis),
+    Redis(Box<redis::Redis>),
 }
 
 impl Store {
@@ -54,11 +68,11 @@ impl Store {
     pub fn open(config: &Config) -> Result<Store, StateError> {
         match &config.state.backend {
             Backend::Memory => Ok(Store::Memory(memory::Memory::load(state_file(config))?)),
-            Backend::Redis(url) => Ok(Store::Redis(redis::Redis::new(
+            Backend::Redis(url) => Ok(Store::Redis(Box::new(redis::Redis::new(
                 url,
                 &config.state.prefix,
                 config.state.timeout.0,
-            )?)),
+            )?))),
         }
     }
 
@@ -126,14 +140,6 @@ impl Store {
             Store::Redis(_) => Ok(()),
         }
     }
-
-    /// The memory backend's file, when there is one.
-    pub fn file(&self) -> Option<PathBuf> {
-        match self {
-            Store::Memory(m) => Some(m.path().to_path_buf()),
-            Store::Redis(_) => None,
-        }
-    }
 }
 
 /// Where the memory backend persists itself.
@@ -153,10 +159,26 @@ pub struct State {
 }
 
 impl State {
+    /// A state that starts empty and is never saved, for one-shot
+    /// commands that build the policy (`mxguard check`, `config check`).
+    pub fn scratch(config: &Config, log: Arc<Logger>) -> State {
+        State::new(Store::Memory(memory::Memory::scratch()), config, log)
+    }
+
+    /// A state whose every failure is an [`Unavailable`] (for commands
+    /// that must report failures rather than carry on).
+    pub fn closed(store: Store, log: Arc<Logger>) -> State {
+        State::with(store, OnStateError::Closed, log)
+    }
+
     pub fn new(store: Store, config: &Config, log: Arc<Logger>) -> State {
+        State::with(store, config.state.on_error, log)
+    }
+
+    fn with(store: Store, on_error: OnStateError, log: Arc<Logger>) -> State {
         State {
             store,
-            on_error: config.state.on_error,
+            on_error,
             log,
             failing: AtomicBool::new(false),
             errors: AtomicU64::new(0),

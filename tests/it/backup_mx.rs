@@ -91,9 +91,9 @@ async fn backup_mx_knows_the_mailboxes_while_the_primary_is_down() {
     assert!(rcpt(&mx, "nobody@example.test")
         .await
         .starts_with("550 5.1.1 "));
-    assert!(std::fs::read_to_string(mx.spool().join("recipient-cache"))
+    assert!(std::fs::read_to_string(mx.spool().join("state"))
         .unwrap()
-        .contains("alice@example.test exists "));
+        .contains("rcpt:alice@example.test\t"));
 
     // The primary returns: the queue drains into it.
     primary.up();

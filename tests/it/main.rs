@@ -4,6 +4,7 @@
 mod dns_fixture;
 mod harness;
 
+mod abuse;
 mod authentication;
 mod backup_mx;
 mod checks;

@@ -19,17 +19,20 @@ fn services() -> &'static Arc<Services> {
 }
 
 fn build_services(dir: &std::path::Path) -> Arc<Services> {
-    let toml = "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_errors = 1000\nmax_message_size = 4096\nmax_recipients = 5\n";
+    let toml = "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_errors = 1000\nmax_message_size = 4096\nmax_recipients = 5\n[abuse]\ngreet_wait = \"0s\"\n[ban]\nmax_retry = 0\n";
     let config = Config::from_toml(toml, "props.toml", dir).unwrap();
     let spool = Arc::new(Spool::open(&config.spool.dir).unwrap());
     let dns = Arc::new(mxguard::dns::Dns::new(&config.dns).unwrap());
+    let log = Arc::new(Logger::discard());
+    let state = Arc::new(mxguard::state::State::scratch(&config, log.clone()));
     Arc::new(
         Services::new(
             Arc::new(config),
-            Arc::new(Logger::discard()),
+            log,
             dns,
             spool,
             mxguard::delivery::Handle::detached(),
+            state,
         )
         .unwrap(),
     )

@@ -1,0 +1,186 @@
+//! Greylisting at RCPT: the triplet (client network — /24 for IPv4, /64
+//! for IPv6 —, sender, recipient) must be seen again between
+//! `greylist.delay` and `greylist.retry_window` after its first attempt.
+//! A passed triplet is remembered for `greylist.allow_for`; a network
+//! with `greylist.auto_allow_after` passed triplets skips greylisting for
+//! as long. Entries live in the state store (`grey:NET/SENDER/RCPT` →
+//! `pass` or the first attempt's time, `greyok:NET`), so a retry through
+//! another MX of the fleet passes too.
+
+use crate::config::Config;
+use crate::log::Logger;
+use crate::policy::Refusal;
+use crate::smtp::reply::Reply;
+use crate::state::{State, Unavailable};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The network a client's retries may come from (a pool of outbound
+/// servers shares it).
+pub fn network(client: IpAddr) -> String {
+    match crate::net::canonical_ip(client) {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// What the greylist says about one triplet at time `now`, given what is
+/// stored for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Seen before and passed: accept (and remember longer).
+    Known,
+    /// A retry inside the window: accept, and remember it passed.
+    Passed,
+    /// Too early, or the first attempt (stored time to keep).
+    Wait { first: u64 },
+}
+
+/// The greylisting decision, pure: `stored` is the triplet's value.
+pub fn judge(stored: Option<&str>, now: u64, delay: u64, retry_window: u64) -> Verdict {
+    match stored {
+        Some("pass") => Verdict::Known,
+        Some(first) => match first.parse::<u64>() {
+            Ok(first) if now < first.saturating_add(delay) => Verdict::Wait { first },
+            Ok(first) if now <= first.saturating_add(retry_window) => Verdict::Passed,
+            _ => Verdict::Wait { first: now },
+        },
+        None => Verdict::Wait { first: now },
+    }
+}
+
+pub struct Greylist {
+    config: Arc<Config>,
+    state: Arc<State>,
+    log: Arc<Logger>,
+}
+
+impl Greylist {
+    pub fn new(config: Arc<Config>, state: Arc<State>, log: Arc<Logger>) -> Greylist {
+        Greylist { config, state, log }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.greylist.enabled
+    }
+
+    /// `Ok(None)` to go on, or the `451 4.7.1` for this attempt.
+    pub async fn check(
+        &self,
+        client: IpAddr,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Refusal>, Unavailable> {
+        let g = &self.config.greylist;
+        let net = network(client);
+        let allowed_key = format!("greyok:{net}");
+        if self.state.get(&allowed_key).await?.is_some() {
+            return Ok(None);
+        }
+        let key = format!("grey:{net}/{}/{}", from.to_lowercase(), to.to_lowercase());
+        let now = crate::time::unix_now();
+        let stored = self.state.get(&key).await?;
+        if self.state.failing() {
+            // Failing open: without its memory, greylisting would refuse
+            // every message; mail flows instead.
+            return Ok(None);
+        }
+        let (delay, window) = (g.delay.0.as_secs(), g.retry_window.0.as_secs());
+        match judge(stored.as_deref(), now, delay, window) {
+            Verdict::Known => {
+                self.state.put(&key, "pass", g.allow_for.0).await?;
+                Ok(None)
+            }
+            Verdict::Passed => {
+                self.state.put(&key, "pass", g.allow_for.0).await?;
+                self.log
+                    .event("greylist_pass")
+                    .kv("client", client)
+                    .kv("from", from)
+                    .kv("to", to)
+                    .kv(
+                        "waited",
+                        format!("{}s", now.saturating_sub(stored_first(&stored))),
+                    )
+                    .emit();
+                if g.auto_allow_after > 0 {
+                    let passes = format!("greypasses:{net}");
+                    let counted = self
+                        .state
+                        .hit(&passes, g.allow_for.0, g.auto_allow_after)
+                        .await?;
+                    if counted.is_none_or(|n| n >= g.auto_allow_after) {
+                        self.state.put(&allowed_key, "1", g.allow_for.0).await?;
+                    }
+                }
+                Ok(None)
+            }
+            Verdict::Wait { first } => {
+                if stored.is_none() || first == now {
+                    let ttl = g.retry_window.0.max(g.delay.0);
+                    self.state.put(&key, &first.to_string(), ttl).await?;
+                }
+                let wait = first.saturating_add(delay).saturating_sub(now).max(1);
+                let reply = Reply::new(
+                    451,
+                    "4.7.1",
+                    format!(
+                        "<{to}>: Recipient address rejected: Greylisted, try again in {wait} seconds"
+                    ),
+                );
+                Ok(Some(Refusal::new("greylist", reply)))
+            }
+        }
+    }
+}
+
+fn stored_first(stored: &Option<String>) -> u64 {
+    stored.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        assert_eq!(network("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
+        assert_eq!(
+            network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(network("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+    }
+
+    #[test]
+    fn greylist_edges() {
+        let (delay, window) = (300, 86_400);
+        assert_eq!(
+            judge(None, 1000, delay, window),
+            Verdict::Wait { first: 1000 }
+        );
+        // Too early: the first attempt's time is kept.
+        assert_eq!(
+            judge(Some("1000"), 1299, delay, window),
+            Verdict::Wait { first: 1000 }
+        );
+        assert_eq!(judge(Some("1000"), 1300, delay, window), Verdict::Passed);
+        assert_eq!(judge(Some("1000"), 87_400, delay, window), Verdict::Passed);
+        // Too late: starts over.
+        assert_eq!(
+            judge(Some("1000"), 87_401, delay, window),
+            Verdict::Wait { first: 87_401 }
+        );
+        assert_eq!(judge(Some("pass"), 5, delay, window), Verdict::Known);
+        assert_eq!(
+            judge(Some("junk"), 5, delay, window),
+            Verdict::Wait { first: 5 }
+        );
+    }
+}

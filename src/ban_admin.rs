@@ -1,0 +1,87 @@
+//! `mxguard ban list | add IP [--for D] | remove IP`: the administrator's
+//! hand on the ban list. With the memory backend, a running server is
+//! asked through the control socket (it holds the state); without one, the
+//! saved state file is edited. With Redis, the shared store is used
+//! directly, so a ban added on one host holds on every host at once.
+
+use crate::abuse::bans::{self, Bans};
+use crate::config::{Backend, Config};
+use crate::log::Logger;
+use crate::state::{State, StateError, Store};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the administrator asked.
+#[derive(Debug, Clone)]
+pub enum Request {
+    List,
+    Add { client: IpAddr, length: Duration },
+    Remove { client: IpAddr },
+}
+
+/// Why it could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum BanError {
+    #[error("control socket: {0}")]
+    Control(std::io::Error),
+    #[error("the running server answered: {0}")]
+    Refused(String),
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    #[error("the state store is unavailable (the log says why)")]
+    Unavailable,
+    #[error("log.file: {0}")]
+    Log(std::io::Error),
+}
+
+/// Carries out `request`; the text to print.
+pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanError> {
+    if config.state.backend == Backend::Memory {
+        let line = match &request {
+            Request::List => "ban list".to_string(),
+            Request::Add { client, length } => format!("ban add {client} {}", length.as_secs()),
+            Request::Remove { client } => format!("ban remove {client}"),
+        };
+        let socket = crate::spool::Spool::control_socket_in(&config.spool.dir);
+        let answer = tokio::task::spawn_blocking(move || crate::control::request(&socket, &line))
+            .await
+            .map_err(|e| BanError::Control(std::io::Error::other(e)))?
+            .map_err(BanError::Control)?;
+        if let Some(answer) = answer {
+            return match answer.strip_prefix("ok") {
+                Some(rest) => Ok(rest.trim_start_matches('\n').to_string()),
+                None => Err(BanError::Refused(answer)),
+            };
+        }
+    }
+    // No server holds the memory state, or the store is Redis.
+    // The ban is logged where the server logs, for the report and fail2ban.
+    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(BanError::Log)?;
+    let log = Arc::new(log);
+    let state = State::closed(Store::open(&config)?, log.clone());
+    let state = Arc::new(state);
+    let bans = Bans::new(config.clone(), state.clone(), log);
+    let text = match request {
+        Request::List => bans::list(&state.store)
+            .await?
+            .iter()
+            .map(|b| bans::describe(b) + "\n")
+            .collect(),
+        Request::Add { client, length } => {
+            let ban = bans
+                .ban(client, Some(length), "manual")
+                .await
+                .map_err(|_| BanError::Unavailable)?;
+            bans::describe(&ban) + "\n"
+        }
+        Request::Remove { client } => {
+            bans.unban(client)
+                .await
+                .map_err(|_| BanError::Unavailable)?;
+            String::new()
+        }
+    };
+    state.store.save()?;
+    Ok(text.trim_end().to_string())
+}
