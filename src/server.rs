@@ -187,13 +187,26 @@ async fn watch_dnsbl_health(svc: &Arc<Services>) {
         return;
     }
     let checks = svc.policy.checks.clone();
-    crate::dns::dnsbl::test_all(&checks.dns, &checks.config, &checks.health, &checks.log).await;
+    let state = svc.abuse.state.clone();
+    let round = move || {
+        let (checks, state) = (checks.clone(), state.clone());
+        async move {
+            crate::dns::dnsbl::test_and_share(
+                &checks.dns,
+                &checks.config,
+                &checks.health,
+                &state,
+                &checks.log,
+            )
+            .await;
+        }
+    };
+    round().await;
     let interval = svc.config.policy.dnsbl_health_interval.0;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            crate::dns::dnsbl::test_all(&checks.dns, &checks.config, &checks.health, &checks.log)
-                .await;
+            round().await;
         }
     });
 }

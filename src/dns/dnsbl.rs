@@ -3,12 +3,15 @@
 //! listing, and the health of each zone (RFC 5782 section 5): a zone that
 //! lists the negative test point 127.0.0.1, or answers with a query-error
 //! code (Spamhaus's 127.255.255.0/24 and 127.0.1.255), is unusable and can
-//! never refuse mail until a later health check finds it sane.
+//! never refuse mail until a later health check finds it sane. A server
+//! shares its conclusions with the fleet through the state store
+//! ([`test_and_share`]).
 
 use super::{Answer, Dns};
 use crate::config::checks::CodeRange;
 use crate::config::Config;
 use crate::log::Logger;
+use crate::state::State;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
@@ -111,6 +114,22 @@ impl Health {
             _ => "",
         }
     }
+
+    /// `LABEL REASON`, as kept in the state store.
+    fn encode(&self) -> String {
+        format!("{} {}", self.label(), self.reason())
+    }
+
+    fn decode(value: &str) -> Option<Health> {
+        let (label, reason) = value.split_once(' ').unwrap_or((value, ""));
+        let reason = reason.to_string();
+        Some(match label {
+            "ok" => Health::Ok,
+            "warning" => Health::Warning(reason),
+            "disabled" => Health::Disabled(reason),
+            _ => return None,
+        })
+    }
 }
 
 /// What the RFC 5782 test points of a zone are.
@@ -155,6 +174,41 @@ pub async fn test_zone(dns: &Dns, zone: &str, kind: ZoneKind, codes: &[CodeRange
             Health::Warning("does not list its RFC 5782 positive test point".into())
         }
         (_, Listing::Listed(_)) => Health::Ok,
+    }
+}
+
+/// One round of health for a server: what the fleet last concluded (state
+/// key `dnsbl:ZONE`) first, then this host's own test, whose conclusive
+/// results are shared for three test intervals. An inconclusive local test
+/// thus keeps the fleet's verdict rather than "not tested yet".
+pub async fn test_and_share(
+    dns: &Dns,
+    config: &Config,
+    table: &HealthTable,
+    state: &State,
+    log: &Logger,
+) {
+    let zones: Vec<&str> = config
+        .dnsbl
+        .iter()
+        .chain(config.rhsbl.iter())
+        .map(|z| z.zone.as_str())
+        .collect();
+    for zone in &zones {
+        let shared = state.get(&format!("dnsbl:{zone}")).await.ok().flatten();
+        if let Some(health) = shared.as_deref().and_then(Health::decode) {
+            table.set(zone, health, log);
+        }
+    }
+    test_all(dns, config, table, log).await;
+    let ttl = config.policy.dnsbl_health_interval.0.saturating_mul(3);
+    for zone in zones {
+        let health = table.get(zone);
+        if !matches!(health, Health::Unknown(_)) {
+            let _ = state
+                .put(&format!("dnsbl:{zone}"), &health.encode(), ttl)
+                .await;
+        }
     }
 }
 
@@ -233,6 +287,18 @@ impl HealthTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_round_trips_through_the_store_format() {
+        for h in [
+            Health::Ok,
+            Health::Warning("does not list 127.0.0.2".into()),
+            Health::Disabled("lists everything".into()),
+        ] {
+            assert_eq!(Health::decode(&h.encode()), Some(h));
+        }
+        assert_eq!(Health::decode("unknown timeout"), None);
+    }
 
     #[test]
     fn query_names() {
