@@ -59,7 +59,7 @@ impl Unavailable {
 /// One of the two backends.
 pub enum Store {
     Memory(memory::Memory),
-    Redis(Box<redis::Redis>),
+    Redis(redis::Redis),
 }
 
 impl Store {
@@ -68,11 +68,11 @@ impl Store {
     pub fn open(config: &Config) -> Result<Store, StateError> {
         match &config.state.backend {
             Backend::Memory => Ok(Store::Memory(memory::Memory::load(state_file(config))?)),
-            Backend::Redis(url) => Ok(Store::Redis(Box::new(redis::Redis::new(
+            Backend::Redis(url) => Ok(Store::Redis(redis::Redis::new(
                 url,
                 &config.state.prefix,
                 config.state.timeout.0,
-            )?))),
+            )?)),
         }
     }
 
