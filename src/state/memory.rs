@@ -57,23 +57,23 @@ impl Memory {
                 })
             }
         };
-        let entries = text.lines().filter_map(parse_line).collect();
-        Ok(Memory {
-            path: Some(path),
-            entries: Mutex::new(entries),
+        Ok(Memory::from_text(Some(path), &text))
+    }
+
+    /// The state a saved file's text describes (lines that do not parse are
+    /// skipped); saved to `path` when there is one.
+    pub fn from_text(path: Option<PathBuf>, text: &str) -> Memory {
+        Memory {
+            path,
+            entries: Mutex::new(text.lines().filter_map(parse_line).collect()),
             dirty: AtomicBool::new(false),
             saving: Mutex::new(()),
-        })
+        }
     }
 
     /// An empty store that is never saved (for the one-shot commands).
     pub fn scratch() -> Memory {
-        Memory {
-            path: None,
-            entries: Mutex::new(HashMap::new()),
-            dirty: AtomicBool::new(false),
-            saving: Mutex::new(()),
-        }
+        Memory::from_text(None, "")
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -128,7 +128,10 @@ impl Memory {
             }) if expires > now => times,
             _ => VecDeque::new(),
         };
-        while times.front().is_some_and(|&t| t + window <= now) {
+        while times
+            .front()
+            .is_some_and(|&t| t.saturating_add(window) <= now)
+        {
             times.pop_front();
         }
         let counted = if times.len() >= limit as usize {
@@ -138,7 +141,7 @@ impl Memory {
             Some(times.len() as u32)
         };
         if !times.is_empty() {
-            let expires = times.back().map_or(now, |&t| t + window);
+            let expires = times.back().map_or(now, |&t| t.saturating_add(window));
             if entries.len() >= MAX_ENTRIES {
                 make_room(&mut entries, now);
             }
