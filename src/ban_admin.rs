@@ -25,6 +25,8 @@ pub enum Request {
 pub enum BanError {
     #[error("control socket: {0}")]
     Control(std::io::Error),
+    #[error("{0} is in relay.trusted_networks and is never banned")]
+    Exempt(IpAddr),
     #[error("the running server answered: {0}")]
     Refused(String),
     #[error("state: {0}")]
@@ -37,6 +39,18 @@ pub enum BanError {
 
 /// Carries out `request`; the text to print.
 pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanError> {
+    if let Request::Add { client, .. } = &request {
+        // The server also knows the exception list; this is what the
+        // configuration alone says.
+        if config
+            .relay
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(*client))
+        {
+            return Err(BanError::Exempt(*client));
+        }
+    }
     if config.state.backend == Backend::Memory {
         let line = match &request {
             Request::List => "ban list".to_string(),

@@ -76,8 +76,11 @@ async fn answer(svc: &Services, command: &str) -> String {
             Err(e) => format!("error {e}\n"),
         },
         ["ban", "add", ip, secs] => match (ip.parse::<IpAddr>(), secs.parse::<u64>()) {
-            (Ok(ip), Ok(secs)) => {
+            (Ok(ip), Ok(secs)) if secs > 0 => {
                 let ip = crate::net::canonical_ip(ip);
+                if let Some(why) = svc.policy.exemption(ip) {
+                    return format!("error {ip} is never banned: {why}\n");
+                }
                 match bans
                     .ban(ip, Some(Duration::from_secs(secs)), "manual")
                     .await
@@ -86,7 +89,7 @@ async fn answer(svc: &Services, command: &str) -> String {
                     Err(_) => failed,
                 }
             }
-            _ => "error usage: ban add IP SECONDS\n".into(),
+            _ => "error usage: ban add IP SECONDS (more than 0)\n".into(),
         },
         ["ban", "remove", ip] => match ip.parse::<IpAddr>() {
             Ok(ip) => match bans.unban(crate::net::canonical_ip(ip)).await {
@@ -128,6 +131,11 @@ pub fn request(path: &Path, command: &str) -> std::io::Result<Option<String>> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(format!("{command}\n").as_bytes())?;
     let mut answer = String::new();
-    stream.take(MAX_ANSWER).read_to_string(&mut answer)?;
+    stream.take(MAX_ANSWER + 1).read_to_string(&mut answer)?;
+    if answer.len() as u64 > MAX_ANSWER {
+        return Err(std::io::Error::other(format!(
+            "the answer is longer than {MAX_ANSWER} bytes"
+        )));
+    }
     Ok(Some(answer.trim_end().to_string()))
 }

@@ -175,6 +175,10 @@ fn ban(config: Option<&Path>, command: BanCommand) -> Result<ExitCode, ExitCode>
                 })?,
                 None => config.ban.ban_time.0,
             };
+            if length.is_zero() || length > mxguard::abuse::bans::LONGEST_BAN {
+                eprintln!("mxguard: --for: a ban lasts from 1s to 3650d");
+                return Err(ExitCode::from(2));
+            }
             Request::Add {
                 client: mxguard::net::canonical_ip(ip),
                 length,

@@ -5,7 +5,6 @@
 
 use crate::spool::{QueueId, Spool, SpoolError};
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// A queue command that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +22,7 @@ fn parse_id(text: &str) -> Result<QueueId, QueueError> {
 }
 
 fn date(unix: u64) -> String {
-    crate::time::iso8601(UNIX_EPOCH + Duration::from_secs(unix))
+    crate::time::iso8601_unix(unix)
 }
 
 /// One paragraph per message: ID, size, arrival, sender, then recipients

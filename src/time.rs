@@ -14,7 +14,9 @@ static OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// The current time, as every decision sees it.
 pub fn now() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(OFFSET.load(Ordering::Relaxed))
+    let real = SystemTime::now();
+    real.checked_add(Duration::from_secs(OFFSET.load(Ordering::Relaxed)))
+        .unwrap_or(real)
 }
 
 /// Seconds since the Unix epoch, now.
@@ -22,9 +24,14 @@ pub fn unix_now() -> u64 {
     since_epoch(now()).as_secs()
 }
 
+/// The longest the clock may be moved forward in all (a century).
+const MAX_OFFSET: u64 = 100 * 365 * 86_400;
+
 /// Moves the clock forward by `by` (tests only; time never goes back).
 pub fn advance(by: Duration) {
-    OFFSET.fetch_add(by.as_secs(), Ordering::Relaxed);
+    let _ = OFFSET.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+        Some(o.saturating_add(by.as_secs()).min(MAX_OFFSET))
+    });
 }
 
 /// Whether this process lets its control socket move the clock.
@@ -96,6 +103,19 @@ pub fn rfc5322(t: SystemTime) -> String {
         p.minute,
         p.second
     )
+}
+
+/// A Unix time in seconds as a [`SystemTime`]; one too far in the future
+/// for the platform (read from a file, say) becomes the year 2038.
+pub fn from_unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH + Duration::from_secs(i32::MAX as u64))
+}
+
+/// [`iso8601`] of a Unix time in seconds.
+pub fn iso8601_unix(secs: u64) -> String {
+    iso8601(from_unix(secs))
 }
 
 /// `2026-11-29T15:01:55.123Z`.

@@ -1,11 +1,13 @@
-//! The built-in fail2ban: offences counted per client address in a sliding
-//! window of `ban.find_time`; `ban.max_retry` of them earn a ban of
-//! `ban.ban_time`, doubled for each repeat (remembered for
-//! `ban.max_ban_time` after a ban ends) up to `ban.max_ban_time`. Bans live
-//! in the state store (`ban:IP` → `UNTIL LEVEL REASON`), so they survive a
-//! restart and hold across a fleet. Exempt clients are the caller's
-//! business: they never reach here.
+//! The built-in fail2ban: offences counted per client (an IPv4 address, or
+//! an IPv6 /64: see [`super::client_id`]) in a sliding window of
+//! `ban.find_time`; `ban.max_retry` of them earn a ban of `ban.ban_time`,
+//! doubled for each repeat (remembered for `ban.max_ban_time` after a ban
+//! ends) up to `ban.max_ban_time`. Bans live in the state store
+//! (`ban:CLIENT` → `UNTIL LEVEL REASON`), so they survive a restart and
+//! hold across a fleet. Exempt clients are the caller's business: they
+//! never reach here.
 
+use super::client_id;
 use crate::config::Config;
 use crate::log::Logger;
 use crate::state::{State, Unavailable};
@@ -13,10 +15,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest ban anyone can ask for (ten years).
+pub const LONGEST_BAN: Duration = Duration::from_secs(3650 * 86_400);
+
 /// A ban in force (or remembered, for doubling).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
-    pub client: IpAddr,
+    /// The client as keyed: an IPv4 address or an IPv6 /64.
+    pub client: String,
     /// Unix time the ban ends.
     pub until: u64,
     /// 1 for a first ban, 2 after one repeat, …
@@ -25,10 +31,10 @@ pub struct Ban {
 }
 
 impl Ban {
-    fn parse(client: IpAddr, value: &str) -> Option<Ban> {
+    fn parse(client: &str, value: &str) -> Option<Ban> {
         let mut words = value.splitn(3, ' ');
         Some(Ban {
-            client,
+            client: client.to_string(),
             until: words.next()?.parse().ok()?,
             level: words.next()?.parse().ok()?,
             reason: words.next().unwrap_or("").to_string(),
@@ -40,7 +46,7 @@ impl Ban {
     }
 }
 
-fn ban_key(client: IpAddr) -> String {
+fn ban_key(client: &str) -> String {
     format!("ban:{client}")
 }
 
@@ -65,11 +71,15 @@ impl Bans {
 
     /// The ban on `client` in force now, if any.
     pub async fn active(&self, client: IpAddr) -> Result<Option<Ban>, Unavailable> {
-        let value = self.state.get(&ban_key(client)).await?;
-        let now = crate::time::unix_now();
-        Ok(value
-            .and_then(|v| Ban::parse(client, &v))
-            .filter(|b| b.until > now))
+        self.recorded(&client_id(client))
+            .await
+            .map(|ban| ban.filter(|b| b.until > crate::time::unix_now()))
+    }
+
+    /// The ban stored for `id`, in force or remembered.
+    async fn recorded(&self, id: &str) -> Result<Option<Ban>, Unavailable> {
+        let value = self.state.get(&ban_key(id)).await?;
+        Ok(value.and_then(|v| Ban::parse(id, &v)))
     }
 
     /// Whether offences of this kind count (`ban.events`).
@@ -83,24 +93,28 @@ impl Bans {
             return Ok(());
         }
         let b = &self.config.ban;
-        let key = format!("offence:{client}");
+        let key = format!("offence:{}", client_id(client));
         let count = self.state.hit(&key, b.find_time.0, b.max_retry).await?;
         self.log
             .event("offence")
             .kv("client", client)
-            .kv("kind", kind)
+            .kv("check", kind)
             .kv("count", count.map_or(b.max_retry, |c| c))
             .kv("max_retry", b.max_retry)
             .emit();
-        if count.is_none_or(|c| c >= b.max_retry) {
+        // Only the offence that fills the window bans: concurrent ones,
+        // finding it already full (`None`), do not ban again.
+        if count == Some(b.max_retry) {
             self.state.remove(&key).await?;
             self.ban(client, None, kind).await?;
         }
         Ok(())
     }
 
-    /// Bans `client` for `length`, or for the next doubling of
-    /// `ban.ban_time` when `None`.
+    /// Bans `client` for the next doubling of `ban.ban_time` (a ban in
+    /// force is kept as it is), or — asked by the administrator — for
+    /// `length` (at least a second, at most [`LONGEST_BAN`]), which does not
+    /// count as a repeat.
     pub async fn ban(
         &self,
         client: IpAddr,
@@ -108,15 +122,23 @@ impl Bans {
         reason: &str,
     ) -> Result<Ban, Unavailable> {
         let b = &self.config.ban;
-        let key = ban_key(client);
-        let previous = self.state.get(&key).await?;
-        let level = previous
-            .and_then(|v| Ban::parse(client, &v))
-            .map_or(1, |p| p.level.saturating_add(1));
-        let length = length.unwrap_or_else(|| ban_length(b.ban_time.0, b.max_ban_time.0, level));
+        let id = client_id(client);
+        let previous = self.recorded(&id).await?;
         let now = crate::time::unix_now();
+        let (level, length) = match (length, previous) {
+            (None, Some(active)) if active.until > now => return Ok(active),
+            (None, previous) => {
+                let level = previous.map_or(1, |p| p.level.saturating_add(1));
+                (level, ban_length(b.ban_time.0, b.max_ban_time.0, level))
+            }
+            (Some(length), previous) => (
+                previous.map_or(1, |p| p.level),
+                length.clamp(Duration::from_secs(1), LONGEST_BAN),
+            ),
+        };
+        let key = ban_key(&id);
         let ban = Ban {
-            client,
+            client: id,
             until: now.saturating_add(length.as_secs()),
             level,
             reason: reason.replace(char::is_whitespace, "_"),
@@ -126,23 +148,21 @@ impl Bans {
         self.state.put(&key, &ban.value(), keep).await?;
         self.log
             .event("ban")
-            .kv("client", client)
+            .kv("client", &ban.client)
             .kv("reason", &ban.reason)
             .kv("level", level)
             .kv("for", format!("{}s", length.as_secs()))
-            .kv(
-                "until",
-                crate::time::iso8601(std::time::UNIX_EPOCH + Duration::from_secs(ban.until)),
-            )
+            .kv("until", crate::time::iso8601_unix(ban.until))
             .emit();
         Ok(ban)
     }
 
     /// Lifts the ban (and forgets the history) of `client`.
     pub async fn unban(&self, client: IpAddr) -> Result<(), Unavailable> {
-        self.state.remove(&ban_key(client)).await?;
-        self.state.remove(&format!("offence:{client}")).await?;
-        self.log.event("unban").kv("client", client).emit();
+        let id = client_id(client);
+        self.state.remove(&ban_key(&id)).await?;
+        self.state.remove(&format!("offence:{id}")).await?;
+        self.log.event("unban").kv("client", id).emit();
         Ok(())
     }
 }
@@ -152,7 +172,7 @@ pub fn describe(ban: &Ban) -> String {
     format!(
         "{} until={} level={} reason={}",
         ban.client,
-        crate::time::iso8601(std::time::UNIX_EPOCH + Duration::from_secs(ban.until)),
+        crate::time::iso8601_unix(ban.until),
         ban.level,
         ban.reason
     )
@@ -165,10 +185,7 @@ pub async fn list(store: &crate::state::Store) -> Result<Vec<Ban>, crate::state:
         .list("ban:")
         .await?
         .into_iter()
-        .filter_map(|(key, value)| {
-            let client = key.strip_prefix("ban:")?.parse().ok()?;
-            Ban::parse(client, &value)
-        })
+        .filter_map(|(key, value)| Ban::parse(key.strip_prefix("ban:")?, &value))
         .filter(|b| b.until > now)
         .collect();
     bans.sort_by_key(|b| b.until);
@@ -194,9 +211,9 @@ mod tests {
 
     #[test]
     fn ban_values_round_trip() {
-        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let client = "192.0.2.1";
         let ban = Ban {
-            client,
+            client: client.into(),
             until: 1234,
             level: 2,
             reason: "max_errors".into(),

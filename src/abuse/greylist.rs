@@ -3,9 +3,12 @@
 //! `greylist.delay` and `greylist.retry_window` after its first attempt.
 //! A passed triplet is remembered for `greylist.allow_for`; a network
 //! with `greylist.auto_allow_after` passed triplets skips greylisting for
-//! as long. Entries live in the state store (`grey:NET/SENDER/RCPT` →
+//! as long. Entries live in the state store (`grey:NET/LEN:SENDER/RCPT` →
 //! `pass` or the first attempt's time, `greyok:NET`), so a retry through
-//! another MX of the fleet passes too.
+//! another MX of the fleet passes too. The sender is normalised first, so
+//! senders that change their address on every retry (VERP, SRS, BATV)
+//! still pass; at most [`MAX_PENDING`] triplets wait per network, so a
+//! flood of invented senders cannot fill the store.
 
 use crate::config::Config;
 use crate::log::Logger;
@@ -14,6 +17,55 @@ use crate::smtp::reply::Reply;
 use crate::state::{State, Unavailable};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// Triplets waiting for a retry, per client network and retry window;
+/// beyond it new triplets are refused without being remembered.
+pub const MAX_PENDING: u32 = 10_000;
+
+/// The sender as greylisting sees it: lower case, without a `+tag`, BATV
+/// (`prvs=TAG=user`) or SRS (`SRS0=HASH=TT=domain=user`) wrapping, and with
+/// every run of digits as `#` (VERP and per-message bounce addresses).
+pub fn normalize_sender(sender: &str) -> String {
+    let sender = sender.to_lowercase();
+    let Some((local, domain)) = sender.rsplit_once('@') else {
+        return sender;
+    };
+    let mut local = local.to_string();
+    if let Some(rest) = local
+        .strip_prefix("srs0=")
+        .or_else(|| local.strip_prefix("srs1="))
+    {
+        // HASH=TT=orig-domain=orig-local
+        let parts: Vec<&str> = rest.splitn(4, '=').collect();
+        if let [_, _, orig_domain, orig_local] = parts.as_slice() {
+            return normalize_sender(&format!("{orig_local}@{orig_domain}"));
+        }
+    }
+    for batv in ["prvs=", "msprvs1=", "btv1=="] {
+        if let Some(rest) = local.strip_prefix(batv) {
+            local = rest.rsplit('=').next().unwrap_or(rest).to_string();
+        }
+    }
+    if let Some((base, _tag)) = local.split_once('+') {
+        local = base.to_string();
+    }
+    let mut out = String::with_capacity(local.len() + domain.len() + 1);
+    let mut in_digits = false;
+    for c in local.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out.push('@');
+    out.push_str(domain);
+    out
+}
 
 /// The network a client's retries may come from (a pool of outbound
 /// servers shares it).
@@ -83,7 +135,8 @@ impl Greylist {
         if self.state.get(&allowed_key).await?.is_some() {
             return Ok(None);
         }
-        let key = format!("grey:{net}/{}/{}", from.to_lowercase(), to.to_lowercase());
+        let sender = normalize_sender(from);
+        let key = format!("grey:{net}/{}:{sender}/{}", sender.len(), to.to_lowercase());
         let now = crate::time::unix_now();
         let stored = self.state.get(&key).await?;
         if self.state.failing() {
@@ -102,8 +155,8 @@ impl Greylist {
                 self.log
                     .event("greylist_pass")
                     .kv("client", client)
-                    .kv("from", from)
-                    .kv("to", to)
+                    .kv("from", format!("<{from}>"))
+                    .kv("to", format!("<{to}>"))
                     .kv(
                         "waited",
                         format!("{}s", now.saturating_sub(stored_first(&stored))),
@@ -122,9 +175,23 @@ impl Greylist {
                 Ok(None)
             }
             Verdict::Wait { first } => {
-                if stored.is_none() || first == now {
-                    let ttl = g.retry_window.0.max(g.delay.0);
-                    self.state.put(&key, &first.to_string(), ttl).await?;
+                if first == now {
+                    let pending = format!("greypending:{net}");
+                    let room = self
+                        .state
+                        .hit(&pending, g.retry_window.0, MAX_PENDING)
+                        .await?;
+                    if room.is_some() {
+                        // Kept one second past the window, whose last
+                        // second still passes.
+                        let ttl = g.retry_window.0 + std::time::Duration::from_secs(1);
+                        self.state.put(&key, &first.to_string(), ttl).await?;
+                    }
+                    if self.state.failing() {
+                        // Failing open: a triplet that cannot be
+                        // remembered could never pass.
+                        return Ok(None);
+                    }
                 }
                 let wait = first.saturating_add(delay).saturating_sub(now).max(1);
                 let reply = Reply::new(
@@ -156,6 +223,24 @@ mod tests {
             "2001:db8:1:2::/64"
         );
         assert_eq!(network("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+    }
+
+    #[test]
+    fn senders_are_normalized() {
+        let n = normalize_sender;
+        assert_eq!(n("Bob@Example.ORG"), "bob@example.org");
+        assert_eq!(n("bob+list-42@example.org"), "bob@example.org");
+        assert_eq!(
+            n("bounce-1234-5678@lists.example"),
+            "bounce-#-#@lists.example"
+        );
+        assert_eq!(n("prvs=1234abcd=bob@example.org"), "bob@example.org");
+        assert_eq!(
+            n("SRS0=HHH=TT=example.org=bob@forwarder.example"),
+            "bob@example.org"
+        );
+        assert_eq!(n(""), "");
+        assert_eq!(n("nodomain"), "nodomain");
     }
 
     #[test]

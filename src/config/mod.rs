@@ -122,6 +122,94 @@ impl Config {
     }
 
     /// Checks that need more than one value, or the value's meaning.
+    /// `[abuse]`, `[ban]`, `[greylist]` and `[state]`.
+    fn validate_abuse(&self) -> Result<(), (&'static str, String)> {
+        let g = &self.greylist;
+        if g.delay.0 > g.retry_window.0 {
+            return Err((
+                "greylist.delay",
+                "must not be more than greylist.retry_window (nothing would ever pass)".into(),
+            ));
+        }
+        if g.allow_for.0.is_zero() {
+            return Err(("greylist.allow_for", "must be more than 0s".into()));
+        }
+        if self.state.timeout.0.is_zero() {
+            return Err(("state.timeout", "must be more than 0s".into()));
+        }
+        let a = &self.abuse;
+        if a.tarpit_max == 0 || a.tarpit_max > 1_000_000 {
+            return Err(("abuse.tarpit_max", "must be from 1 to 1000000".into()));
+        }
+        if a.tarpit_score.is_some_and(|t| !t.is_finite()) {
+            return Err(("abuse.tarpit_score", "must be a number".into()));
+        }
+        let b = &self.ban;
+        if b.max_retry > 0 && (b.find_time.0.is_zero() || b.ban_time.0.is_zero()) {
+            return Err((
+                "ban.find_time",
+                "ban.find_time and ban.ban_time must be more than 0s".into(),
+            ));
+        }
+        for event in &b.events {
+            if !self.is_ban_event(event) {
+                return Err((
+                    "ban.events",
+                    format!(
+                        "`{event}` is neither an offence (pregreet, max_errors, protocol_error, \
+                         dictionary_attack, spamtrap) nor the name of a check"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is something `ban.events` can count.
+    fn is_ban_event(&self, name: &str) -> bool {
+        const NAMES: &[&str] = &[
+            "pregreet",
+            "max_errors",
+            "protocol_error",
+            "dictionary_attack",
+            "spamtrap",
+            "max_commands",
+            "relay",
+            "recipient_table",
+            "callout",
+            "score",
+            "greylist",
+            "connection_rate",
+            "message_rate",
+            "recipient_rate",
+            "sender_message_rate",
+            "sender_recipient_rate",
+            "reverse_dns",
+            "forged_reverse_dns",
+            "generic_reverse_dns",
+            "helo",
+            "helo_dns",
+            "helo_ptr_mismatch",
+            "helo_spf",
+            "sender_domain",
+            "null_mx",
+            "spf",
+            "spf_softfail",
+            "sender_blocklist",
+            "recipient_blocklist",
+            "dmarc",
+        ];
+        if NAMES.contains(&name) {
+            return true;
+        }
+        let zone = |list: &[ListZone], z: &str| list.iter().any(|l| l.zone == z);
+        match name.split_once(':') {
+            Some(("dnsbl", z)) => zone(&self.dnsbl, z),
+            Some(("rhsbl", z)) => zone(&self.rhsbl, z),
+            _ => false,
+        }
+    }
+
     fn validate(&mut self) -> Result<(), (&'static str, String)> {
         let host = &self.server.hostname;
         if !crate::smtp::address::is_domain(host) {
@@ -208,6 +296,7 @@ impl Config {
         for domain in &mut r.accept_unverifiable {
             *domain = crate::smtp::address::normalize_domain(domain);
         }
+        self.validate_abuse()?;
         if self.downstream.retry_min.0.is_zero() {
             return Err(("downstream.retry_min", "must be more than 0s".into()));
         }
@@ -374,6 +463,35 @@ mod tests {
                 .starts_with("test.toml:3: downstream.retry_max"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn abuse_settings_that_cannot_work_are_refused() {
+        let starts = |toml: &str, want: &str| {
+            let err = parse(toml).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        };
+        starts(
+            "[greylist]\ndelay = \"2d\"\nretry_window = \"1d\"\n",
+            "test.toml:2: greylist.delay: must not be more than",
+        );
+        starts("[state]\ntimeout = \"0s\"\n", "test.toml:2: state.timeout:");
+        starts(
+            "[abuse]\ntarpit_max = 0\n",
+            "test.toml:2: abuse.tarpit_max:",
+        );
+        starts(
+            "[ban]\nevents = [\"pregret\"]\n",
+            "test.toml:2: ban.events: `pregret` is neither",
+        );
+        starts(
+            "[state]\nbackend = \"mysql://x\"\n",
+            "test.toml:2: state.backend: `mysql://x` is not a state backend",
+        );
+        let ok = parse(
+            "[[dnsbl]]\nzone = \"bl.example\"\n[ban]\nevents = [\"dnsbl:bl.example\", \"helo\"]\n",
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
     }
 
     #[test]

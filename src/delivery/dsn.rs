@@ -5,7 +5,6 @@
 
 use crate::spool::Envelope;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The headers of the original message (up to the first empty line),
 /// bounded so a bounce never carries a whole message back.
@@ -27,7 +26,7 @@ pub fn build(
 ) -> Vec<u8> {
     let boundary = format!("{id}/{hostname}");
     let now = crate::time::rfc5322(crate::time::now());
-    let arrival = crate::time::rfc5322(UNIX_EPOCH + Duration::from_secs(envelope.arrival));
+    let arrival = crate::time::rfc5322(crate::time::from_unix(envelope.arrival));
     let sender = envelope.from.trim_start_matches('<').trim_end_matches('>');
     let mut out = String::new();
     let _ = write!(

@@ -215,7 +215,7 @@ impl Verifier {
         }
         let text = format!(
             "Service unavailable; client [{client}] sent mail to a spam trap; blocked until {}",
-            crate::time::iso8601(std::time::UNIX_EPOCH + std::time::Duration::from_secs(until))
+            crate::time::iso8601_unix(until)
         );
         let reply = match self.config.recipients.spamtrap_action {
             Action::Reject => Reply::new(554, "5.7.1", text),

@@ -132,15 +132,14 @@ async fn admit(svc: &Services, client: IpAddr) -> Option<Refusal> {
         Err(unavailable) => return Some(connect_refusal(host, unavailable.refusal())),
     };
     if let Some(ban) = ban {
-        let until =
-            crate::time::iso8601(std::time::UNIX_EPOCH + std::time::Duration::from_secs(ban.until));
+        let until = crate::time::iso8601_unix(ban.until);
         let text = format!("{host} Error: {client} temporarily blocked until {until}");
         return Some(Refusal::new("ban", Reply::new(421, "4.7.0", text)));
     }
     match svc
         .abuse
         .rates
-        .count(Rate::Connections, &client.to_string())
+        .count(Rate::Connections, &crate::abuse::client_id(client))
         .await
     {
         Ok(refusal) => refusal,
@@ -238,8 +237,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 Flow::Continue
             }
             None => {
-                let text = format!("{} Error: all server ports are busy", self.hostname());
-                self.close("tarpit_max", Reply::new(421, "4.3.2", text))
+                // Served at full speed rather than refused: a check in
+                // warn mode must never cost a client its mail.
+                self.svc
+                    .log
+                    .event("tarpit_full")
+                    .kv("client", self.client)
+                    .kv("score", decision.score)
+                    .kv("tarpit_max", config.tarpit_max)
+                    .emit();
+                Flow::Continue
             }
         }
     }
@@ -664,7 +671,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         from: &str,
     ) -> Option<Refusal> {
         let rates = &self.svc.abuse.rates;
-        let mut counts = vec![(client_rate, self.client.to_string())];
+        let mut counts = vec![(client_rate, crate::abuse::client_id(self.client))];
         if from != "<>" {
             counts.push((sender_rate, from.to_string()));
         }

@@ -180,13 +180,19 @@ impl Memory {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let mut text = String::new();
-        {
+        // Copied under the lock, written out without it: sessions wait
+        // for a copy, not for the formatting.
+        let snapshot: Vec<(String, Entry)> = {
             let mut entries = self.lock();
             entries.retain(|_, e| e.expires > now);
-            for (key, entry) in entries.iter() {
-                text.push_str(&format_line(key, entry));
-            }
+            entries
+                .iter()
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
+        };
+        let mut text = String::new();
+        for (key, entry) in &snapshot {
+            text.push_str(&format_line(key, entry));
         }
         let tmp = path.with_extension("tmp");
         let dir = path.parent().unwrap_or(Path::new("."));

@@ -154,8 +154,8 @@ pub struct State {
     log: Arc<Logger>,
     /// Whether the backend is failing now (one log line per outage).
     failing: AtomicBool,
-    /// Operations that failed, since start (for metrics).
-    pub errors: AtomicU64,
+    /// Operations that failed, since start.
+    errors: AtomicU64,
 }
 
 impl State {
@@ -194,7 +194,10 @@ impl State {
         match result {
             Ok(value) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    self.log.event("state_recovered").emit();
+                    self.log
+                        .event("state_recovered")
+                        .kv("failed_operations", self.errors.load(Ordering::Relaxed))
+                        .emit();
                 }
                 Ok(value)
             }

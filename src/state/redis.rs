@@ -327,7 +327,7 @@ mod tests {
 
     impl Server {
         async fn start(port: u16) -> Server {
-            let child = Command::new("/usr/bin/redis-server")
+            let child = Command::new("redis-server")
                 .args(["--port", &port.to_string()])
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])

@@ -107,7 +107,7 @@ async fn two_hosts_share_bans_greylist_and_recipients_through_redis() {
         rcpt_from(&b, client, "nobody@example.test").await,
         "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown (cached answer of the downstream)\r\n"
     );
-    b.wait_log(&["event=greylist_pass", "to=alice@example.test"]);
+    b.wait_log(&["event=greylist_pass", "to=<alice@example.test>"]);
 
     // A bot thrown out by A is banned on B too.
     let bot = "127.0.0.41";
