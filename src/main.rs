@@ -65,6 +65,34 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Summary of the decisions in mxguard logs (plain or gzip; none:
+    /// standard input)
+    Report {
+        logs: Vec<PathBuf>,
+        /// Only from this time on (e.g. 2026-11-29 or 2026-11-29T06:00:00Z)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only before this time
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: mxguard::report::Format,
+        /// Write the report to this file
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Translate a Postfix, sendmail or qmail configuration into mxguard TOML
+    Import {
+        #[arg(value_enum)]
+        source: mxguard::import::Source,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run only the Postfix policy delegation server of [policy_server]
+    PolicyServer {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List, add and remove client bans
     Ban {
         #[arg(long, short)]
@@ -127,6 +155,21 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Command::Queue { config, command } => queue(config.as_deref(), command),
         Command::Ban { config, command } => ban(config.as_deref(), command),
+        Command::Report {
+            logs,
+            since,
+            until,
+            format,
+            output,
+        } => report(mxguard::report::Options {
+            logs,
+            since,
+            until,
+            format,
+            output,
+        }),
+        Command::Import { source, files } => import(source, &files),
+        Command::PolicyServer { config } => policy_server(config.as_deref()),
         Command::Check {
             client,
             helo,
@@ -147,14 +190,43 @@ fn main() -> ExitCode {
     result.unwrap_or_else(|code| code)
 }
 
+fn report(options: mxguard::report::Options) -> Result<ExitCode, ExitCode> {
+    mxguard::report::run(&options).map_err(|e| {
+        eprintln!("mxguard: report: {e}");
+        ExitCode::from(EX_NOINPUT)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(source: mxguard::import::Source, files: &[PathBuf]) -> Result<ExitCode, ExitCode> {
+    let toml = mxguard::import::translate(source, files).map_err(|e| {
+        eprintln!("mxguard: import: {e}");
+        ExitCode::from(EX_DATAERR)
+    })?;
+    print!("{toml}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_server(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
+    run_server(config, mxguard::server::Mode::PolicyOnly)
+}
+
 fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
+    run_server(config, mxguard::server::Mode::Gateway)
+}
+
+fn run_server(config: Option<&Path>, mode: mxguard::server::Mode) -> Result<ExitCode, ExitCode> {
     let config = load(config)?;
+    if mode == mxguard::server::Mode::PolicyOnly && config.policy_server.listen.is_none() {
+        eprintln!("mxguard: policy_server.listen: needed by `mxguard policy-server`");
+        return Err(ExitCode::from(EX_CONFIG));
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("mxguard: cannot start the runtime: {e}");
         ExitCode::from(EX_SOFTWARE)
     })?;
     runtime
-        .block_on(mxguard::server::serve(config))
+        .block_on(mxguard::server::serve(config, mode))
         .map_err(|e| {
             eprintln!("mxguard: {e}");
             ExitCode::from(EX_UNAVAILABLE)

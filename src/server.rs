@@ -40,6 +40,8 @@ pub enum ServeError {
     },
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    #[error("{0}")]
+    PolicyServer(#[from] crate::policy_server::PolicyServerError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -96,8 +98,17 @@ impl Drop for Permit {
     }
 }
 
+/// What `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The SMTP gateway (and the policy server and metrics when set).
+    Gateway,
+    /// `mxguard policy-server`: no SMTP listener, no delivery of mail.
+    PolicyOnly,
+}
+
 /// Runs the gateway until a termination signal.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(|source| {
         ServeError::Log {
@@ -142,8 +153,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     });
 
+    crate::policy_server::start(svc.clone()).await?;
+    let smtp_addrs = match mode {
+        Mode::Gateway => config.server.listen.clone(),
+        Mode::PolicyOnly => Vec::new(),
+    };
     let mut listeners = Vec::new();
-    for addr in &config.server.listen {
+    for addr in &smtp_addrs {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind {

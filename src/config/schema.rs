@@ -34,6 +34,46 @@ pub struct Config {
     pub ban: super::abuse::Ban,
     pub greylist: super::abuse::Greylist,
     pub state: super::abuse::State,
+    pub metrics: Metrics,
+    pub policy_server: PolicyServer,
+}
+
+/// `[metrics]`: Prometheus `/metrics` over HTTP, when `listen` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[policy_server]`: the Postfix policy delegation service, when `listen`
+/// is set: `"127.0.0.1:10040"` or `"unix:/run/mxguard/policy.sock"`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyServer {
+    pub listen: Option<PolicyListen>,
+}
+
+/// Where the policy server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for PolicyListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.is_empty() {
+                return Ok(PolicyListen::Unix(PathBuf::from(path)));
+            }
+        } else if let Ok(addr) = s.parse() {
+            return Ok(PolicyListen::Tcp(addr));
+        }
+        Err(de::Error::custom(format!(
+            "`{s}` is neither an address and port (\"127.0.0.1:10040\") nor \"unix:/path\""
+        )))
+    }
 }
 
 /// `[delivery]`: what happens after a permanent failure.
