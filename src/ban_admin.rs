@@ -71,7 +71,7 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanErr
     }
     // No server holds the memory state, or the store is Redis.
     // The ban is logged where the server logs, for the report and fail2ban.
-    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(BanError::Log)?;
+    let log = Logger::open(&config.log).map_err(BanError::Log)?;
     let log = Arc::new(log);
     let state = State::closed(Store::open(&config)?, log.clone());
     let state = Arc::new(state);

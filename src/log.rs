@@ -1,34 +1,55 @@
 //! The decision log: one line per event, `key=value` (or JSON lines with the
-//! same fields), to standard error or a file. Greppable and fail2ban-friendly:
-//! every line starts with a timestamp and `event=`, values with spaces or
-//! quotes are quoted, control characters are escaped.
+//! same fields), to standard error, a file, or syslog (facility mail, over
+//! the local datagram socket). Greppable and fail2ban-friendly: every line
+//! starts with a timestamp and `event=`, values with spaces or quotes are
+//! quoted, control characters are escaped.
 
-use crate::config::LogFormat;
+use crate::config::{Log, LogFormat};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Where log lines go.
 pub struct Logger {
     format: LogFormat,
-    sink: Mutex<Box<dyn Write + Send>>,
+    sink: Mutex<Sink>,
 }
 
+enum Sink {
+    Stream(Box<dyn Write + Send>),
+    /// The syslog socket (reconnected after a failed send).
+    Syslog {
+        path: PathBuf,
+        socket: Option<UnixDatagram>,
+    },
+}
+
+/// `<mail.info>` in RFC 3164 terms: facility 2, severity 6.
+const SYSLOG_PRIORITY: u8 = 2 * 8 + 6;
+
 impl Logger {
-    /// Standard error, or `file` (appended, created if missing).
-    pub fn open(file: Option<&Path>, format: LogFormat) -> std::io::Result<Logger> {
-        let sink: Box<dyn Write + Send> = match file {
-            Some(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-            None => Box::new(std::io::stderr()),
+    /// Where `[log]` says: syslog, `log.file` (appended, created if
+    /// missing), or standard error.
+    pub fn open(config: &Log) -> std::io::Result<Logger> {
+        let sink = if config.syslog {
+            let path = config.syslog_socket.clone();
+            let socket = connect_syslog(&path).ok();
+            Sink::Syslog { path, socket }
+        } else {
+            match &config.file {
+                Some(path) => Sink::Stream(Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                )),
+                None => Sink::Stream(Box::new(std::io::stderr())),
+            }
         };
         Ok(Logger {
-            format,
+            format: config.format,
             sink: Mutex::new(sink),
         })
     }
@@ -37,7 +58,7 @@ impl Logger {
     pub fn discard() -> Logger {
         Logger {
             format: LogFormat::Text,
-            sink: Mutex::new(Box::new(std::io::sink())),
+            sink: Mutex::new(Sink::Stream(Box::new(std::io::sink()))),
         }
     }
 
@@ -50,7 +71,8 @@ impl Logger {
     }
 
     fn write(&self, fields: &[(&'static str, String)]) {
-        let now = crate::time::iso8601(crate::time::now());
+        let time = crate::time::now();
+        let now = crate::time::iso8601(time);
         let line = match self.format {
             LogFormat::Text => render_text(&now, fields),
             LogFormat::Json => render_json(&now, fields),
@@ -60,8 +82,44 @@ impl Logger {
             Err(poisoned) => poisoned.into_inner(),
         };
         // A log that cannot be written must not stop mail.
-        let _ = sink.write_all(line.as_bytes()).and_then(|()| sink.flush());
+        match &mut *sink {
+            Sink::Stream(out) => {
+                let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+            }
+            Sink::Syslog { path, socket } => {
+                // Syslog stamps the time itself; the message is the line
+                // from `event=` on (or the JSON object).
+                let message = match self.format {
+                    LogFormat::Text => line
+                        .trim_end()
+                        .split_once(" mxguard: ")
+                        .map_or(line.trim_end(), |(_, m)| m),
+                    LogFormat::Json => line.trim_end(),
+                };
+                let datagram = format!(
+                    "<{SYSLOG_PRIORITY}>{} mxguard[{}]: {message}",
+                    crate::time::rfc3164(time),
+                    std::process::id()
+                );
+                let sent = socket
+                    .as_ref()
+                    .is_some_and(|s| s.send(datagram.as_bytes()).is_ok());
+                if !sent {
+                    // syslogd restarted: one new connection, one retry.
+                    *socket = connect_syslog(path).ok();
+                    if let Some(s) = socket {
+                        let _ = s.send(datagram.as_bytes());
+                    }
+                }
+            }
+        }
     }
+}
+
+fn connect_syslog(path: &std::path::Path) -> std::io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.connect(path)?;
+    Ok(socket)
 }
 
 /// One log line being built.

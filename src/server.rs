@@ -110,17 +110,15 @@ pub enum Mode {
 /// Runs the gateway until a termination signal.
 pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     let config = Arc::new(config);
-    let log = Logger::open(config.log.file.as_deref(), config.log.format).map_err(|source| {
-        ServeError::Log {
-            path: config
-                .log
-                .file
-                .as_deref()
-                .unwrap_or(std::path::Path::new("-"))
-                .display()
-                .to_string(),
-            source,
-        }
+    let log = Logger::open(&config.log).map_err(|source| ServeError::Log {
+        path: config
+            .log
+            .file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
+            .to_string(),
+        source,
     })?;
     let log = Arc::new(log);
     let (spool, _lock) = Spool::open_exclusive(&config.spool.dir)?;

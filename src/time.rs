@@ -43,6 +43,10 @@ fn since_epoch(t: SystemTime) -> Duration {
     t.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -89,9 +93,6 @@ fn parts(t: SystemTime) -> Parts {
 /// `Sun, 29 Nov 2026 15:01:55 +0000`.
 pub fn rfc5322(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let p = parts(t);
     format!(
         "{}, {} {} {} {:02}:{:02}:{:02} +0000",
@@ -118,6 +119,19 @@ pub fn iso8601_unix(secs: u64) -> String {
     iso8601(from_unix(secs))
 }
 
+/// `Nov 29 15:01:55` (RFC 3164, for syslog; days padded with a space).
+pub fn rfc3164(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[(p.month - 1) as usize],
+        p.day,
+        p.hour,
+        p.minute,
+        p.second
+    )
+}
+
 /// `2026-11-29T15:01:55.123Z`.
 pub fn iso8601(t: SystemTime) -> String {
     let p = parts(t);
@@ -137,6 +151,8 @@ mod tests {
         assert_eq!(rfc5322(t), "Sun, 29 Nov 2026 15:01:55 +0000");
         assert_eq!(iso8601(t), "2026-11-29T15:01:55.123Z");
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3164(t), "Nov 29 15:01:55");
+        assert_eq!(rfc3164(UNIX_EPOCH), "Jan  1 00:00:00");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc5322(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
     }

@@ -297,6 +297,9 @@ impl Config {
             *domain = crate::smtp::address::normalize_domain(domain);
         }
         self.validate_abuse()?;
+        if self.log.syslog && self.log.file.is_some() {
+            return Err(("log.syslog", "cannot be combined with log.file".into()));
+        }
         if self.downstream.retry_min.0.is_zero() {
             return Err(("downstream.retry_min", "must be more than 0s".into()));
         }

@@ -285,12 +285,27 @@ impl Default for Limits {
 }
 
 /// `[log]`: where the decision log goes.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// Append to this file; standard error when absent.
     pub file: Option<PathBuf>,
     pub format: LogFormat,
+    /// Send lines to syslog (facility mail) instead.
+    pub syslog: bool,
+    /// The local syslog socket.
+    pub syslog_socket: PathBuf,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            file: None,
+            format: LogFormat::Text,
+            syslog: false,
+            syslog_socket: PathBuf::from("/dev/log"),
+        }
+    }
 }
 
 /// `log.format`.

@@ -193,6 +193,17 @@ impl Dns {
     }
 
     /// PTR names of an address (cached for a few minutes).
+    /// The client's host name if a check has looked it up already (for
+    /// the log; never a lookup of its own): the first PTR name, or
+    /// `unknown` when there is none.
+    pub fn known_ptr(&self, ip: IpAddr) -> Option<String> {
+        let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match &cache.get(&ip)?.1 {
+            Answer::Found(names) => names.first().cloned(),
+            _ => Some("unknown".into()),
+        }
+    }
+
     pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
         let cached = {
             let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());

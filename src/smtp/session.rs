@@ -48,8 +48,27 @@ struct Transaction {
 /// What the session counts, for its summary line.
 #[derive(Default)]
 struct Counts {
+    /// Messages queued.
     accepted: u32,
-    refused: u32,
+    /// Refusals with a 5xx, and with a 4xx.
+    rejected: u32,
+    tempfailed: u32,
+    /// Recipients of the queued messages, and their bytes.
+    rcpts: u32,
+    bytes: u64,
+    /// The last refusal's reply.
+    last_reject: Option<String>,
+}
+
+impl Counts {
+    fn refused(&mut self, reply: &Reply) {
+        if reply.code >= 500 {
+            self.rejected += 1;
+        } else {
+            self.tempfailed += 1;
+        }
+        self.last_reject = Some(reply.to_string());
+    }
 }
 
 struct Session<'a, S> {
@@ -159,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn serve(mut self) {
+        let started = tokio::time::Instant::now();
         let limits = &self.svc.config.limits;
         let timeout = limits.command_timeout.0;
         if self.before_banner().await == Flow::Continue {
@@ -172,11 +192,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .log
             .event("disconnect")
             .kv("client", self.client)
+            .opt("ptr", self.svc.policy.checks.dns.known_ptr(self.client))
             .opt("helo", self.helo.as_deref())
             .opt("tls", self.conn.tls_description())
             .kv("commands", self.commands)
             .kv("accepted", self.counts.accepted)
-            .kv("refused", self.counts.refused)
+            .kv("rejected", self.counts.rejected)
+            .kv("tempfailed", self.counts.tempfailed)
+            .kv("rcpts", self.counts.rcpts)
+            .kv("bytes", self.counts.bytes)
+            .kv(
+                "duration",
+                format!("{:.3}s", started.elapsed().as_secs_f64()),
+            )
+            .opt("last_reject", self.counts.last_reject.as_deref())
             .emit();
         self.count_offences().await;
     }
@@ -205,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     let reply = Reply::new(554, "5.5.1", "Protocol error");
                     self.conn.write_reply(&reply);
                     self.log_decision("reject", "connect", "pregreet", "reject", &reply, None);
-                    self.counts.refused += 1;
+                    self.counts.refused(&reply);
                     return Flow::Close;
                 }
                 Ok(false) => {
@@ -342,7 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     ) -> Flow {
         self.conn.write_reply(&reply);
         self.log_decision("reject", stage, check, reply.action(), &reply, to);
-        self.counts.refused += 1;
+        self.counts.refused(&reply);
         if self.svc.abuse.bans.counts(check) {
             self.offences.push(check.to_string());
         }
@@ -921,6 +950,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 let id = envelope.id;
                 self.svc.delivery.enqueue(id.clone());
                 self.counts.accepted += 1;
+                self.counts.rcpts += envelope.rcpts.len() as u32;
+                self.counts.bytes += size;
                 let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
                 self.svc
                     .log

@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod fleet;
 mod limits;
+mod logging;
 mod postfix;
 mod props;
 mod queue;
