@@ -5,16 +5,19 @@
 //! quoted, control characters are escaped.
 
 use crate::config::{Log, LogFormat};
+use crate::metrics::Metrics;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where log lines go.
 pub struct Logger {
     format: LogFormat,
     sink: Mutex<Sink>,
+    /// Counts every line, when metrics are on.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 enum Sink {
@@ -51,6 +54,7 @@ impl Logger {
         Ok(Logger {
             format: config.format,
             sink: Mutex::new(sink),
+            metrics: OnceLock::new(),
         })
     }
 
@@ -59,7 +63,13 @@ impl Logger {
         Logger {
             format: LogFormat::Text,
             sink: Mutex::new(Sink::Stream(Box::new(std::io::sink()))),
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// From now on, every line is also counted in `metrics`.
+    pub fn count_into(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Starts a line for `event`.
@@ -71,6 +81,9 @@ impl Logger {
     }
 
     fn write(&self, fields: &[(&'static str, String)]) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.observe(fields);
+        }
         let time = crate::time::now();
         let now = crate::time::iso8601(time);
         let line = match self.format {

@@ -42,6 +42,11 @@ pub enum ServeError {
     State(#[from] crate::state::StateError),
     #[error("{0}")]
     PolicyServer(#[from] crate::policy_server::PolicyServerError),
+    #[error("metrics.listen: cannot listen on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -67,6 +72,11 @@ struct Permit {
 }
 
 impl Limiter {
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Permit, Cap> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.0 >= self.max_total {
@@ -152,6 +162,12 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     });
 
     crate::policy_server::start(svc.clone()).await?;
+    let limiter = Arc::new(Limiter {
+        max_total: config.limits.max_connections,
+        max_per_client: config.limits.max_connections_per_client,
+        open: Mutex::new((0, HashMap::new())),
+    });
+    start_metrics(&svc, &limiter).await?;
     let smtp_addrs = match mode {
         Mode::Gateway => config.server.listen.clone(),
         Mode::PolicyOnly => Vec::new(),
@@ -166,11 +182,6 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
             })?;
         listeners.push(listener);
     }
-    let limiter = Arc::new(Limiter {
-        max_total: config.limits.max_connections,
-        max_per_client: config.limits.max_connections_per_client,
-        open: Mutex::new((0, HashMap::new())),
-    });
     for listener in listeners {
         let addr = listener
             .local_addr()
@@ -188,6 +199,34 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     log.event("stop").emit();
     state.save();
     let _ = std::fs::remove_file(spool.control_socket());
+    Ok(())
+}
+
+/// Serves `/metrics` when `[metrics] listen` is set; from then on every
+/// log line is counted.
+async fn start_metrics(svc: &Arc<Services>, limiter: &Arc<Limiter>) -> Result<(), ServeError> {
+    let Some(addr) = svc.config.metrics.listen else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Metrics { addr, source })?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    svc.log.count_into(metrics.clone());
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    svc.log
+        .event("listen")
+        .kv("service", "metrics")
+        .kv("address", bound)
+        .emit();
+    let (svc, limiter) = (svc.clone(), limiter.clone());
+    tokio::spawn(crate::metrics::http::serve(listener, move || {
+        let (svc, metrics, limiter) = (svc.clone(), metrics.clone(), limiter.clone());
+        async move { crate::metrics::scrape::page(&svc, &metrics, limiter.open()).await }
+    }));
     Ok(())
 }
 

@@ -187,12 +187,14 @@ impl Dns {
 
     /// Runs a lookup under the overall timeout.
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Answer<T>>) -> Answer<T> {
-        tokio::time::timeout(self.timeout, f)
+        let started = Instant::now();
+        let answer = tokio::time::timeout(self.timeout, f)
             .await
-            .unwrap_or_else(|_| Answer::Failed("timeout".into()))
+            .unwrap_or_else(|_| Answer::Failed("timeout".into()));
+        crate::metrics::DNS_LATENCY.observe(started.elapsed());
+        answer
     }
 
-    /// PTR names of an address (cached for a few minutes).
     /// The client's host name if a check has looked it up already (for
     /// the log; never a lookup of its own): the first PTR name, or
     /// `unknown` when there is none.
@@ -204,6 +206,7 @@ impl Dns {
         }
     }
 
+    /// PTR names of an address (cached for a few minutes).
     pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
         let cached = {
             let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());

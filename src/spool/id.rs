@@ -37,6 +37,21 @@ impl QueueId {
         valid.then(|| QueueId(text.to_string()))
     }
 
+    /// How long ago the message arrived, from the time in the ID (kept
+    /// modulo 2^48 microseconds, about nine years).
+    pub fn age(&self, now: std::time::SystemTime) -> std::time::Duration {
+        let arrived = self
+            .0
+            .get(..12)
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .unwrap_or(0);
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        std::time::Duration::from_micros(now.wrapping_sub(arrived) & 0xFFFF_FFFF_FFFF)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -250,6 +250,11 @@ impl State {
         self.outcome("hit", counted, Some(0))
     }
 
+    /// Operations that failed since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
     /// Whether the backend is failing now.
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)

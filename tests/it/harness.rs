@@ -103,7 +103,7 @@ impl Mxguard {
             }
             self.log_lines()
                 .into_iter()
-                .filter(|l| l.contains("event=listen"))
+                .filter(|l| l.contains("event=listen") && !l.contains("service="))
                 .nth(want - 1)
         });
         let addr = line.split("address=").nth(1).unwrap().trim();

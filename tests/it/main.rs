@@ -14,6 +14,7 @@ mod delivery;
 mod fleet;
 mod limits;
 mod logging;
+mod metrics;
 mod postfix;
 mod props;
 mod queue;

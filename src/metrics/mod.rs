@@ -1,0 +1,325 @@
+//! Prometheus metrics. Counters are fed by the decision log: every line
+//! mxguard logs is also counted here ([`Metrics::observe`]), so the metrics,
+//! the log and `mxguard report` can never disagree. Gauges (open
+//! connections, queue, DNSBL health, bans, state errors) are read when
+//! scraped ([`scrape`]); DNS query latency is a histogram filled by the
+//! resolver. [`http`] serves them.
+
+pub mod http;
+pub mod scrape;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Counters derived from log lines: family name → (labels → value).
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
+}
+
+/// What each counter family means (HELP lines).
+const FAMILIES: &[(&str, &str)] = &[
+    ("mxguard_events_total", "Log lines written, by event"),
+    (
+        "mxguard_connections_total",
+        "SMTP connections served to the end",
+    ),
+    ("mxguard_messages_total", "Messages, by outcome"),
+    ("mxguard_accepted_bytes_total", "Bytes of accepted messages"),
+    (
+        "mxguard_accepted_recipients_total",
+        "Recipients of accepted messages",
+    ),
+    (
+        "mxguard_rejections_total",
+        "Refusals, by stage, check and action (reject or tempfail)",
+    ),
+    (
+        "mxguard_would_reject_total",
+        "Refusals a check in warn mode would have made",
+    ),
+    (
+        "mxguard_session_limits_total",
+        "Sessions ended by a limit, by check",
+    ),
+    (
+        "mxguard_delivery_attempts_total",
+        "Delivery results per recipient, by status",
+    ),
+    (
+        "mxguard_quarantined_total",
+        "Messages moved to the quarantine",
+    ),
+    ("mxguard_bans_total", "Bans decided, by reason"),
+    (
+        "mxguard_greylist_passes_total",
+        "Greylisted triplets that passed",
+    ),
+];
+
+fn field<'a>(fields: &'a [(&'static str, String)], key: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// `key="value"` with Prometheus escaping.
+fn label(key: &str, value: &str) -> String {
+    let mut out = format!("{key}=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `{k="v",…}`, or nothing for no labels.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| label(k, v)).collect();
+    if inner.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", inner.join(","))
+    }
+}
+
+impl Metrics {
+    fn add(&self, family: &'static str, labels: String, by: u64) {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        *counters
+            .entry(family)
+            .or_default()
+            .entry(labels)
+            .or_insert(0) += by;
+    }
+
+    /// Counts one log line.
+    pub fn observe(&self, fields: &[(&'static str, String)]) {
+        let event = field(fields, "event");
+        self.add("mxguard_events_total", labels(&[("event", event)]), 1);
+        let f = |key| field(fields, key);
+        match event {
+            "disconnect" => self.add("mxguard_connections_total", String::new(), 1),
+            "accept" => {
+                self.add(
+                    "mxguard_messages_total",
+                    labels(&[("outcome", "accepted")]),
+                    1,
+                );
+                self.add(
+                    "mxguard_accepted_bytes_total",
+                    String::new(),
+                    f("size").parse().unwrap_or(0),
+                );
+                let rcpts = f("to").split(',').filter(|t| !t.is_empty()).count();
+                self.add(
+                    "mxguard_accepted_recipients_total",
+                    String::new(),
+                    rcpts as u64,
+                );
+            }
+            "reject" => self.add(
+                "mxguard_rejections_total",
+                labels(&[
+                    ("stage", f("stage")),
+                    ("check", f("check")),
+                    ("action", f("action")),
+                ]),
+                1,
+            ),
+            "would_reject" => self.add(
+                "mxguard_would_reject_total",
+                labels(&[("stage", f("stage")), ("check", f("check"))]),
+                1,
+            ),
+            "limit" | "dictionary_attack" => self.add(
+                "mxguard_session_limits_total",
+                labels(&[("check", f("check"))]),
+                1,
+            ),
+            "delivery" => self.add(
+                "mxguard_delivery_attempts_total",
+                labels(&[("status", f("status"))]),
+                1,
+            ),
+            "quarantine" => self.add("mxguard_quarantined_total", String::new(), 1),
+            "ban" => self.add("mxguard_bans_total", labels(&[("reason", f("reason"))]), 1),
+            "greylist_pass" => self.add("mxguard_greylist_passes_total", String::new(), 1),
+            _ => {}
+        }
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn render_counters(&self, out: &mut String) {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        for (family, help) in FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+            match counters.get(family) {
+                Some(series) => {
+                    for (labels, value) in series {
+                        let _ = writeln!(out, "{family}{labels} {value}");
+                    }
+                }
+                // Families without labels exist from the start, at 0.
+                None if !family_has_labels(family) => {
+                    let _ = writeln!(out, "{family} 0");
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn family_has_labels(family: &str) -> bool {
+    matches!(
+        family,
+        "mxguard_events_total"
+            | "mxguard_messages_total"
+            | "mxguard_rejections_total"
+            | "mxguard_would_reject_total"
+            | "mxguard_session_limits_total"
+            | "mxguard_delivery_attempts_total"
+            | "mxguard_bans_total"
+    )
+}
+
+/// Upper bounds of the DNS latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A latency histogram with fixed buckets, lock-free.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Histogram {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// How long DNS queries took (the resolver fills it).
+pub static DNS_LATENCY: Histogram = Histogram::new();
+
+/// One gauge (or externally kept counter) line with its HELP and TYPE.
+pub fn gauge(out: &mut String, name: &str, kind: &str, help: &str, series: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// The DNS latency histogram.
+pub fn render_dns(out: &mut String) {
+    DNS_LATENCY.render(
+        "mxguard_dns_query_seconds",
+        "Time taken by DNS queries (answers, failures and timeouts)",
+        out,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    #[test]
+    fn log_lines_become_counters() {
+        let m = Metrics::default();
+        m.observe(&line(&[
+            ("event", "accept"),
+            ("to", "a@x,b@x"),
+            ("size", "100"),
+        ]));
+        m.observe(&line(&[
+            ("event", "reject"),
+            ("stage", "rcpt"),
+            ("check", "dnsbl:bl\"x"),
+            ("action", "reject"),
+        ]));
+        m.observe(&line(&[("event", "delivery"), ("status", "sent")]));
+        let mut out = String::new();
+        m.render_counters(&mut out);
+        assert!(
+            out.contains("mxguard_messages_total{outcome=\"accepted\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("mxguard_accepted_recipients_total 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("mxguard_accepted_bytes_total 100\n"), "{out}");
+        assert!(out.contains(
+            "mxguard_rejections_total{stage=\"rcpt\",check=\"dnsbl:bl\\\"x\",action=\"reject\"} 1\n"
+        ), "{out}");
+        assert!(
+            out.contains("mxguard_delivery_attempts_total{status=\"sent\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("mxguard_quarantined_total 0\n"), "{out}");
+        assert!(
+            out.contains("mxguard_events_total{event=\"accept\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(300));
+        let mut out = String::new();
+        h.render("x", "help", &mut out);
+        assert!(out.contains("x_bucket{le=\"0.001\"} 0\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.5\"} 2\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 0.303\nx_count 2\n"),
+            "{out}"
+        );
+    }
+}
