@@ -10,6 +10,8 @@
 use super::client_id;
 use crate::config::Config;
 use crate::log::Logger;
+use crate::policy::Refusal;
+use crate::smtp::reply::Reply;
 use crate::state::{State, Unavailable};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +45,13 @@ impl Ban {
 
     fn value(&self) -> String {
         format!("{} {} {}", self.until, self.level, self.reason)
+    }
+
+    /// What the banned `client` hears from a server called `hostname`.
+    pub fn refusal(&self, hostname: &str, client: IpAddr) -> Refusal {
+        let until = crate::time::iso8601_unix(self.until);
+        let text = format!("{hostname} Error: {client} temporarily blocked until {until}");
+        Refusal::new("ban", Reply::new(421, "4.7.0", text))
     }
 }
 

@@ -122,11 +122,7 @@ impl SessionChecks {
     /// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight)
     /// lists the client.
     pub async fn allow_listed(&mut self) -> bool {
-        self.connect.finish().await.iter().any(|r| {
-            r.check.starts_with("dnsbl:")
-                && r.setting.weight.is_some_and(|w| w < 0.0)
-                && matches!(r.outcome, super::verdict::Outcome::Hit(_))
-        })
+        allow_listed(self.connect.finish().await)
     }
 
     /// Waits for the stages up to `upto` and decides over their results.
@@ -150,6 +146,16 @@ impl SessionChecks {
             .collect();
         (decision, fresh)
     }
+}
+
+/// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight) lists
+/// the client, among these results.
+pub fn allow_listed(results: &[CheckResult]) -> bool {
+    results.iter().any(|r| {
+        r.check.starts_with("dnsbl:")
+            && r.setting.weight.is_some_and(|w| w < 0.0)
+            && matches!(r.outcome, super::verdict::Outcome::Hit(_))
+    })
 }
 
 impl Drop for SessionChecks {

@@ -151,9 +151,7 @@ async fn admit(svc: &Services, client: IpAddr) -> Option<Refusal> {
         Err(unavailable) => return Some(connect_refusal(host, unavailable.refusal())),
     };
     if let Some(ban) = ban {
-        let until = crate::time::iso8601_unix(ban.until);
-        let text = format!("{host} Error: {client} temporarily blocked until {until}");
-        return Some(Refusal::new("ban", Reply::new(421, "4.7.0", text)));
+        return Some(ban.refusal(host, client));
     }
     match svc
         .abuse
