@@ -1,6 +1,8 @@
 //! The Postfix policy delegation server (SMTPD_POLICY_README) (stub:
 //! being written).
 
+pub mod protocol;
+
 use crate::services::Services;
 use std::sync::Arc;
 
