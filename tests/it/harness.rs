@@ -30,19 +30,33 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A running `mxguard serve` on a config written into `dir`.
+/// A running `mxguard serve` (or `mxguard policy-server`) on a config
+/// written into `dir`.
 pub struct Mxguard {
     child: Option<Child>,
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// The SMTP listener (the policy listener for `policy-server`).
     pub addr: SocketAddr,
     starts: usize,
+    /// `serve` or `policy-server`.
+    command: &'static str,
 }
 
 impl Mxguard {
     /// `sections` is TOML for everything but `[server]` (which gets
     /// `server_extra` lines), `[spool]` and `[log]`.
     pub fn start_with(dir: &Path, server_extra: &str, sections: &str) -> Mxguard {
+        Mxguard::launch("serve", dir, server_extra, sections)
+    }
+
+    /// `mxguard policy-server`: `sections` must set `[policy_server]`;
+    /// `addr` is the policy listener.
+    pub fn start_policy_server(dir: &Path, sections: &str) -> Mxguard {
+        Mxguard::launch("policy-server", dir, "", sections)
+    }
+
+    fn launch(command: &'static str, dir: &Path, server_extra: &str, sections: &str) -> Mxguard {
         let config = dir.join("mxguard.toml");
         // Tests that do not set up DNS must not look anything up: the one
         // check on by default (message authentication) is turned off.
@@ -68,6 +82,7 @@ impl Mxguard {
             config,
             addr: "127.0.0.1:0".parse().unwrap(),
             starts: 0,
+            command,
         };
         mx.restart();
         mx
@@ -80,7 +95,7 @@ impl Mxguard {
     /// Starts the server (again) and waits for its listen line.
     pub fn restart(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_mxguard"))
-            .args(["serve", "--config"])
+            .args([self.command, "--config"])
             .arg(&self.config)
             .env("MXGUARD_TEST_CLOCK", "1")
             .stdin(Stdio::null())
@@ -103,11 +118,27 @@ impl Mxguard {
             }
             self.log_lines()
                 .into_iter()
-                .filter(|l| l.contains("event=listen") && !l.contains("service="))
+                .filter(|l| l.contains("event=listen"))
+                .filter(|l| {
+                    if self.command == "policy-server" {
+                        l.contains(" service=policy")
+                    } else {
+                        !l.contains(" service=")
+                    }
+                })
                 .nth(want - 1)
         });
-        let addr = line.split("address=").nth(1).unwrap().trim();
-        self.addr = addr.parse().unwrap();
+        self.addr = listen_address(&line).parse().unwrap();
+    }
+
+    /// The address of the policy server's listener (its last start).
+    pub fn policy_listen(&self) -> String {
+        let line = self
+            .log_lines()
+            .into_iter()
+            .rfind(|l| l.contains("event=listen") && l.contains(" service=policy"))
+            .expect("a policy server listens");
+        listen_address(&line).to_string()
     }
 
     /// SIGTERM, and wait for the process to end (it saves its state).
@@ -190,6 +221,12 @@ impl Mxguard {
         let answer = self.control(&format!("clock advance {secs}"));
         assert_eq!(answer, "ok\n");
     }
+}
+
+/// The `address=` of an `event=listen` line.
+fn listen_address(line: &str) -> &str {
+    let rest = line.split("address=").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap()
 }
 
 impl Drop for Mxguard {

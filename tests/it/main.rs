@@ -15,6 +15,7 @@ mod fleet;
 mod limits;
 mod logging;
 mod metrics;
+mod policy_server;
 mod postfix;
 mod props;
 mod queue;

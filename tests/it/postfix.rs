@@ -38,6 +38,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 impl Postfix {
     /// Writes the instance into `dir` and starts it on `port`.
     pub fn start(dir: &Path, port: u16, users: &[&str]) -> Postfix {
+        Postfix::start_with(dir, port, users, "")
+    }
+
+    /// The same, with the main.cf settings of `extra_main_cf` (replacing
+    /// those of the same name).
+    pub fn start_with(dir: &Path, port: u16, users: &[&str], extra_main_cf: &str) -> Postfix {
         let conf = dir.join("conf");
         for sub in ["conf", "queue", "data"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -70,7 +76,16 @@ impl Postfix {
             log = log.display(),
             dir = dir.display(),
         );
-        std::fs::write(conf.join("main.cf"), main_cf).unwrap();
+        // Settings of `extra_main_cf` replace those above (Postfix would
+        // take the last, with a warning in its log).
+        let name = |line: &str| line.split_once('=').map(|(n, _)| n.trim().to_string());
+        let replaced: Vec<String> = extra_main_cf.lines().filter_map(name).collect();
+        let kept: String = main_cf
+            .lines()
+            .filter(|line| name(line).is_none_or(|n| !replaced.contains(&n)))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(conf.join("main.cf"), kept + extra_main_cf).unwrap();
         std::fs::write(
             conf.join("master.cf"),
             format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"),
