@@ -5,8 +5,10 @@
 //! own would run ([`decide`]), in the form of [`protocol`]:
 //!
 //! - no objection: `DUNNO` (Postfix goes on with its restrictions);
-//! - a refusal: mxguard's exact reply, `NNN X.Y.Z text` (a 421 makes
-//!   Postfix disconnect, as mxguard would);
+//! - a refusal: mxguard's reply as `NNN X.Y.Z text` (Postfix keeps the
+//!   code and enhanced status, and puts its own `<address>: Recipient
+//!   address rejected:` before the text; a 421 makes it disconnect, as
+//!   mxguard would);
 //! - a check that could not tell because a DNS lookup failed (and is set
 //!   to tempfail then): `DEFER_IF_PERMIT X.Y.Z text`, so a later reject in
 //!   Postfix still wins.
