@@ -79,7 +79,12 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
     let Some(listen) = svc.config.policy_server.listen.clone() else {
         return Ok(());
     };
-    let slots = Arc::new(Semaphore::new(svc.config.limits.max_connections));
+    let max = svc
+        .config
+        .limits
+        .max_connections
+        .min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
     match listen {
         PolicyListen::Tcp(addr) => {
             let listener =
@@ -216,7 +221,11 @@ async fn read_request<S: AsyncRead + Unpin>(
     buffer: &mut Vec<u8>,
     timeouts: Timeouts,
 ) -> Result<Option<Request>, ReadError> {
-    let mut deadline = None;
+    // From the request's first byte on, the whole request within its
+    // timeout; before, the idle timeout (`None`: a timeout too long to
+    // have an end).
+    let mut in_request = false;
+    let mut request_deadline = None;
     loop {
         if !buffer.is_empty() {
             let (used, request) = decoder.decode(buffer)?;
@@ -225,18 +234,26 @@ async fn read_request<S: AsyncRead + Unpin>(
                 return Ok(Some(request));
             }
         }
-        // The whole request within its timeout of its first byte.
-        if decoder.in_progress() && deadline.is_none() {
-            deadline = Some(Instant::now() + timeouts.request);
+        if decoder.in_progress() && !in_request {
+            in_request = true;
+            request_deadline = Instant::now().checked_add(timeouts.request);
         }
-        let wait = deadline.unwrap_or_else(|| Instant::now() + timeouts.idle);
-        let read = tokio::time::timeout_at(wait, stream.read_buf(buffer)).await;
+        let wait = if in_request {
+            request_deadline
+        } else {
+            Instant::now().checked_add(timeouts.idle)
+        };
+        let read = stream.read_buf(buffer);
+        let read = match wait {
+            Some(at) => tokio::time::timeout_at(at, read).await,
+            None => Ok(read.await),
+        };
         match read {
             Ok(Ok(0)) if decoder.in_progress() => return Err(ReadError::Truncated),
             Ok(Ok(0)) => return Ok(None),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) if deadline.is_some() => return Err(ReadError::Timeout(timeouts.request)),
+            Err(_) if in_request => return Err(ReadError::Timeout(timeouts.request)),
             Err(_) => return Ok(None),
         }
     }
