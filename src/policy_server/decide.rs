@@ -293,7 +293,7 @@ impl Decider {
         if self.counts_message(env) {
             let sender = env.sender_shown();
             count(&svc, Rate::Messages, &client_id).await?;
-            if !sender.is_empty() && sender != "<>" {
+            if sender != "<>" {
                 count(&svc, Rate::SenderMessages, sender).await?;
             }
         }
