@@ -50,13 +50,14 @@ async fn backup_mx_knows_the_mailboxes_while_the_primary_is_down() {
         rcpt(&mx, "nobody@example.test").await,
         "550 5.1.1 <nobody@example.test>: Recipient address rejected: undeliverable address: downstream said: 550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in relay recipient table\r\n"
     );
-    let primary_log = std::fs::read_to_string(&primary.log).unwrap();
-    assert!(
-        primary_log.contains(
-            "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <nobody@example.test>"
-        ),
-        "the probe reached Postfix: {primary_log}"
-    );
+    // Postfix writes its log through postlogd, a moment after replying.
+    let primary_log = wait_for("the probe in Postfix's log", || {
+        let log = std::fs::read_to_string(&primary.log).unwrap_or_default();
+        log.contains(
+            "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <nobody@example.test>",
+        )
+        .then_some(log)
+    });
     assert!(
         primary_log.contains("from=<> to=<nobody@example.test>"),
         "probes use the null sender"

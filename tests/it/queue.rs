@@ -43,9 +43,15 @@ fn queue_commands() {
     assert!(list.contains("<a@client.test>"), "{list}");
     assert!(list.contains("attempts: 1"), "{list}");
 
-    let show = mx.cli(&["queue", "show", &ids[1]]);
-    assert!(show.status.success());
-    let show = String::from_utf8(show.stdout).unwrap();
+    // The delivery line is logged as the attempt's state is saved: wait
+    // for the file rather than race it.
+    let show = wait_for("the attempt in the state file", || {
+        let show = mx.cli(&["queue", "show", &ids[1]]);
+        assert!(show.status.success());
+        let show = String::from_utf8(show.stdout).unwrap();
+        show.contains("-- delivery state\nattempts: 1\n")
+            .then_some(show)
+    });
     assert!(show.starts_with("mxguard-queue-file 1\n"), "{show}");
     assert!(show.contains("rcpt: b@example.test\n"), "{show}");
     assert!(show.contains("-- delivery state\nattempts: 1\n"), "{show}");
