@@ -22,6 +22,7 @@ mod queue;
 mod recipients;
 mod redis_server;
 mod relay;
+mod report;
 mod smuggling;
 mod spf_suite;
 mod starttls;
