@@ -366,6 +366,55 @@ mod tests {
         }
     }
 
+    mod props {
+        use super::*;
+        use crate::config::LogFormat;
+        use crate::log::Logger;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                if let Some(f) = parse_line(&String::from_utf8_lossy(&bytes)) {
+                    prop_assert!(f.time.is_some() && !f.event.is_empty());
+                }
+            }
+
+            /// What the real logger writes reads back as it was, in both
+            /// formats, whatever the client sent.
+            #[test]
+            fn the_loggers_lines_read_back(
+                from in any::<String>(),
+                to in "[ -~]{0,20}",
+                reply in any::<String>(),
+                json in any::<bool>(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("mx.log");
+                let format = if json { LogFormat::Json } else { LogFormat::Text };
+                let log = Logger::open(Some(&path), format).unwrap();
+                log.event("reject")
+                    .kv("client", "192.0.2.1")
+                    .kv("from", &from)
+                    .kv("to", &to)
+                    .kv("stage", "rcpt")
+                    .kv("reply", &reply)
+                    .emit();
+                let line = std::fs::read_to_string(&path).unwrap();
+                let f = parse_line(&line).unwrap();
+                prop_assert!(matches!(f.time, Some(Time::Utc(_))));
+                prop_assert_eq!(f.event, "reject");
+                prop_assert_eq!(f.client.as_deref(), Some("192.0.2.1"));
+                prop_assert_eq!(f.from.as_deref(), Some(from.as_str()));
+                prop_assert_eq!(f.to.as_deref(), Some(to.as_str()));
+                prop_assert_eq!(f.stage.as_deref(), Some("rcpt"));
+                prop_assert_eq!(f.reply.as_deref(), Some(reply.as_str()));
+            }
+        }
+    }
+
     #[test]
     fn unknown_fields_and_stray_tokens_are_passed_over() {
         let line = "2026-11-29T15:01:55.123Z mxguard: event=disconnect  client=192.0.2.1 stray ptr=x.test tls=TLSv1.3 commands=4";
