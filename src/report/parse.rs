@@ -394,7 +394,12 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("mx.log");
                 let format = if json { LogFormat::Json } else { LogFormat::Text };
-                let log = Logger::open(Some(&path), format).unwrap();
+                let config = crate::config::Log {
+                    file: Some(path.clone()),
+                    format,
+                    ..crate::config::Log::default()
+                };
+                let log = Logger::open(&config).unwrap();
                 log.event("reject")
                     .kv("client", "192.0.2.1")
                     .kv("from", &from)
