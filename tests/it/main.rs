@@ -12,6 +12,7 @@ mod config_cli;
 mod crash;
 mod delivery;
 mod fleet;
+mod import;
 mod limits;
 mod logging;
 mod metrics;
