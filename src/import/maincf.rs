@@ -25,6 +25,22 @@ pub struct Param {
     pub line: usize,
 }
 
+impl Param {
+    /// `name = value (file:line)` as written, for comments.
+    pub fn written(&self, name: &str) -> String {
+        assignment(name, &self.value, &format!("{}:{}", self.file, self.line))
+    }
+}
+
+/// `name = value (where)`, or `name = (where)` for an empty value.
+fn assignment(name: &str, value: &str, place: &str) -> String {
+    if value.is_empty() {
+        format!("{name} = ({place})")
+    } else {
+        format!("{name} = {value} ({place})")
+    }
+}
+
 /// A value after expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expanded {
@@ -176,10 +192,11 @@ impl MainCf {
     /// `name = value` as written, or the default, for comments.
     pub fn shown(&mut self, name: &str) -> String {
         let value = self.get(name).map(|e| e.text).unwrap_or_default();
-        match self.params.get(name) {
-            Some(p) => format!("{name} = {value} ({}:{})", p.file, p.line),
-            None => format!("{name} = {value} (Postfix default)"),
-        }
+        let place = match self.params.get(name) {
+            Some(p) => format!("{}:{}", p.file, p.line),
+            None => "Postfix default".into(),
+        };
+        assignment(name, &value, &place)
     }
 
     /// The expanded value of `name`: from the file, else its Postfix

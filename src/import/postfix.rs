@@ -442,9 +442,8 @@ impl Postfix<'_> {
         ] {
             if let Some(p) = self.cf.raw(param) {
                 self.not_translated(format!(
-                    "{param} = {} ({}:{}): mxguard has no score below which later tests \
-                     are skipped",
-                    p.value, p.file, p.line
+                    "{}: mxguard has no score below which later tests are skipped",
+                    p.written(param)
                 ));
             }
         }
@@ -454,10 +453,10 @@ impl Postfix<'_> {
         for param in ["relay_recipient_maps", "local_recipient_maps"] {
             if let Some(p) = self.cf.raw(param) {
                 self.not_translated(format!(
-                    "{param} = {} ({}:{}): mxguard's recipients.table is a file of \
-                     user@domain and @domain lines: write the table's keys there, or \
-                     set recipients.callout = true to ask the downstream",
-                    p.value, p.file, p.line
+                    "{}: mxguard's recipients.table is a file of user@domain and @domain \
+                     lines: write the table's keys there, or set recipients.callout = true \
+                     to ask the downstream",
+                    p.written(param)
                 ));
             }
         }
@@ -486,10 +485,7 @@ impl Postfix<'_> {
                 } else {
                     "no mxguard equivalent"
                 };
-            self.not_translated(format!(
-                "{name} = {} ({}:{}): {why}",
-                param.value, param.file, param.line
-            ));
+            self.not_translated(format!("{}: {why}", param.written(&name)));
         }
     }
 }
@@ -787,7 +783,7 @@ mod tests {
         let out = run(
             "default_rbl_reply = $rbl_code Service unavailable; $rbl_class [$rbl_what] blocked \
              using $rbl_domain${rbl_reason?; $rbl_reason} $helo_name\n\
-             maps_rbl_reject_code = 450\n\
+             maps_rbl_reject_code = 450\nrbl_reply_maps = hash:/etc/postfix/rbl_reply\n\
              smtpd_sender_restrictions = reject_rhsbl_sender dbl.example=127.0.1.[2..99], \
              reject_rhsbl_helo dbl.example, reject_rbl_client bl.test=bad\n",
         );
@@ -801,10 +797,12 @@ mod tests {
                 "# note: ${rbl_reason?; $rbl_reason} is always written",
                 "# note: $helo_name is left out",
                 "maps_rbl_reject_code = 450 (main.cf:2); default_rbl_reply (main.cf:1)\n",
+                "# not translated: rbl_reply_maps = hash:/etc/postfix/rbl_reply (main.cf:3): \
+                 per-list replies are not read",
                 "# not translated: reject_rhsbl_helo dbl.example in smtpd_sender_restrictions \
-                 (main.cf:3): mxguard's [[rhsbl]] looks up the sender's domain only",
+                 (main.cf:4): mxguard's [[rhsbl]] looks up the sender's domain only",
                 "# not translated: reject_rbl_client bl.test=bad in smtpd_sender_restrictions \
-                 (main.cf:3): the answer pattern `bad`",
+                 (main.cf:4): the answer pattern `bad`",
             ],
         );
     }
@@ -820,7 +818,7 @@ mod tests {
              message_size_limit = 10240000\nsmtpd_recipient_limit = 0\nsmtpd_hard_error_limit = 5\n\
              smtpd_client_connection_rate_limit = 30\nsmtpd_client_message_rate_limit = 10\n\
              smtpd_delay_reject = no\nsmtpd_helo_required = yes\nalias_maps = hash:/etc/aliases\n\
-             relayhost = [smtp.example]\nsmtpd_milters = inet:localhost:8891\n\
+             relayhost =\nsmtpd_milters = inet:localhost:8891\n\
              relay_recipient_maps = hash:/etc/postfix/relay_recipients\nsmtpd_tls_cert_file = /etc/ssl/mx.pem\n\
              smtpd_tls_security_level = may\nsmtpd_restriction_classes = strict\nstrict = reject_unknown_helo_hostname\n\
              smtpd_helo_restrictions = strict, bogus_thing, sleep\n",
@@ -852,7 +850,7 @@ mod tests {
                  mxguard's recipients.table",
                 "# covered: smtpd_helo_required = yes (main.cf:12)",
                 "# not translated: alias_maps = hash:/etc/aliases (main.cf:13): Postfix's local delivery",
-                "# not translated: relayhost = [smtp.example] (main.cf:14): Postfix's SMTP client",
+                "# not translated: relayhost = (main.cf:14): Postfix's SMTP client",
                 "# not translated: smtpd_milters = inet:localhost:8891 (main.cf:15): no mxguard equivalent",
             ],
         );

@@ -328,9 +328,8 @@ impl Postfix<'_> {
         }
         if let Some(maps) = self.cf.raw("rbl_reply_maps") {
             self.not_translated(format!(
-                "rbl_reply_maps = {} ({}:{}): per-list replies are not read; set each \
-                 [[dnsbl]] message",
-                maps.value, maps.file, maps.line
+                "{}: per-list replies are not read; set each [[dnsbl]] message",
+                maps.written("rbl_reply_maps")
             ));
         }
         self.plan.add_zone(rhs, zone);
