@@ -197,8 +197,9 @@ fn render_json(now: &str, fields: &[(&'static str, String)]) -> String {
     out
 }
 
-/// JSON-style escaping, also used inside quoted text values.
-fn escape_into(out: &mut String, value: &str) {
+/// JSON-style escaping, also used inside quoted text values (and by the
+/// report's JSON).
+pub fn escape_into(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -2,6 +2,8 @@
 //! ISO 8601 timestamps, syslog dates (`Nov 29 15:13:06`, no year) and the
 //! `--since`/`--until` options; and the calendar arithmetic to show them.
 
+use crate::time::civil;
+
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// When a log line was written, as far as the line itself says.
@@ -55,19 +57,6 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     Some(era * 146_097 + doe - 719_468)
-}
-
-/// The date of a day number (days since 1970-01-01).
-pub fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
