@@ -124,6 +124,24 @@ async fn bans_survive_a_restart_and_the_command_line_manages_them() {
     }
 }
 
+#[test]
+fn the_control_socket_refuses_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), RELAY);
+    assert_eq!(
+        mx.control("ban add 127.0.0.5 soon"),
+        "error usage: ban add IP SECONDS (more than 0)\n"
+    );
+    assert_eq!(
+        mx.control("ban add not-an-ip 60"),
+        "error usage: ban add IP SECONDS (more than 0)\n"
+    );
+    assert_eq!(mx.control("ban remove x"), "error usage: ban remove IP\n");
+    assert_eq!(mx.control("\u{1}\u{ff}garbage"), "error unknown command\n");
+    assert_eq!(mx.control(&"x".repeat(1000)), "error unknown command\n");
+    assert_eq!(mx.control("ban list"), "ok\n");
+}
+
 #[tokio::test]
 async fn banned_clients_can_be_dropped_without_a_word() {
     let dir = tempfile::tempdir().unwrap();
