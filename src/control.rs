@@ -39,13 +39,22 @@ pub fn listen(path: &Path, svc: Arc<Services>) -> Result<(), ControlError> {
             let svc = svc.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(read.take(256));
-                let got =
-                    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+                // The whole line is read (up to a bound) even when it is
+                // too long, so the client is not reset before it reads the
+                // answer.
+                let mut line = Vec::new();
+                let mut reader = tokio::io::BufReader::new(read.take(MAX_READ));
+                let got = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    reader.read_until(b'\n', &mut line),
+                )
+                .await;
                 let answer = match got.ok().and_then(Result::ok) {
-                    Some(_) => answer(&svc, line.trim()).await,
-                    None => "error no command\n".to_string(),
+                    None | Some(0) => "error no command\n".to_string(),
+                    Some(_) if line.len() > MAX_COMMAND || !line.ends_with(b"\n") => {
+                        "error command too long\n".to_string()
+                    }
+                    Some(_) => answer(&svc, String::from_utf8_lossy(&line).trim()).await,
                 };
                 let _ = write.write_all(answer.as_bytes()).await;
             });
@@ -110,6 +119,11 @@ async fn answer(svc: &Services, command: &str) -> String {
         _ => "error unknown command\n".into(),
     }
 }
+
+/// The longest command line, and how much of a longer one is read and
+/// thrown away.
+const MAX_COMMAND: usize = 256;
+const MAX_READ: u64 = 64 * 1024;
 
 /// Longest answer read back (a long ban list).
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
