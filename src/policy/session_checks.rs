@@ -12,6 +12,11 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 /// One stage's checks: not started, running, or finished.
+///
+/// A running stage is a task whose lookups live in a box of their own: a
+/// finished task's memory stays allocated until its handle is read, and an
+/// idle connection keeps its handles; boxed, what stays is the task's small
+/// header and the results, not the lookups' state (several KiB).
 enum Slot {
     Empty,
     Running(JoinHandle<Vec<CheckResult>>),
@@ -20,7 +25,7 @@ enum Slot {
 
 impl Slot {
     fn start(future: impl std::future::Future<Output = Vec<CheckResult>> + Send + 'static) -> Slot {
-        Slot::Running(tokio::spawn(future))
+        Slot::Running(tokio::spawn(Box::pin(future)))
     }
 
     async fn finish(&mut self) -> &[CheckResult] {

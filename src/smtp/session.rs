@@ -104,7 +104,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
     }
     let mut conn = Conn::new(stream);
     if exemption.is_none() {
-        if let Some(refusal) = admit(svc, client).await {
+        if let Some(refusal) = Box::pin(admit(svc, client)).await {
             let drop = refusal.check == "ban" && svc.config.ban.action == BanAction::Drop;
             if !drop {
                 conn.write_reply(&refusal.reply);
@@ -179,7 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let started = tokio::time::Instant::now();
         let limits = &self.svc.config.limits;
         let timeout = limits.command_timeout.0;
-        if self.before_banner().await == Flow::Continue {
+        if Box::pin(self.before_banner()).await == Flow::Continue {
             let banner = Reply::plain(220, vec![format!("{} ESMTP mxguard", self.hostname())]);
             self.conn.write_reply(&banner);
             self.converse().await;
@@ -205,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             )
             .opt("last_reject", self.counts.last_reject.as_deref())
             .emit();
-        self.count_offences().await;
+        Box::pin(self.count_offences()).await;
     }
 
     /// The pregreet test, then the tarpit decision.
@@ -417,16 +417,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .emit();
     }
 
+    /// Handles one command line. The handlers that wait on something
+    /// (checks, the state store, the spool, TLS) run boxed: their state
+    /// exists only while they run, so the future an idle connection holds
+    /// stays small (docs/BENCHMARKS.md, memory per idle connection).
     async fn command(&mut self, line: &[u8]) -> Flow {
         let cmd = match command::parse(line) {
             Ok(cmd) => cmd,
             Err(e) => return self.syntax_error(e),
         };
         match cmd {
-            Command::Helo(name) => self.greet(name, false).await,
-            Command::Ehlo(name) => self.greet(name, true).await,
-            Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to } => self.rcpt(to).await,
+            Command::Helo(name) => Box::pin(self.greet(name, false)).await,
+            Command::Ehlo(name) => Box::pin(self.greet(name, true)).await,
+            Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
+            Command::Rcpt { to } => Box::pin(self.rcpt(to)).await,
             Command::RcptPostmaster => {
                 let config = &self.svc.config;
                 let domain = config
@@ -441,9 +445,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     }),
                     source_route: false,
                 };
-                self.rcpt(to).await
+                Box::pin(self.rcpt(to)).await
             }
-            Command::Data => self.data().await,
+            Command::Data => Box::pin(self.data()).await,
             Command::Rset => {
                 self.tx = None;
                 self.checks.end_transaction();
@@ -464,7 +468,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 "2.0.0",
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
-            Command::StartTls => self.starttls().await,
+            Command::StartTls => Box::pin(self.starttls()).await,
             Command::Expn | Command::NotImplemented(_) => self.protocol_error(
                 "command",
                 "protocol",
