@@ -29,6 +29,10 @@ pub enum ServicesError {
     File(#[from] FileError),
     #[error("{0}")]
     Tls(#[from] TlsError),
+    #[error("spool.dir: {0}")]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsSetupError),
 }
 
 impl Services {
@@ -53,5 +57,24 @@ impl Services {
             tls,
             delivery,
         })
+    }
+
+    /// Services for sessions driven from memory rather than a listener
+    /// (the property tests, the session fuzz target): the spool opened at
+    /// `spool.dir`, no delivery (messages stay in the spool), state in
+    /// memory only, the log discarded.
+    pub fn offline(config: Config) -> Result<Services, ServicesError> {
+        let spool = Arc::new(Spool::open(&config.spool.dir)?);
+        let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
+        let log = Arc::new(Logger::discard());
+        let state = Arc::new(crate::state::State::scratch(&config, log.clone()));
+        Services::new(
+            Arc::new(config),
+            log,
+            dns,
+            spool,
+            delivery::Handle::detached(),
+            state,
+        )
     }
 }

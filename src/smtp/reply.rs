@@ -83,6 +83,31 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Checks a server's whole output: every line is three digits, a space or
+/// a dash, text without CR or LF, and CRLF; a 4xx or 5xx line carries an
+/// enhanced status of its class. The property tests and the session fuzz
+/// target hold every session to this.
+pub fn check_stream(out: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(out).map_err(|e| format!("not UTF-8: {e}"))?;
+    if !text.is_empty() && !text.ends_with("\r\n") {
+        return Err(format!("unterminated last line: {text:?}"));
+    }
+    for line in text.split_terminator("\r\n") {
+        let b = line.as_bytes();
+        let shaped = b.len() >= 4
+            && b[..3].iter().all(u8::is_ascii_digit)
+            && (b[3] == b' ' || b[3] == b'-')
+            && !line.contains(['\r', '\n']);
+        if !shaped {
+            return Err(format!("malformed reply line: {line:?}"));
+        }
+        if (b[0] == b'4' || b[0] == b'5') && !line[4..].starts_with(&format!("{}.", b[0] as char)) {
+            return Err(format!("no enhanced status: {line:?}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
