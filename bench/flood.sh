@@ -10,6 +10,9 @@
 #   bench/flood.sh                # needs root (the harness's namespace)
 #   BOTS=5000 CHURN=20 CLEAN_C=5 DURATION=20 bench/flood.sh
 set -euo pipefail
+# The greeting test on (mxguard's default): it is what turns the churning
+# bots away.
+export MXBENCH_GREET_WAIT="${MXBENCH_GREET_WAIT:-1s}"
 . "$(dirname "$0")/common.sh"
 BOTS="${BOTS:-5000}" CHURN="${CHURN:-20}" CLEAN_C="${CLEAN_C:-5}" DURATION="${DURATION:-20}"
 clean() {

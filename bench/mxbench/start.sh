@@ -4,7 +4,9 @@
 # HELO and sender-domain checks, the 100-user recipient table — relaying to
 # the harness's smtp-sink on 127.0.0.1:2526, inside the mxbench namespace.
 # The binary is target/release/mxguard of this repository (bench/run.sh
-# builds it), or $MXGUARD_BIN.
+# builds it), or $MXGUARD_BIN. The greeting test is off, as in the
+# anchors' plain Postfix; MXBENCH_GREET_WAIT=1s turns it on (mxguard's
+# default, postscreen's job).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BENCH="${BENCH:-$HERE/../../../shared/bench}"
@@ -56,6 +58,9 @@ dmarc = "off"
 [limits]
 max_connections = 12000
 max_connections_per_client = 200
+
+[abuse]
+greet_wait = "${MXBENCH_GREET_WAIT:-0s}"
 TOML
 "$BIN" config check "$DIR/mxguard.toml" >/dev/null
 ulimit -n "$(ulimit -Hn)"
