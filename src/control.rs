@@ -51,9 +51,7 @@ pub fn listen(path: &Path, svc: Arc<Services>) -> Result<(), ControlError> {
                 .await;
                 let answer = match got.ok().and_then(Result::ok) {
                     None | Some(0) => "error no command\n".to_string(),
-                    Some(_) if line.len() > MAX_COMMAND || !line.ends_with(b"\n") => {
-                        "error command too long\n".to_string()
-                    }
+                    Some(_) if line.len() > MAX_COMMAND => "error command too long\n".to_string(),
                     Some(_) => answer(&svc, String::from_utf8_lossy(&line).trim()).await,
                 };
                 let _ = write.write_all(answer.as_bytes()).await;
