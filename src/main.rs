@@ -221,10 +221,17 @@ fn run_server(config: Option<&Path>, mode: mxguard::server::Mode) -> Result<Exit
         eprintln!("mxguard: policy_server.listen: needed by `mxguard policy-server`");
         return Err(ExitCode::from(EX_CONFIG));
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
-        eprintln!("mxguard: cannot start the runtime: {e}");
-        ExitCode::from(EX_SOFTWARE)
-    })?;
+    // The blocking pool runs the spool's writes and fsyncs: 64 at a time
+    // is more than a disk serves in parallel, and bounds the threads (and
+    // their stacks and allocator arenas) a burst of clients leaves behind.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(64)
+        .build()
+        .map_err(|e| {
+            eprintln!("mxguard: cannot start the runtime: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        })?;
     runtime
         .block_on(mxguard::server::serve(config, mode))
         .map_err(|e| {
