@@ -142,6 +142,23 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
     session.serve().await;
 }
 
+/// Runs a whole session in memory: `input` is everything the client sends
+/// before it closes its side; returns everything the server wrote. For the
+/// property tests and the session fuzz target.
+pub async fn replay(svc: &Services, input: &[u8], client: IpAddr) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut peer, stream) = tokio::io::duplex(1 << 16);
+    let talk = async move {
+        let _ = peer.write_all(input).await;
+        let _ = peer.shutdown().await;
+        let mut out = Vec::new();
+        let _ = peer.read_to_end(&mut out).await;
+        out
+    };
+    let ((), out) = tokio::join!(run(svc, stream, client), talk);
+    out
+}
+
 /// What a client that is not exempt meets before anything else, without a
 /// DNS lookup: its ban, the connection rate limit, a failing state store.
 async fn admit(svc: &Services, client: IpAddr) -> Option<Refusal> {

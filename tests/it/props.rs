@@ -5,16 +5,14 @@
 use mxguard::config::Config;
 use mxguard::services::Services;
 use mxguard::smtp::reply::check_stream;
+use mxguard::smtp::session::replay;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The configuration the session fuzz target uses too: low limits, so
-/// short inputs reach them; no check that looks anything up, and a name
-/// server nobody answers on, so nothing leaves the machine.
-const CONFIG: &str = "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_errors = 1000\nmax_message_size = 4096\nmax_recipients = 5\n[abuse]\ngreet_wait = \"0s\"\n[ban]\nmax_retry = 0\n[checks]\ndmarc = \"off\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n";
+/// Low limits and no lookups (the session fuzz target's too).
+const CONFIG: &str = include_str!("../fixtures/sessions/offline.toml");
 
 /// One set of services for every case (building DNS and TLS per case
 /// would dominate the run); its spool lives in a directory kept for the run.
@@ -22,7 +20,7 @@ fn services() -> &'static Arc<Services> {
     static SERVICES: std::sync::OnceLock<Arc<Services>> = std::sync::OnceLock::new();
     SERVICES.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let config = Config::from_toml(CONFIG, "props.toml", &dir).unwrap();
+        let config = Config::from_toml(CONFIG, "offline.toml", &dir).unwrap();
         Arc::new(Services::offline(config).unwrap())
     })
 }
@@ -33,25 +31,10 @@ fn converse(svc: &Arc<Services>, input: Vec<u8>) -> Vec<u8> {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let svc = svc.clone();
-        let session = tokio::spawn(async move {
-            mxguard::smtp::session::run(&svc, server, "192.0.2.1".parse().unwrap()).await;
-        });
-        let writer = async move {
-            let _ = client.write_all(&input).await;
-            let _ = client.shutdown().await;
-            let mut out = Vec::new();
-            let _ = client.read_to_end(&mut out).await;
-            out
-        };
-        let out = tokio::time::timeout(Duration::from_secs(20), writer)
-            .await
-            .expect("the session hung");
-        session.await.expect("the session panicked");
-        out
-    })
+    let session = replay(svc, &input, "192.0.2.1".parse().unwrap());
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), session).await })
+        .expect("the session hung")
 }
 
 fn assert_well_formed(out: &[u8]) {
