@@ -27,6 +27,7 @@ pub mod dns;
 pub mod dry_run;
 pub mod import;
 pub mod log;
+pub mod message;
 pub mod metrics;
 pub mod net;
 pub mod policy;

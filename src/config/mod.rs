@@ -313,8 +313,9 @@ impl Config {
             return Err(("downstream.concurrency", "must be at least 1".into()));
         }
         let limits = &self.limits;
-        let positive: [(&'static str, u64); 6] = [
+        let positive: [(&'static str, u64); 7] = [
             ("limits.max_message_size", limits.max_message_size),
+            ("limits.max_header_size", limits.max_header_size),
             ("limits.max_recipients", limits.max_recipients as u64),
             ("limits.max_errors", limits.max_errors.into()),
             ("limits.max_commands", limits.max_commands.into()),

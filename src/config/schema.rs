@@ -253,6 +253,10 @@ pub struct Limits {
     pub max_commands: u32,
     pub command_timeout: HumanDuration,
     pub data_timeout: HumanDuration,
+    /// The largest header block a message may have.
+    pub max_header_size: u64,
+    /// Lines over 998 octets in a message: wrapped, or the message refused.
+    pub long_lines: LongLines,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     /// Rate limits per client address and per sender (0: none); trusted
@@ -273,6 +277,8 @@ impl Default for Limits {
             max_commands: 1000,
             command_timeout: HumanDuration(Duration::from_secs(300)),
             data_timeout: HumanDuration(Duration::from_secs(600)),
+            max_header_size: 1024 * 1024,
+            long_lines: LongLines::Wrap,
             max_connections: 1000,
             max_connections_per_client: 20,
             connections_per_minute: 0,
@@ -282,6 +288,16 @@ impl Default for Limits {
             sender_recipients_per_hour: 0,
         }
     }
+}
+
+/// `limits.long_lines`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLines {
+    /// Header lines folded, body lines broken; nothing is cut.
+    Wrap,
+    /// The message is refused at the end of DATA (500 5.5.2).
+    Reject,
 }
 
 /// `[log]`: where the decision log goes.

@@ -404,13 +404,16 @@ impl Dns {
     /// Message authentication at the end of DATA: SPF of the MAIL FROM
     /// identity, DKIM signatures, and DMARC for the From: domain; the
     /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
+    /// The message is its header block and the DKIM body hashes computed
+    /// while it was received, never the whole message in memory.
     pub async fn authenticate(
         &self,
         ip: IpAddr,
         helo: &str,
         our_hostname: &str,
         mail_from: &str,
-        message: &[u8],
+        header_block: &[u8],
+        body_hashes: &[crate::message::body_hash::Digest],
     ) -> Authentication {
         let sender = if mail_from.is_empty() {
             format!("postmaster@{helo}")
@@ -431,7 +434,7 @@ impl Dns {
         let Ok(spf) = spf else {
             return Authentication::unavailable(our_hostname, "spf timed out");
         };
-        let Some(parsed) = mail_auth::AuthenticatedMessage::parse(message) else {
+        let Some(mut parsed) = mail_auth::AuthenticatedMessage::parse(header_block) else {
             let header = AuthenticationResults::new(our_hostname)
                 .with_spf_mailfrom_result(&spf, ip, &sender, helo)
                 .to_header();
@@ -440,6 +443,7 @@ impl Dns {
                 dmarc_rejects: None,
             };
         };
+        crate::message::body_hash::apply(&mut parsed, body_hashes);
         let dkim = tokio::time::timeout(budget, self.auth.verify_dkim(&parsed))
             .await
             .unwrap_or_default();

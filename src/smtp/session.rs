@@ -8,18 +8,19 @@ use super::address::{Domain, Mailbox, Path};
 use super::command::{self, Command, CommandError, MailParams};
 use super::conn::{Conn, ConnError, Line};
 use super::data::{DataDecoder, DataOutcome};
-use super::headers::strip_our_auth_results;
 use super::received::{self, Trace};
+use super::receiving::{ReceiveError, Received, Receiving};
 use super::reply::Reply;
 use crate::abuse::rates::Rate;
 use crate::config::RejectAt;
 use crate::config::{BanAction, OnDnsError};
+use crate::message::intake::{Flaw, Intake};
 use crate::policy::relay::Destination;
 use crate::policy::session_checks::{SessionChecks, Upto};
 use crate::policy::verdict::{decide, CheckResult, Effect, Outcome, Stage};
 use crate::policy::Refusal;
 use crate::services::Services;
-use crate::spool::{Envelope, Pending, QueueId};
+use crate::spool::{Envelope, QueueId};
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -810,15 +811,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             rcpts: &envelope.rcpts,
             time: crate::time::now(),
         });
-        let mut pending = Some(self.svc.spool.start(&envelope, trace.as_bytes()));
-        let mut spool_error = None;
-        // Forged Authentication-Results headers are removed from the first
-        // piece of the message, where the header block is.
-        let mut first_piece = true;
-        let mut decoder = DataDecoder::new(
-            limits.max_message_size,
-            self.svc.config.server.bare_line_endings,
+        let config = &self.svc.config;
+        let intake = Intake::new(
+            self.hostname(),
+            limits.max_header_size,
+            limits.long_lines,
+            !config.checks.dmarc.0.is_off(),
         );
+        let mut receiving =
+            Receiving::new(self.svc.spool.start(&envelope, trace.as_bytes()), intake);
+        let mut decoder =
+            DataDecoder::new(limits.max_message_size, config.server.bare_line_endings);
         let deadline = Instant::now() + limits.data_timeout.0;
         loop {
             match self
@@ -827,21 +830,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .await
             {
                 Ok(true) => break,
-                Ok(false) => {
-                    let mut chunk = decoder.take();
-                    if std::mem::take(&mut first_piece) {
-                        chunk = strip_our_auth_results(&chunk, self.hostname());
-                    }
-                    if let (Some(mut p), false) = (pending.take(), chunk.is_empty()) {
-                        let appended =
-                            tokio::task::spawn_blocking(move || p.append(&chunk).map(|()| p)).await;
-                        match appended {
-                            Ok(Ok(p)) => pending = Some(p),
-                            Ok(Err(e)) => spool_error = Some(e.to_string()),
-                            Err(e) => spool_error = Some(e.to_string()),
-                        }
-                    }
-                }
+                Ok(false) => receiving.take(decoder.take()).await,
                 Err(ConnError::Timeout) => {
                     let reply = Reply::new(421, "4.4.2", self.timeout_text());
                     return self.close("data_timeout", reply);
@@ -853,15 +842,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.checks.end_transaction();
         let size = decoder.size();
         match decoder.finish() {
-            DataOutcome::Message(mut rest) => {
-                if first_piece {
-                    rest = strip_our_auth_results(&rest, self.hostname());
+            DataOutcome::Message(rest) => match receiving.finish(rest).await {
+                Ok(received) => self.authenticate_and_queue(envelope, received, size).await,
+                Err(ReceiveError::Spool(error)) => self.spool_failed(error),
+                Err(ReceiveError::Flaw(Flaw::HeaderTooBig)) => {
+                    let reply =
+                        Reply::new(552, "5.3.4", "Error: message header size exceeds limit");
+                    self.refuse("data", "max_header_size", None, reply)
                 }
-                match (pending, spool_error) {
-                    (Some(p), None) => self.authenticate_and_queue(envelope, p, rest, size).await,
-                    (_, error) => self.spool_failed(error.unwrap_or_default()),
+                Err(ReceiveError::Flaw(Flaw::LongLine)) => {
+                    let reply =
+                        Reply::new(500, "5.5.2", "Error: message line longer than 998 octets");
+                    self.refuse("data", "long_lines", None, reply)
                 }
-            }
+            },
             DataOutcome::TooBig => {
                 let reply = Reply::new(552, "5.3.4", "Error: message file too big");
                 self.refuse("data", "message_size", None, reply)
@@ -892,24 +886,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn authenticate_and_queue(
         &mut self,
         envelope: Envelope,
-        mut pending: Pending,
-        rest: Vec<u8>,
+        mut received: Received,
         size: u64,
     ) -> Flow {
         let setting = self.svc.config.checks.dmarc.0;
-        if setting.is_off() {
-            return self
-                .queue(envelope, pending, rest, size, String::new())
-                .await;
-        }
-        let read =
-            tokio::task::spawn_blocking(move || pending.written().map(|w| (pending, w))).await;
-        let (pending, mut message) = match read {
-            Ok(Ok(both)) => both,
-            Ok(Err(e)) => return self.spool_failed(e.to_string()),
-            Err(e) => return self.spool_failed(e.to_string()),
+        let hashes = received.finished.body_hashes.take();
+        let (Some(hashes), false) = (hashes, setting.is_off()) else {
+            return self.queue(envelope, received, size, String::new()).await;
         };
-        message.extend_from_slice(&rest);
+        let digests = hashes.finish();
         let sender = envelope
             .from
             .trim_start_matches('<')
@@ -925,7 +910,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .policy
             .checks
             .dns
-            .authenticate(self.client, helo, self.hostname(), &sender, &message)
+            .authenticate(
+                self.client,
+                helo,
+                self.hostname(),
+                &sender,
+                &received.finished.header_block,
+                &digests,
+            )
             .await;
         if let Some(domain) = &auth.dmarc_rejects {
             let result = CheckResult {
@@ -949,20 +941,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 _ => {}
             }
         }
-        self.queue(envelope, pending, rest, size, auth.header).await
+        self.queue(envelope, received, size, auth.header).await
     }
 
     /// Makes the message durable; answers 250 only once it is on disk.
     async fn queue(
         &mut self,
         envelope: Envelope,
-        pending: Pending,
-        rest: Vec<u8>,
+        received: Received,
         size: u64,
         header: String,
     ) -> Flow {
+        let Received {
+            pending,
+            tail,
+            finished,
+        } = received;
         let written =
-            tokio::task::spawn_blocking(move || pending.commit_with(header.as_bytes(), &rest))
+            tokio::task::spawn_blocking(move || pending.commit_with(header.as_bytes(), &tail))
                 .await;
         match written {
             Ok(Ok(())) => {
@@ -983,6 +979,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     .kv("action", "accept")
                     .kv("queue_id", &id)
                     .kv("size", size)
+                    .opt(
+                        "wrapped",
+                        (finished.wrapped > 0).then_some(finished.wrapped),
+                    )
                     .kv("reply", &reply)
                     .emit();
                 self.ok(reply)

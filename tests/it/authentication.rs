@@ -143,4 +143,29 @@ async fn dkim_dmarc_and_the_authentication_results_header() {
         "header on top"
     );
     assert_eq!(delivered.matches(big_body.as_str()).count(), 400);
+
+    // A signed message of many DATA pieces: its body is hashed as it
+    // streams to disk, and the signature still verifies.
+    let long_body = "y".repeat(500) + "  trailing \r\n";
+    let signed_big = format!(
+        "From: <a@signed.test>\r\nTo: <user@example.test>\r\nSubject: big signed\r\n\r\n{}",
+        long_body.repeat(4000)
+    );
+    let reply = send(
+        &mx,
+        "127.0.0.11",
+        "a@signed.test",
+        &sign(&key_der, &signed_big),
+    )
+    .await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    mx.wait_log_count(&["event=delivery", "status=sent"], 4);
+    let delivered = String::from_utf8_lossy(&sink.captured()[3].raw).into_owned();
+    let ours = delivered
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Authentication-Results: mx.test;"))
+        .take_while(|l| !l.starts_with("DKIM-Signature"))
+        .collect::<String>();
+    assert!(ours.contains("dkim=pass"), "{ours}");
+    assert!(ours.contains("dmarc=pass"), "{ours}");
 }

@@ -9,6 +9,7 @@ mod authentication;
 mod backup_mx;
 mod checks;
 mod config_cli;
+mod content;
 mod crash;
 mod delivery;
 mod fleet;
