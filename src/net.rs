@@ -12,9 +12,41 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network that counts as one client: the address itself for IPv4,
+/// its /64 for IPv6 (one subscriber's or host's allocation, which a client
+/// can otherwise hop around in at will).
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// [`client_network`] as text: `192.0.2.1` or `2001:db8::/64`, the key
+/// bans, rates and the connection caps count by.
+pub fn client_id(ip: IpAddr) -> String {
+    match client_network(ip) {
+        IpAddr::V6(net) => format!("{net}/64"),
+        v4 => v4.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(client_network(a), client_network(b));
+        assert_eq!(client_id(a), "2001:db8:1:2::/64");
+        assert_ne!(client_id(a), client_id("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_id("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
 
     #[test]
     fn mapped_addresses_become_ipv4() {

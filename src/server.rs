@@ -51,7 +51,8 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-/// Counts open connections in total and per client address.
+/// Counts open connections in total and per client (an IPv4 address, an
+/// IPv6 /64: see [`crate::net::client_network`]).
 struct Limiter {
     max_total: usize,
     max_per_client: usize,
@@ -78,6 +79,7 @@ impl Limiter {
     }
 
     fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Permit, Cap> {
+        let client = crate::net::client_network(client);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.0 >= self.max_total {
             return Err(Cap::Total);
@@ -303,7 +305,10 @@ async fn refuse_connection(svc: Arc<Services>, mut stream: TcpStream, client: Ip
         ),
         Cap::PerClient => (
             "max_connections_per_client",
-            format!("{host} Error: too many connections from {client}"),
+            format!(
+                "{host} Error: too many connections from {}",
+                crate::net::client_id(client)
+            ),
         ),
     };
     let reply = Reply::new(421, "4.7.0", text);
@@ -337,6 +342,15 @@ mod tests {
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
+        // Two addresses of one IPv6 /64 are one client.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _x = limiter.acquire(v6("2001:db8::1")).unwrap();
+        let _y = limiter.acquire(v6("2001:db8::ffff:2")).unwrap();
+        assert_eq!(
+            limiter.acquire(v6("2001:db8::3")).err(),
+            Some(Cap::PerClient)
+        );
+        drop((_x, _y));
         let p1 = limiter.acquire(a).unwrap();
         let _p2 = limiter.acquire(a).unwrap();
         assert_eq!(limiter.acquire(a).err(), Some(Cap::PerClient));

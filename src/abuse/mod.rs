@@ -67,27 +67,4 @@ fn greet_key(client: IpAddr) -> String {
 /// How the abuse defenses name a client: its IPv4 address, or the /64 of
 /// its IPv6 address (one host usually owns a whole /64, and could rotate
 /// through it to dodge a ban or a limit).
-pub fn client_id(client: IpAddr) -> String {
-    match crate::net::canonical_ip(client) {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{net}/64")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clients_are_named_by_address_or_slash_64() {
-        let id = |s: &str| client_id(s.parse().unwrap());
-        assert_eq!(id("192.0.2.7"), "192.0.2.7");
-        assert_eq!(id("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(id("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
-        assert_eq!(id("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
-    }
-}
+pub use crate::net::client_id;

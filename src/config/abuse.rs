@@ -79,9 +79,15 @@ impl Default for Ban {
             ban_time: secs(3600),
             max_ban_time: secs(7 * 86_400),
             action: BanAction::Reply,
-            events: ["pregreet", "max_errors", "dictionary_attack", "spamtrap"]
-                .map(String::from)
-                .to_vec(),
+            events: [
+                "pregreet",
+                "pipelining",
+                "max_errors",
+                "dictionary_attack",
+                "spamtrap",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

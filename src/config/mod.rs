@@ -156,8 +156,8 @@ impl Config {
                 return Err((
                     "ban.events",
                     format!(
-                        "`{event}` is neither an offence (pregreet, max_errors, protocol_error, \
-                         dictionary_attack, spamtrap) nor the name of a check"
+                        "`{event}` is neither an offence (pregreet, pipelining, max_errors, \
+                         protocol_error, dictionary_attack, spamtrap) nor the name of a check"
                     ),
                 ));
             }
@@ -169,6 +169,8 @@ impl Config {
     fn is_ban_event(&self, name: &str) -> bool {
         const NAMES: &[&str] = &[
             "pregreet",
+            "pipelining",
+            "session_timeout",
             "max_errors",
             "protocol_error",
             "dictionary_attack",
@@ -331,6 +333,7 @@ impl Config {
         let timeouts = [
             ("limits.command_timeout", limits.command_timeout.0),
             ("limits.data_timeout", limits.data_timeout.0),
+            ("limits.session_timeout", limits.session_timeout.0),
             (
                 "downstream.connect_timeout",
                 self.downstream.connect_timeout.0,

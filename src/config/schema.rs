@@ -36,6 +36,18 @@ pub struct Config {
     pub state: super::abuse::State,
     pub metrics: Metrics,
     pub policy_server: PolicyServer,
+    pub control: Control,
+}
+
+/// `[control]`: the control socket `<spool.dir>/control.sock`, through
+/// which `mxguard queue flush`, `mxguard ban` and `mxguard reload` reach
+/// the server.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// A group whose members may use the socket (mode 0660); without one
+    /// only mxguard's own user can (0600).
+    pub group: Option<String>,
 }
 
 /// `[metrics]`: Prometheus `/metrics` over HTTP, when `listen` is set.
@@ -104,6 +116,9 @@ pub struct Server {
     pub listen: Vec<SocketAddr>,
     /// What to do with a bare CR or LF inside DATA.
     pub bare_line_endings: BareLineEndings,
+    /// Refuse clients that send commands before the reply they must wait
+    /// for (Postfix's `smtpd_forbid_unauth_pipelining`).
+    pub forbid_unauth_pipelining: bool,
 }
 
 impl Default for Server {
@@ -112,6 +127,7 @@ impl Default for Server {
             hostname: system_hostname(),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
             bare_line_endings: BareLineEndings::Reject,
+            forbid_unauth_pipelining: true,
         }
     }
 }
@@ -253,6 +269,8 @@ pub struct Limits {
     pub max_commands: u32,
     pub command_timeout: HumanDuration,
     pub data_timeout: HumanDuration,
+    /// The longest a whole session may last.
+    pub session_timeout: HumanDuration,
     /// The largest header block a message may have.
     pub max_header_size: u64,
     /// Lines over 998 octets in a message: wrapped, or the message refused.
@@ -277,6 +295,7 @@ impl Default for Limits {
             max_commands: 1000,
             command_timeout: HumanDuration(Duration::from_secs(300)),
             data_timeout: HumanDuration(Duration::from_secs(600)),
+            session_timeout: HumanDuration(Duration::from_secs(20 * 60)),
             max_header_size: 1024 * 1024,
             long_lines: LongLines::Wrap,
             max_connections: 1000,

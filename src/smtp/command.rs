@@ -99,9 +99,22 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     }
 }
 
+/// The command word of a line, upper case, when it looks like one (one to
+/// ten ASCII letters): for messages about a line that may not parse.
+pub fn verb(line: &[u8]) -> Option<String> {
+    let word = line.split(|&b| b == b' ' || b == b'\t').next()?;
+    (!word.is_empty() && word.len() <= 10 && word.iter().all(u8::is_ascii_alphabetic))
+        .then(|| String::from_utf8_lossy(word).to_ascii_uppercase())
+}
+
+/// The name a client greets with: one word of printable ASCII (it goes
+/// into our `Received:` header and every log line).
 fn greeting(args: &str, name: &'static str) -> Result<String, CommandError> {
     let name_arg = args.split([' ', '\t']).next().unwrap_or("");
-    if name_arg.is_empty() || name_arg.len() > 255 {
+    if name_arg.is_empty()
+        || name_arg.len() > 255
+        || !name_arg.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(CommandError::Syntax(name));
     }
     Ok(name_arg.to_string())
@@ -226,6 +239,19 @@ mod tests {
             Err(CommandError::Syntax("MAIL"))
         );
         assert_eq!(parse(b"\xff\xfe"), Err(CommandError::NotText));
+        assert_eq!(
+            parse("HELO h\u{e9}las.test".as_bytes()),
+            Err(CommandError::Syntax("HELO"))
+        );
+        assert_eq!(
+            parse("EHLO \u{2028}x".as_bytes()),
+            Err(CommandError::Syntax("EHLO"))
+        );
+        assert_eq!(verb(b"ehlo x").as_deref(), Some("EHLO"));
+        assert_eq!(verb(b"DATA").as_deref(), Some("DATA"));
+        assert_eq!(verb(b"."), None);
+        assert_eq!(verb(b""), None);
+        assert_eq!(verb(b"\xffHELO"), None);
         assert_eq!(parse(b"NOOP\x00"), Err(CommandError::NotText));
     }
 }

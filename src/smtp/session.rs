@@ -91,6 +91,8 @@ struct Session<'a, S> {
     offences: Vec<String>,
     /// Held while the client is tarpitted.
     tarpit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The end of the session's lifetime (`limits.session_timeout`).
+    deadline: Instant,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
@@ -139,6 +141,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         exempt: exemption.is_some(),
         offences: Vec::new(),
         tarpit: None,
+        deadline: Instant::now() + svc.config.limits.session_timeout.0,
     };
     session.serve().await;
 }
@@ -312,10 +315,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     break;
                 }
             }
-            let line = match self.conn.read_line(MAX_COMMAND_LINE, timeout).await {
+            let wait = timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+            let line = match self.conn.read_line(MAX_COMMAND_LINE, wait).await {
                 Ok(line) => line,
                 Err(ConnError::Timeout) => {
-                    self.close("timeout", Reply::new(421, "4.4.2", self.timeout_text()));
+                    self.timed_out("timeout");
                     break;
                 }
                 Err(_) => break,
@@ -332,7 +336,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         None,
                         Reply::new(500, "5.5.2", "Error: line too long"),
                     ),
-                    Line::Text(text) => self.command(&text).await,
+                    Line::Text(text) => match self.improper_pipelining(&text) {
+                        Some(flow) => flow,
+                        None => self.command(&text).await,
+                    },
                 }
             };
             if flow == Flow::Close {
@@ -358,8 +365,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    fn timeout_text(&self) -> String {
-        format!("{} Error: timeout exceeded", self.hostname())
+    /// A wait ran out: `check`'s own timeout, or the whole session's
+    /// lifetime when that is what ended first.
+    fn timed_out(&mut self, check: &str) -> Flow {
+        if Instant::now() >= self.deadline {
+            let text = format!("{} Error: session lasted too long", self.hostname());
+            return self.close("session_timeout", Reply::new(421, "4.4.2", text));
+        }
+        let text = format!("{} Error: timeout exceeded", self.hostname());
+        self.close(check, Reply::new(421, "4.4.2", text))
+    }
+
+    /// A line the client sent without waiting for the reply it must wait
+    /// for (RFC 2920): anything pipelined before PIPELINING was offered
+    /// (before EHLO, or after HELO), after EHLO or HELO themselves, or
+    /// message content sent with DATA, before the 354. Refused and the
+    /// connection closed, as Postfix's `smtpd_forbid_unauth_pipelining`
+    /// does: real clients wait; bots that blast a whole transaction do not.
+    fn improper_pipelining(&mut self, line: &[u8]) -> Option<Flow> {
+        if !self.svc.config.server.forbid_unauth_pipelining
+            || self.exempt
+            || !self.conn.has_pending_input()
+        {
+            return None;
+        }
+        let verb = command::verb(line);
+        let ends_group = matches!(verb.as_deref(), Some("EHLO" | "HELO" | "DATA"));
+        let exempt = matches!(verb.as_deref(), Some("QUIT" | "STARTTLS"));
+        if exempt || (self.esmtp && !ends_group) {
+            return None;
+        }
+        let text = match &verb {
+            Some(verb) => format!("Error: improper command pipelining after {verb}"),
+            None => "Error: improper command pipelining".to_string(),
+        };
+        self.errors += 1;
+        self.refuse(
+            "command",
+            "pipelining",
+            None,
+            Reply::new(554, "5.5.0", text),
+        );
+        Some(Flow::Close)
     }
 
     /// Sends a final reply, logs it, and ends the session.
@@ -822,7 +869,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Receiving::new(self.svc.spool.start(&envelope, trace.as_bytes()), intake);
         let mut decoder =
             DataDecoder::new(limits.max_message_size, config.server.bare_line_endings);
-        let deadline = Instant::now() + limits.data_timeout.0;
+        let deadline = (Instant::now() + limits.data_timeout.0).min(self.deadline);
         loop {
             match self
                 .conn
@@ -831,10 +878,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             {
                 Ok(true) => break,
                 Ok(false) => receiving.take(decoder.take()).await,
-                Err(ConnError::Timeout) => {
-                    let reply = Reply::new(421, "4.4.2", self.timeout_text());
-                    return self.close("data_timeout", reply);
-                }
+                Err(ConnError::Timeout) => return self.timed_out("data_timeout"),
                 Err(_) => return Flow::Close,
             }
         }

@@ -61,14 +61,21 @@ async fn client(
     }
     for i in 0..1000 {
         let msgid = format!("<{name}-{i}@crash.test>");
-        let script =
-            b"EHLO crash.test\r\nMAIL FROM:<c@crash.test>\r\nRCPT TO:<u@localhost>\r\nDATA\r\n";
-        if stream.write_all(script).await.is_err() {
-            return;
-        }
-        for _ in 0..4 {
-            if read_reply(&mut stream, &mut buf).await.is_none() {
+        // EHLO alone, then the transaction pipelined (RFC 2920).
+        for (script, replies) in [
+            (&b"EHLO crash.test\r\n"[..], 1),
+            (
+                b"MAIL FROM:<c@crash.test>\r\nRCPT TO:<u@localhost>\r\nDATA\r\n",
+                3,
+            ),
+        ] {
+            if stream.write_all(script).await.is_err() {
                 return;
+            }
+            for _ in 0..replies {
+                if read_reply(&mut stream, &mut buf).await.is_none() {
+                    return;
+                }
             }
         }
         let body = format!(

@@ -24,6 +24,48 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Runs `f` on a thread of its own inside a new network namespace whose
+/// loopback is up and also carries the IPv6 addresses `extra` (each /64),
+/// for tests of many client addresses; processes started from `f` are in
+/// that namespace too. Needs root, as CI runs.
+pub fn in_network_namespace<T: Send + 'static>(
+    extra: &'static [&'static str],
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare only moves this thread into a new namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) (run the tests as root): {}",
+            std::io::Error::last_os_error()
+        );
+        let ip = |args: &[&str]| {
+            let status = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
+            assert!(status.success(), "ip {args:?}");
+        };
+        ip(&["link", "set", "lo", "up"]);
+        for addr in extra {
+            ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                "lo",
+                "nodad",
+            ]);
+        }
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 /// A free loopback port (bound, then released for the test to use).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -71,8 +113,13 @@ impl Mxguard {
         } else {
             format!("{sections}\n[abuse]\ngreet_wait = \"0s\"\n")
         };
+        let listen = if server_extra.contains("listen =") {
+            ""
+        } else {
+            "listen = [\"127.0.0.1:0\"]\n"
+        };
         let text = format!(
-            "[server]\nhostname = \"mx.test\"\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n\
+            "[server]\nhostname = \"mx.test\"\n{listen}{server_extra}\n\
              [spool]\ndir = \"spool\"\n[log]\nfile = \"mxguard.log\"\n{sections}\n"
         );
         std::fs::write(&config, text).unwrap();
@@ -308,10 +355,15 @@ impl Client {
         Client::connect_from("127.0.0.1", addr).await
     }
 
-    /// Connects from a chosen loopback address, e.g. `127.0.0.2`.
+    /// Connects from a chosen loopback address, e.g. `127.0.0.2` (or an
+    /// IPv6 address the test has put on its loopback).
     pub async fn connect_from(source: &str, addr: SocketAddr) -> Client {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let socket = match source {
+            std::net::IpAddr::V4(_) => TcpSocket::new_v4().unwrap(),
+            std::net::IpAddr::V6(_) => TcpSocket::new_v6().unwrap(),
+        };
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
         let stream = socket.connect(addr).await.unwrap();
         Client {
             stream,

@@ -307,3 +307,166 @@ async fn a_trickled_command_line_still_times_out() {
         "421 4.4.2 mx.test Error: timeout exceeded\r\n"
     );
 }
+
+#[test]
+fn ipv6_clients_are_capped_by_their_64() {
+    const ONE_64: [&str; 3] = ["fd00:64:1:1::a", "fd00:64:1:1::b", "fd00:64:1:1::c"];
+    const OTHER_64: &str = "fd00:64:1:2::a";
+    const ADDRESSES: &[&str] = &[ONE_64[0], ONE_64[1], ONE_64[2], OTHER_64];
+    in_network_namespace(ADDRESSES, || {
+        let dir = tempfile::tempdir().unwrap();
+        let mx = Mxguard::start_with(
+            dir.path(),
+            "listen = [\"[::1]:0\"]",
+            "[relay]\ndomains = [\"example.test\"]\n[limits]\nmax_connections_per_client = 2\n",
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut held = Vec::new();
+            for source in &ONE_64[..2] {
+                let mut c = Client::connect_from(source, mx.addr).await;
+                assert!(c.reply().await.starts_with("220 mx.test ESMTP"));
+                held.push(c);
+            }
+            // A third address of the same /64 is the same client.
+            let mut third = Client::connect_from(ONE_64[2], mx.addr).await;
+            assert_eq!(
+                third.rest().await,
+                "421 4.7.0 mx.test Error: too many connections from fd00:64:1:1::/64\r\n"
+            );
+            mx.wait_log(&[
+                "event=reject",
+                "client=fd00:64:1:1::c",
+                "check=max_connections_per_client",
+            ]);
+            let mut other = Client::connect_from(OTHER_64, mx.addr).await;
+            assert!(
+                other.reply().await.starts_with("220 "),
+                "another /64 is welcome"
+            );
+        });
+    });
+}
+
+#[tokio::test]
+async fn improper_pipelining_is_refused_and_real_pipelining_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "");
+    // After HELO, PIPELINING was never offered.
+    let mut c = Client::connect(mx.addr).await;
+    c.reply().await;
+    assert!(c.cmd("HELO client.test").await.starts_with("250 mx.test"));
+    c.send(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<a@example.test>\r\n")
+        .await;
+    assert_eq!(
+        c.rest().await,
+        "554 5.5.0 Error: improper command pipelining after MAIL\r\n"
+    );
+    mx.wait_log(&[
+        "event=reject",
+        "stage=command",
+        "check=pipelining",
+        "reply=\"554 5.5.0 Error: improper command pipelining after MAIL\"",
+    ]);
+
+    // A whole transaction blasted with EHLO, before its reply.
+    let mut c = Client::connect(mx.addr).await;
+    c.reply().await;
+    c.send(b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n")
+        .await;
+    assert_eq!(
+        c.rest().await,
+        "554 5.5.0 Error: improper command pipelining after EHLO\r\n"
+    );
+
+    // Message content sent with DATA, before the 354.
+    let mut c = Client::greet(mx.addr).await;
+    c.send(
+        b"MAIL FROM:<a@client.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n",
+    )
+    .await;
+    assert_eq!(
+        c.rest().await,
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.5.0 Error: improper command pipelining after DATA\r\n"
+    );
+    assert!(std::fs::read_dir(mx.spool().join("queue"))
+        .unwrap()
+        .next()
+        .is_none());
+
+    // After EHLO, a pipelined transaction is what RFC 2920 allows.
+    let mut c = Client::greet(mx.addr).await;
+    c.send(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+        .await;
+    for expected in ["250 2.1.0 Ok\r\n", "250 2.1.5 Ok\r\n", "250 2.1.5 Ok\r\n"] {
+        assert_eq!(c.reply().await, expected);
+    }
+    assert!(c.reply().await.starts_with("354 "));
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+}
+
+#[tokio::test]
+async fn improper_pipelining_counts_toward_a_ban() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(
+        dir.path(),
+        "[relay]\ndomains = [\"example.test\"]\n[ban]\nmax_retry = 2\n",
+    );
+    for _ in 0..2 {
+        let mut c = Client::connect_from("127.0.0.77", mx.addr).await;
+        c.reply().await;
+        c.send(b"EHLO bot.test\r\nMAIL FROM:<a@bot.test>\r\n").await;
+        assert!(c.rest().await.starts_with("554 5.5.0"));
+    }
+    mx.wait_log(&["event=ban", "client=127.0.0.77", "reason=pipelining"]);
+    let mut c = Client::connect_from("127.0.0.77", mx.addr).await;
+    assert!(c.reply().await.starts_with("421 4.7.0"));
+}
+
+#[tokio::test]
+async fn a_session_has_a_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(
+        dir.path(),
+        "session_timeout = \"1s\"\ncommand_timeout = \"1h\"\ndata_timeout = \"1h\"",
+    );
+    // Waiting for a command: the session's end comes first.
+    let mut c = Client::greet(mx.addr).await;
+    assert_eq!(
+        c.rest().await,
+        "421 4.4.2 mx.test Error: session lasted too long\r\n"
+    );
+    mx.wait_log(&["event=limit", "check=session_timeout", "action=disconnect"]);
+    // Inside DATA too; nothing is queued.
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    c.cmd("RCPT TO:<a@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"Subject: never finished\r\n").await;
+    assert_eq!(
+        c.rest().await,
+        "421 4.4.2 mx.test Error: session lasted too long\r\n"
+    );
+    assert!(std::fs::read_dir(mx.spool().join("queue"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[tokio::test]
+async fn greetings_are_printable_ascii() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = start(dir.path(), "");
+    let mut c = Client::connect(mx.addr).await;
+    c.reply().await;
+    assert_eq!(
+        c.cmd("EHLO h\u{e9}las.test").await,
+        "501 5.5.4 Syntax: EHLO hostname\r\n"
+    );
+    assert!(c.cmd("EHLO helas.test").await.starts_with("250-mx.test"));
+}
