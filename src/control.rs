@@ -2,8 +2,10 @@
 //! flush` and `mxguard ban` reach the running server. One command line per
 //! connection; the answer is lines of text up to the close, the first
 //! starting with `ok` or `error`. Commands: `flush`, `ban list`,
-//! `ban add IP SECONDS`, `ban remove IP`, and — only in a server started
-//! with `MXGUARD_TEST_CLOCK=1` — `clock advance SECONDS`.
+//! `ban add IP SECONDS`, `ban remove IP`, and — only in a test build
+//! (feature `test-clock`) started with `MXGUARD_TEST_CLOCK=1` — `clock
+//! advance SECONDS`. The socket is mxguard's alone (0600), or its group's
+//! (0660) with `control.group`.
 
 use crate::services::Services;
 use std::io::{Read, Write};
@@ -12,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -23,17 +24,14 @@ pub struct ControlError {
 }
 
 /// Binds the socket (replacing a stale one: the caller holds the spool
-/// lock) and serves it in the background.
-pub fn listen(path: &Path, svc: Arc<Services>) -> Result<(), ControlError> {
+/// lock), 0600 — or 0660 for group `gid` — and serves it in the background.
+pub fn listen(path: &Path, gid: Option<u32>, svc: Arc<Services>) -> Result<(), ControlError> {
     let io = |source| ControlError {
         path: path.display().to_string(),
         source,
     };
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    let listener = crate::owned::bind_socket(path, mode, gid).map_err(io)?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let svc = svc.clone();
@@ -105,6 +103,7 @@ async fn answer(svc: &Services, command: &str) -> String {
             },
             Err(_) => "error usage: ban remove IP\n".into(),
         },
+        #[cfg(feature = "test-clock")]
         ["clock", "advance", secs] if crate::time::test_clock_enabled() => {
             match secs.parse::<u64>() {
                 Ok(secs) => {

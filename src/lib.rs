@@ -30,6 +30,7 @@ pub mod log;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod owned;
 pub mod policy;
 pub mod policy_server;
 pub mod queue_admin;

@@ -8,6 +8,7 @@ use crate::config::{Log, LogFormat};
 use crate::metrics::Metrics;
 use std::fmt::Write as _;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,6 +30,11 @@ enum Sink {
     },
 }
 
+/// A log file mxguard creates: its user writes, its group (`adm` on
+/// Debian, by the shipped logrotate rule) reads, nobody else: the log
+/// names clients and addresses.
+const LOG_FILE_MODE: u32 = 0o640;
+
 /// `<mail.info>` in RFC 3164 terms: facility 2, severity 6.
 const SYSLOG_PRIORITY: u8 = 2 * 8 + 6;
 
@@ -46,6 +52,7 @@ impl Logger {
                     std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
+                        .mode(LOG_FILE_MODE)
                         .open(path)?,
                 )),
                 None => Sink::Stream(Box::new(std::io::stderr())),

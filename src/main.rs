@@ -373,6 +373,9 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     if let Some(tls) = &config.tls {
         mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;
     }
+    if let Some(group) = &config.control.group {
+        mxguard::owned::group_id(group).map_err(|e| fail(&format!("control.group: {e}")))?;
+    }
     println!("{}: ok", file.display());
     Ok(ExitCode::SUCCESS)
 }

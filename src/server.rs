@@ -33,6 +33,8 @@ pub enum ServeError {
     Dns(#[from] crate::dns::DnsSetupError),
     #[error("spool.dir: control socket: {0}")]
     Control(#[from] ControlError),
+    #[error("control.group: {0}")]
+    ControlGroup(#[from] crate::owned::GroupError),
     #[error("server.listen: cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -133,6 +135,14 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         source,
     })?;
     let log = Arc::new(log);
+    if crate::time::test_clock_enabled() {
+        log.event("warning")
+            .kv(
+                "warning",
+                "TEST BUILD: MXGUARD_TEST_CLOCK=1 lets the control socket move this server's clock; never run this in production",
+            )
+            .emit();
+    }
     let (spool, _lock) = Spool::open_exclusive(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
@@ -152,7 +162,15 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         delivery.clone(),
         state.clone(),
     )?);
-    control::listen(&spool.control_socket(), svc.clone())?;
+    let control_group = match &config.control.group {
+        Some(name) => {
+            let gid = crate::owned::group_id(name)?;
+            spool.share_with_group(gid)?;
+            Some(gid)
+        }
+        None => None,
+    };
+    control::listen(&spool.control_socket(), control_group, svc.clone())?;
     watch_dnsbl_health(&svc).await;
     let saver = state.clone();
     tokio::spawn(async move {

@@ -4,7 +4,8 @@
 //! Every time-dependent decision (bans, rate windows, greylisting, cache
 //! lifetimes, retries) reads [`now`] or [`unix_now`]. Tests move this clock
 //! forward with [`advance`] instead of sleeping; a running server lets its
-//! control socket do that only when started with `MXGUARD_TEST_CLOCK=1`.
+//! control socket do that only when it was built with the `test-clock`
+//! feature (test builds only) and started with `MXGUARD_TEST_CLOCK=1`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,9 +35,11 @@ pub fn advance(by: Duration) {
     });
 }
 
-/// Whether this process lets its control socket move the clock.
+/// Whether this process lets its control socket move the clock: never in
+/// a build without the `test-clock` feature (a release build), whatever
+/// the environment says.
 pub fn test_clock_enabled() -> bool {
-    std::env::var_os("MXGUARD_TEST_CLOCK").is_some_and(|v| v == "1")
+    cfg!(feature = "test-clock") && std::env::var_os("MXGUARD_TEST_CLOCK").is_some_and(|v| v == "1")
 }
 
 fn since_epoch(t: SystemTime) -> Duration {

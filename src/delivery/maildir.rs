@@ -1,9 +1,11 @@
-//! Delivery into a Maildir: the message is written to `tmp/`, fsync'ed,
+//! Delivery into a Maildir: the message is written to `tmp/` (0600, in
+//! directories made 0700), fsync'ed,
 //! renamed into `new/`, and `new/` fsync'ed, so a message the queue lets go
 //! of is on disk.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -31,14 +33,19 @@ fn unique_name(hostname: &str) -> String {
 
 /// Copies the message from `source` (starting at byte `offset`).
 fn write(dir: &Path, hostname: &str, source: &Path, offset: u64) -> std::io::Result<PathBuf> {
+    // Missing directories are made 0700 and files 0600, as Dovecot makes
+    // them; directories that exist are left as their owner set them.
     for sub in ["tmp", "new", "cur"] {
-        fs::create_dir_all(dir.join(sub))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(crate::owned::DIR_MODE)
+            .create(dir.join(sub))?;
     }
     let name = unique_name(hostname);
     let tmp = dir.join("tmp").join(&name);
     let mut input = File::open(source)?;
     input.seek(SeekFrom::Start(offset))?;
-    let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let mut file = crate::owned::new_file(&tmp)?;
     if let Err(e) = std::io::copy(&mut input, &mut file).and_then(|_| file.sync_all()) {
         let _ = fs::remove_file(&tmp);
         return Err(e);

@@ -20,6 +20,7 @@ pub use id::QueueId;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A spool operation that failed, with the path it failed on.
@@ -65,11 +66,7 @@ pub struct Pending {
 impl Pending {
     fn open(&mut self) -> Result<&mut File, SpoolError> {
         if self.file.is_none() {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&self.tmp)
-                .map_err(io_err(&self.tmp))?;
+            let mut file = crate::owned::new_file(&self.tmp).map_err(io_err(&self.tmp))?;
             file.write_all(&self.head).map_err(io_err(&self.tmp))?;
             self.file = Some(file);
         }
@@ -114,18 +111,14 @@ impl Pending {
             Some(file) if !header.is_empty() => {
                 drop(file);
                 let again = self.tmp.with_extension("header");
-                let copied = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&again)
-                    .and_then(|mut out| {
-                        out.write_all(&self.head)?;
-                        out.write_all(header)?;
-                        let mut old = File::open(&tmp)?;
-                        old.seek(SeekFrom::Start(self.head.len() as u64))?;
-                        std::io::copy(&mut old, &mut out)?;
-                        Ok(out)
-                    });
+                let copied = crate::owned::new_file(&again).and_then(|mut out| {
+                    out.write_all(&self.head)?;
+                    out.write_all(header)?;
+                    let mut old = File::open(&tmp)?;
+                    old.seek(SeekFrom::Start(self.head.len() as u64))?;
+                    std::io::copy(&mut old, &mut out)?;
+                    Ok(out)
+                });
                 let _ = fs::remove_file(&tmp);
                 self.tmp = again;
                 copied.map_err(io_err(&self.tmp))?
@@ -197,11 +190,7 @@ fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 /// Writes `parts` to `path` and fsyncs the file.
 fn write_synced(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err(path))?;
+    let mut file = crate::owned::new_file(path).map_err(io_err(path))?;
     for part in parts {
         file.write_all(part).map_err(io_err(path))?;
     }
@@ -218,10 +207,19 @@ impl Spool {
             tmp: root.join("tmp"),
             quarantine: root.join("quarantine"),
         };
-        for dir in [&spool.queue, &spool.tmp, &spool.quarantine] {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        for dir in [&spool.root, &spool.queue, &spool.tmp, &spool.quarantine] {
+            crate::owned::dir(dir, crate::owned::DIR_MODE).map_err(io_err(dir))?;
         }
         Ok(spool)
+    }
+
+    /// Lets group `gid` reach the control socket: the spool directory
+    /// becomes 0710 and the group's (its contents stay mxguard's alone).
+    pub fn share_with_group(&self, gid: u32) -> Result<(), SpoolError> {
+        use std::os::unix::fs::PermissionsExt;
+        crate::owned::chgrp(&self.root, gid)
+            .and_then(|()| fs::set_permissions(&self.root, fs::Permissions::from_mode(0o710)))
+            .map_err(io_err(&self.root))
     }
 
     /// Opens the spool for the one server that owns it: takes the lock
@@ -235,6 +233,7 @@ impl Spool {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::owned::FILE_MODE)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         use std::os::fd::AsRawFd;

@@ -196,7 +196,8 @@ impl Memory {
         }
         let tmp = path.with_extension("tmp");
         let dir = path.parent().unwrap_or(Path::new("."));
-        let result = std::fs::File::create(&tmp)
+        let _ = std::fs::remove_file(&tmp);
+        let result = crate::owned::new_file(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
             .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| std::fs::File::open(dir)?.sync_all());

@@ -83,6 +83,8 @@ pub struct Mxguard {
     starts: usize,
     /// `serve` or `policy-server`.
     command: &'static str,
+    /// The umask the server starts with (the test runner's otherwise).
+    umask: Option<libc::mode_t>,
 }
 
 impl Mxguard {
@@ -130,7 +132,17 @@ impl Mxguard {
             addr: "127.0.0.1:0".parse().unwrap(),
             starts: 0,
             command,
+            umask: None,
         };
+        mx.restart();
+        mx
+    }
+
+    /// As [`Mxguard::start`], the server started with `umask`.
+    pub fn start_with_umask(dir: &Path, umask: libc::mode_t, sections: &str) -> Mxguard {
+        let mut mx = Mxguard::start(dir, sections);
+        mx.terminate();
+        mx.umask = Some(umask);
         mx.restart();
         mx
     }
@@ -141,7 +153,18 @@ impl Mxguard {
 
     /// Starts the server (again) and waits for its listen line.
     pub fn restart(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mxguard"));
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe and touches nothing else.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args([self.command, "--config"])
             .arg(&self.config)
             .env("MXGUARD_TEST_CLOCK", "1")

@@ -17,6 +17,7 @@ mod import;
 mod limits;
 mod logging;
 mod metrics;
+mod ownership;
 mod policy_server;
 mod postfix;
 mod props;
