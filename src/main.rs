@@ -376,6 +376,7 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     if let Some(group) = &config.control.group {
         mxguard::owned::group_id(group).map_err(|e| fail(&format!("control.group: {e}")))?;
     }
+    mxguard::tls::client::DownstreamTls::load(&config.downstream).map_err(|e| fail(&e))?;
     println!("{}: ok", file.display());
     Ok(ExitCode::SUCCESS)
 }

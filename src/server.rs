@@ -150,7 +150,8 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         config: config.clone(),
         spool: spool.clone(),
         log: log.clone(),
-        tls: crate::tls::opportunistic_client_config(),
+        tls: crate::tls::client::DownstreamTls::load(&config.downstream)
+            .map_err(ServicesError::from)?,
         dns: dns.clone(),
     }));
     let state = Arc::new(State::new(Store::open(&config)?, &config, log.clone()));

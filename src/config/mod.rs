@@ -119,6 +119,9 @@ impl Config {
                 join(p);
             }
         }
+        if let Some(file) = &mut self.downstream.tls_ca_file {
+            join(file);
+        }
     }
 
     /// Checks that need more than one value, or the value's meaning.
@@ -314,6 +317,13 @@ impl Config {
         if self.downstream.concurrency == 0 {
             return Err(("downstream.concurrency", "must be at least 1".into()));
         }
+        if self.downstream.tls_ca_file.is_some() && self.downstream.tls != DownstreamTls::Verify {
+            // A CA file that checks nothing would only look like security.
+            return Err((
+                "downstream.tls_ca_file",
+                "is only used with downstream.tls = \"verify\"".into(),
+            ));
+        }
         let limits = &self.limits;
         let positive: [(&'static str, u64); 7] = [
             ("limits.max_message_size", limits.max_message_size),
@@ -499,6 +509,30 @@ mod tests {
             "[[dnsbl]]\nzone = \"bl.example\"\n[ban]\nevents = [\"dnsbl:bl.example\", \"helo\"]\n",
         );
         assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
+    fn downstream_tls_settings() {
+        let c = parse("").unwrap();
+        assert_eq!(c.downstream.tls, DownstreamTls::Opportunistic);
+        let c = parse("[downstream]\ntls = \"verify\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
+        assert_eq!(c.downstream.tls, DownstreamTls::Verify);
+        assert_eq!(
+            c.downstream.tls_ca_file,
+            Some(PathBuf::from("/etc/mxguard/ca.pem"))
+        );
+        let err = parse("[downstream]\ntls = \"always\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("test.toml:2: downstream.tls: unknown variant `always`"),
+            "{err}"
+        );
+        let err =
+            parse("[downstream]\ntls = \"required\"\ntls_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml:3: downstream.tls_ca_file: is only used with downstream.tls = \"verify\""
+        );
     }
 
     #[test]

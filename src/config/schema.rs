@@ -228,6 +228,38 @@ pub struct Downstream {
     pub command_timeout: HumanDuration,
     /// Messages delivered at the same time.
     pub concurrency: usize,
+    /// STARTTLS toward the downstream, for delivery and recipient callouts.
+    pub tls: DownstreamTls,
+    /// PEM CA certificates that `tls = "verify"` trusts (default: the
+    /// system's bundle).
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `downstream.tls`: how much the connection to the downstream must be
+/// protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DownstreamTls {
+    /// STARTTLS when offered, any certificate; else (not offered, or the
+    /// handshake failed) in plaintext.
+    #[default]
+    Opportunistic,
+    /// STARTTLS, any certificate; never in plaintext (a downstream without
+    /// it is a temporary failure).
+    Required,
+    /// As `Required`, and the certificate must chain to a trusted CA and
+    /// name the target's host (or, for an IP literal, its address).
+    Verify,
+}
+
+impl std::fmt::Display for DownstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            DownstreamTls::Opportunistic => "opportunistic",
+            DownstreamTls::Required => "required",
+            DownstreamTls::Verify => "verify",
+        })
+    }
 }
 
 impl Default for Downstream {
@@ -240,6 +272,8 @@ impl Default for Downstream {
             connect_timeout: HumanDuration(Duration::from_secs(30)),
             command_timeout: HumanDuration(Duration::from_secs(300)),
             concurrency: 20,
+            tls: DownstreamTls::Opportunistic,
+            tls_ca_file: None,
         }
     }
 }

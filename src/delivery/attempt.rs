@@ -8,6 +8,7 @@ use super::smtp_client::{self, RcptResult};
 use super::{maildir, Context};
 use crate::config::{Dsn, Target};
 use crate::spool::{DeliveryState, Entry, QueueId, SpoolError};
+use crate::tls::client::Encryption;
 use std::time::Duration;
 
 /// What the scheduler does with the message next.
@@ -94,7 +95,7 @@ pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
             .map(str::to_string)
             .collect::<Vec<_>>()
         {
-            log_result(ctx, id, &rcpt, "-", "expired", &why);
+            log_result(ctx, id, &rcpt, "-", "expired", &why, None);
             state.failed.push((rcpt, why.clone()));
         }
     }
@@ -106,13 +107,16 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
     let id = &entry.envelope.id;
     let mut last_error = String::from("no target");
     for target in &ctx.config.downstream.targets {
-        let results = match target {
+        // What the connection got of TLS (none for a maildir).
+        let (results, tls) = match target {
             Target::Maildir(dir) => {
                 let source = ctx.spool.path(&entry.envelope.id);
-                maildir::deliver(dir, &ctx.config.server.hostname, &source, entry.body as u64)
-                    .await
-                    .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
-                    .map_err(|e| e.to_string())
+                let results =
+                    maildir::deliver(dir, &ctx.config.server.hostname, &source, entry.body as u64)
+                        .await
+                        .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
+                        .map_err(|e| e.to_string());
+                (results, None)
             }
             Target::Smtp { host, port } | Target::Lmtp { host, port } => {
                 let request = smtp_client::Request {
@@ -129,16 +133,20 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
                     body_8bit: entry.envelope.body_8bit,
                     message: entry.message(),
                 };
-                smtp_client::deliver(&request, ctx.tls.clone())
-                    .await
-                    .map_err(|e| e.to_string())
+                let attempt = smtp_client::deliver(&request, &ctx.tls).await;
+                (
+                    attempt.results.map_err(|e| e.to_string()),
+                    Some(attempt.tls),
+                )
             }
         };
+        let tls = tls.as_ref();
+        let relay = target.to_string();
         let results = match results {
             Ok(r) => r,
             Err(e) => {
                 for rcpt in pending {
-                    log_result(ctx, id, rcpt, &target.to_string(), "deferred", &e);
+                    log_result(ctx, id, rcpt, &relay, "deferred", &e, tls);
                 }
                 last_error = format!("{target}: {e}");
                 continue;
@@ -147,15 +155,15 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
         for (rcpt, result) in pending.iter().zip(results) {
             match result {
                 RcptResult::Delivered(reply) => {
-                    log_result(ctx, id, rcpt, &target.to_string(), "sent", &reply);
+                    log_result(ctx, id, rcpt, &relay, "sent", &reply, tls);
                     state.delivered.push(rcpt.clone());
                 }
                 RcptResult::Deferred(reply) => {
-                    log_result(ctx, id, rcpt, &target.to_string(), "deferred", &reply);
+                    log_result(ctx, id, rcpt, &relay, "deferred", &reply, tls);
                     state.last_error = Some(reply);
                 }
                 RcptResult::Failed(reply) => {
-                    log_result(ctx, id, rcpt, &target.to_string(), "failed", &reply);
+                    log_result(ctx, id, rcpt, &relay, "failed", &reply, tls);
                     state.failed.push((rcpt.clone(), reply));
                 }
             }
@@ -348,13 +356,25 @@ async fn keep_for_retry(
     Outcome::Retry(next)
 }
 
-fn log_result(ctx: &Context, id: &QueueId, rcpt: &str, relay: &str, status: &str, reply: &str) {
+/// One `delivery` line; over SMTP/LMTP with `tls=` (the version, or `none`
+/// and `tls_reason=`).
+fn log_result(
+    ctx: &Context,
+    id: &QueueId,
+    rcpt: &str,
+    relay: &str,
+    status: &str,
+    reply: &str,
+    tls: Option<&Encryption>,
+) {
     ctx.log
         .event("delivery")
         .kv("queue_id", id)
         .kv("to", rcpt)
         .kv("relay", relay)
         .kv("status", status)
+        .opt("tls", tls.map(Encryption::version))
+        .opt("tls_reason", tls.and_then(Encryption::reason))
         .kv("reply", reply)
         .emit();
 }

@@ -58,7 +58,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub spool: Arc<Spool>,
     pub log: Arc<Logger>,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// STARTTLS toward the downstream (`downstream.tls`).
+    pub tls: crate::tls::client::DownstreamTls,
     /// To verify a sender before it may get a bounce.
     pub dns: Arc<crate::dns::Dns>,
 }

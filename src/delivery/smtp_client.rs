@@ -1,11 +1,13 @@
 //! The SMTP and LMTP client that hands messages to the downstream:
-//! EHLO/LHLO, opportunistic STARTTLS (falling back to plaintext when the
-//! handshake fails), MAIL, RCPT and DATA pipelined when offered, a result
-//! per recipient (LMTP: one final reply per recipient), dot-stuffing on the
-//! way out. Every read has a timeout and every reply a size bound.
+//! EHLO/LHLO, STARTTLS as `downstream.tls` says (opportunistic: when
+//! offered, once more in plaintext when the handshake fails; required and
+//! verify: never in plaintext), MAIL, RCPT and DATA pipelined when offered,
+//! a result per recipient (LMTP: one final reply per recipient),
+//! dot-stuffing on the way out. Every read has a timeout and every reply a
+//! size bound; every connection says what it got of TLS ([`Encryption`]).
 
 use crate::smtp::conn::{Conn, ConnError, Line};
-use std::sync::Arc;
+use crate::tls::client::{self, DownstreamTls, Encryption};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -53,7 +55,13 @@ pub enum ClientError {
     #[error("downstream said {0}")]
     Refused(String),
     #[error("TLS handshake with downstream failed: {0}")]
-    Tls(ConnError),
+    Tls(String),
+    /// `downstream.tls` does not allow plaintext, and TLS could not be had.
+    #[error("no TLS ({why}), and downstream.tls = {mode} never sends in plaintext")]
+    TlsRequired {
+        mode: crate::config::DownstreamTls,
+        why: String,
+    },
 }
 
 /// A downstream reply: code and the text of all its lines.
@@ -164,24 +172,153 @@ async fn hello(conn: &mut Conn<TcpStream>, req: &Peer<'_>) -> Result<Extensions,
     Err(ClientError::Malformed)
 }
 
-/// Delivers to one host; with STARTTLS when offered, and once more in
-/// plaintext when the TLS handshake fails.
-pub async fn deliver(
-    req: &Request<'_>,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<Vec<RcptResult>, ClientError> {
-    match deliver_once(req, Some(tls)).await {
-        Err(ClientError::Tls(_)) => deliver_once(req, None).await,
+/// Why a connection without TLS has none (`tls_reason=`).
+const NOT_OFFERED: &str = "not offered";
+const NOT_REACHED: &str = "not reached";
+
+/// One attempt at one host: a result per recipient, or why the host could
+/// not take the message; and what the connection got of TLS.
+pub struct Attempt {
+    pub results: Result<Vec<RcptResult>, ClientError>,
+    pub tls: Encryption,
+}
+
+/// Delivers to one host, with TLS as `tls` says.
+pub async fn deliver(req: &Request<'_>, tls: &DownstreamTls) -> Attempt {
+    let mut session = match open(&req.peer, tls).await {
+        Ok(session) => session,
+        Err(failed) => {
+            return Attempt {
+                results: Err(failed.error),
+                tls: failed.tls,
+            }
+        }
+    };
+    let results = transaction(&mut session.conn, req, &session.ext).await;
+    if results.is_ok() {
+        session.conn.write(b"QUIT\r\n");
+        let _ = session.conn.flush(req.peer.command_timeout).await;
+        session.conn.shutdown().await;
+    }
+    Attempt {
+        results,
+        tls: session.tls,
+    }
+}
+
+/// A greeted connection to the downstream, encrypted as the policy asked.
+pub struct Session {
+    pub conn: Conn<TcpStream>,
+    pub ext: Extensions,
+    pub tls: Encryption,
+}
+
+/// A connection that could not be opened, and how far TLS got.
+pub struct Failed {
+    pub error: ClientError,
+    pub tls: Encryption,
+}
+
+/// Connects, reads the greeting, says EHLO/LHLO, and STARTTLS (then EHLO
+/// again) when offered. Without TLS to be had, `opportunistic` carries on
+/// in plaintext (after a failed handshake, on a new connection), the other
+/// modes fail with [`ClientError::TlsRequired`] or [`ClientError::Tls`].
+pub async fn open(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Failed> {
+    match open_once(peer, tls).await {
+        Err(Failed {
+            error: ClientError::Tls(why),
+            ..
+        }) if tls.plaintext_allowed() => {
+            // Once more, in plaintext.
+            let tls = Encryption::Plain(format!("handshake failed: {why}"));
+            match greet(peer).await {
+                Ok((conn, ext)) => Ok(Session { conn, ext, tls }),
+                Err(error) => Err(Failed { error, tls }),
+            }
+        }
         other => other,
     }
 }
 
-/// Connects, reads the greeting and says EHLO/LHLO; with `tls`, upgrades
-/// when STARTTLS is offered and says EHLO again.
-pub async fn open(
+/// One connection, with STARTTLS when offered.
+async fn open_once(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Failed> {
+    let fail = |tls: Encryption| move |error: ClientError| Failed { error, tls };
+    let (mut conn, ext) = greet(peer)
+        .await
+        .map_err(fail(Encryption::Plain(NOT_REACHED.into())))?;
+    if !ext.has("STARTTLS") {
+        return without_tls(peer, tls, conn, ext, NOT_OFFERED.into()).await;
+    }
+    let t = peer.command_timeout;
+    let reply = command(&mut conn, "STARTTLS", t)
+        .await
+        .map_err(fail(Encryption::Plain("STARTTLS failed".into())))?;
+    if reply.code != 220 {
+        // The session goes on in plaintext (RFC 3207), if it may.
+        let why = format!("STARTTLS refused: {} {}", reply.code, reply.text);
+        return without_tls(peer, tls, conn, ext, why).await;
+    }
+    let handshake = match client::server_name(peer.host) {
+        Some(name) => conn
+            .connect_tls(tls.config(), name, t)
+            .await
+            .map_err(|e| match e {
+                ConnError::Handshake(e) => e.to_string(),
+                other => other.to_string(),
+            }),
+        None => Err(format!("`{}` is not a name TLS can check", peer.host)),
+    };
+    if let Err(why) = handshake {
+        return Err(Failed {
+            error: ClientError::Tls(why.clone()),
+            tls: Encryption::Plain(format!("handshake failed: {why}")),
+        });
+    }
+    let version = conn
+        .tls_description()
+        .and_then(|d| d.split(' ').next().map(str::to_string))
+        .unwrap_or_default();
+    let encrypted = Encryption::Tls(version);
+    let ext = hello(&mut conn, peer)
+        .await
+        .map_err(fail(encrypted.clone()))?;
+    Ok(Session {
+        conn,
+        ext,
+        tls: encrypted,
+    })
+}
+
+/// No TLS to be had, for `why`: the session goes on in plaintext if the
+/// policy allows it; else it ends here, with QUIT.
+async fn without_tls(
     peer: &Peer<'_>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<(Conn<TcpStream>, Extensions), ClientError> {
+    tls: &DownstreamTls,
+    mut conn: Conn<TcpStream>,
+    ext: Extensions,
+    why: String,
+) -> Result<Session, Failed> {
+    if tls.plaintext_allowed() {
+        return Ok(Session {
+            conn,
+            ext,
+            tls: Encryption::Plain(why),
+        });
+    }
+    conn.write(b"QUIT\r\n");
+    let _ = conn.flush(peer.command_timeout).await;
+    conn.shutdown().await;
+    Err(Failed {
+        error: ClientError::TlsRequired {
+            mode: tls.mode(),
+            why: why.clone(),
+        },
+        tls: Encryption::Plain(why),
+    })
+}
+
+/// Connects, reads the greeting and says EHLO/LHLO.
+async fn greet(peer: &Peer<'_>) -> Result<(Conn<TcpStream>, Extensions), ClientError> {
     let addr = format!("{}:{}", peer.host, peer.port);
     let connect = TcpStream::connect((peer.host, peer.port));
     let stream = match tokio::time::timeout(peer.connect_timeout, connect).await {
@@ -192,39 +329,15 @@ pub async fn open(
     // Without it, Nagle and delayed ACK cost ~40 ms per message.
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::new(stream);
-    let t = peer.command_timeout;
-    let greeting = read_reply(&mut conn, t).await?;
+    let greeting = read_reply(&mut conn, peer.command_timeout).await?;
     if !greeting.is_ok() {
         return Err(ClientError::Refused(format!(
             "{} {}",
             greeting.code, greeting.text
         )));
     }
-    let mut ext = hello(&mut conn, peer).await?;
-    if let (Some(config), true) = (tls, ext.has("STARTTLS")) {
-        let reply = command(&mut conn, "STARTTLS", t).await?;
-        if reply.code == 220 {
-            let name = rustls::pki_types::ServerName::try_from(peer.host.to_string())
-                .map_err(|_| ClientError::Tls(ConnError::Closed))?;
-            conn.connect_tls(config, name, t)
-                .await
-                .map_err(ClientError::Tls)?;
-            ext = hello(&mut conn, peer).await?;
-        }
-    }
+    let ext = hello(&mut conn, peer).await?;
     Ok((conn, ext))
-}
-
-async fn deliver_once(
-    req: &Request<'_>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<Vec<RcptResult>, ClientError> {
-    let (mut conn, ext) = open(&req.peer, tls).await?;
-    let results = transaction(&mut conn, req, &ext).await?;
-    conn.write(b"QUIT\r\n");
-    let _ = conn.flush(req.peer.command_timeout).await;
-    conn.shutdown().await;
-    Ok(results)
 }
 
 /// MAIL, RCPT…, DATA and the message; a result for every recipient.

@@ -1,11 +1,14 @@
 //! The recipient callout: asks the downstream whether a mailbox exists with
 //! `MAIL FROM:<probe>`, `RCPT TO:<address>`, `RSET` (pipelined when
 //! offered), on a connection kept open for the next probe; every probe is
-//! bounded by `recipients.callout_timeout`.
+//! bounded by `recipients.callout_timeout`. STARTTLS as for delivery
+//! (`downstream.tls`): `required` and `verify` never probe in plaintext.
 
 use crate::config::{Config, Target};
 use crate::delivery::smtp_client::{self, ClientError, Extensions, Peer};
+use crate::reload::FileError;
 use crate::smtp::conn::Conn;
+use crate::tls::client::DownstreamTls;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -55,6 +58,7 @@ pub struct Callout {
     sender: String,
     connect_timeout: Duration,
     timeout: Duration,
+    tls: DownstreamTls,
     idle: Mutex<Vec<Open>>,
 }
 
@@ -72,7 +76,9 @@ fn targets_count(config: &Config) -> usize {
 const REUSED_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Callout {
-    pub fn new(config: &Config) -> Callout {
+    /// Fails when `downstream.tls = "verify"` cannot read its CA
+    /// certificates.
+    pub fn new(config: &Config) -> Result<Callout, FileError> {
         let targets = config
             .downstream
             .targets
@@ -84,7 +90,7 @@ impl Callout {
             })
             .collect();
         let r = &config.recipients;
-        Callout {
+        Ok(Callout {
             targets,
             helo: config.server.hostname.clone(),
             sender: r.probe_sender.clone(),
@@ -95,8 +101,9 @@ impl Callout {
                 .0
                 .min(r.callout_timeout.0 / (targets_count(config).max(1) as u32)),
             timeout: r.callout_timeout.0,
+            tls: DownstreamTls::load(&config.downstream)?,
             idle: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Asks whether `address` exists.
@@ -131,11 +138,11 @@ impl Callout {
                 connect_timeout: self.connect_timeout,
                 command_timeout: self.timeout,
             };
-            match smtp_client::open(&peer, None).await {
-                Ok((conn, ext)) => {
+            match smtp_client::open(&peer, &self.tls).await {
+                Ok(session) => {
                     let open = Open {
-                        conn,
-                        ext,
+                        conn: session.conn,
+                        ext: session.ext,
                         since: Instant::now(),
                     };
                     return self
@@ -143,7 +150,7 @@ impl Callout {
                         .await
                         .unwrap_or_else(|e| Probe::Unknown(e.to_string()));
                 }
-                Err(e) => last = format!("{host}:{port}: {e}"),
+                Err(failed) => last = format!("{host}:{port}: {}", failed.error),
             }
         }
         Probe::Unknown(last)

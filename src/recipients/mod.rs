@@ -63,7 +63,7 @@ impl Verifier {
             .as_deref()
             .map(|p| AddressList::open("recipients.spamtraps", p))
             .transpose()?;
-        let callout = r.callout.then(|| Callout::new(&config));
+        let callout = r.callout.then(|| Callout::new(&config)).transpose()?;
         Ok(Verifier {
             table,
             callout,

@@ -27,7 +27,8 @@ async fn plaintext_pipelined_after_starttls_is_discarded() {
     c.send(b"STARTTLS\r\nNOOP\r\n").await;
     assert_eq!(c.reply().await, "220 2.0.0 Ready to start TLS\r\n");
     let stream = c.into_stream();
-    let connector = tokio_rustls::TlsConnector::from(mxguard::tls::opportunistic_client_config());
+    let connector =
+        tokio_rustls::TlsConnector::from(mxguard::tls::client::any_certificate_config());
     let name = rustls::pki_types::ServerName::try_from("mx.test").unwrap();
     let mut tls = connector
         .connect(name, stream)
@@ -102,7 +103,8 @@ fn delivery_uses_starttls_when_the_downstream_offers_it() {
         &["--from", "a@client.test", "--to", "b@example.test"],
     );
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
-    front.wait_log(&["event=delivery", "status=sent"]);
+    let line = front.wait_log(&["event=delivery", "status=sent"]);
+    assert!(line.contains(" tls=TLSv1_3 "), "{line}");
     let line = downstream.wait_log(&["event=disconnect", "helo=mx.test"]);
     assert!(line.contains("tls=\"TLSv1_3"), "{line}");
     let maildir = down_dir.join("Maildir/new");
