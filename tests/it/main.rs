@@ -12,6 +12,7 @@ mod config_cli;
 mod content;
 mod crash;
 mod delivery;
+mod downstream_tls;
 mod fleet;
 mod import;
 mod limits;

@@ -1,7 +1,9 @@
 //! A real Postfix (Debian's package) as the primary mail server: its own
 //! configuration, queue and log in a test directory, listening on one
 //! loopback port, accepting mail for example.test only for the users in
-//! its relay recipient table, and discarding what it accepts.
+//! its relay recipient table, and discarding what it accepts. Its smtpd
+//! offers STARTTLS when given `smtpd_tls_*` settings (master.cf runs
+//! tlsmgr, without which smtpd disables TLS).
 
 use crate::harness::wait_for;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 ";
 
 impl Postfix {
