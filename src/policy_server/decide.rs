@@ -435,12 +435,13 @@ impl Decider {
             .log
             .event(event)
             .kv("client", env.client)
-            .opt("helo", Some(&env.helo).filter(|h| !h.is_empty()))
-            .opt("from", env.sender.as_ref().map(|s| &s.shown))
-            .opt("to", env.recipient.as_ref().map(|r| &r.shown))
+            // As in a session: ours first, the client's after.
             .kv("stage", env.stage.name())
             .kv("check", &refusal.check)
             .kv("action", action)
+            .opt("helo", Some(&env.helo).filter(|h| !h.is_empty()))
+            .opt("from", env.sender.as_ref().map(|s| &s.shown))
+            .opt("to", env.recipient.as_ref().map(|r| &r.shown))
             .kv("reply", &refusal.reply)
             .kv("service", "policy")
             .emit();

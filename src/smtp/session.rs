@@ -472,12 +472,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .log
             .event(event)
             .kv("client", self.client)
-            .opt("helo", self.helo.as_deref())
-            .opt("from", self.tx.as_ref().map(|t| &t.from))
-            .opt("to", to)
+            // What mxguard decided comes before what the client sent, so
+            // a filter anchored at `client=` (fail2ban) reads only ours.
             .kv("stage", stage)
             .kv("check", check)
             .kv("action", action)
+            .opt("helo", self.helo.as_deref())
+            .opt("from", self.tx.as_ref().map(|t| &t.from))
+            .opt("to", to)
             .kv("reply", reply)
             .emit();
     }

@@ -233,7 +233,7 @@ async fn smtp_sessions_from_many_client_addresses() {
         "to=<user@example.test>",
     ]);
     assert!(
-        line.contains("helo=mail1.client.test from=<a@client.test> to=<user@example.test> stage=rcpt check=dnsbl:bl.test action=reject"),
+        line.contains("client=127.0.0.20 stage=rcpt check=dnsbl:bl.test action=reject helo=mail1.client.test from=<a@client.test> to=<user@example.test> reply="),
         "{line}"
     );
 
@@ -284,8 +284,9 @@ async fn warn_mode_logs_and_delivers() {
         .await;
     assert!(listed.reply().await.starts_with("250 2.0.0 Ok: queued as"));
     let line = mx.wait_log(&["event=would_reject", "check=dnsbl:bl.test"]);
+    assert!(line.contains(" check=dnsbl:bl.test action=warn "), "{line}");
     assert!(
-        line.contains("action=warn reply=\"554 5.7.1 Mail from 127.0.0.20 refused"),
+        line.contains(" reply=\"554 5.7.1 Mail from 127.0.0.20 refused"),
         "{line}"
     );
     mx.wait_log(&["event=delivery", "status=sent"]);
