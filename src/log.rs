@@ -204,6 +204,69 @@ fn render_json(now: &str, fields: &[(&'static str, String)]) -> String {
     out
 }
 
+/// A list of addresses as one field value (the `to=` of `accept` and
+/// `quarantine`): joined with `,`, and inside an address `\` written `\\`
+/// and `,` written `\,` (only a quoted local part, `"a,b"@example.com`,
+/// holds either), so [`split_addresses`] gives the list back, in both log
+/// formats. Ordinary addresses are written as they are.
+pub fn join_addresses(addresses: &[impl AsRef<str>]) -> String {
+    let mut out = String::new();
+    for (i, address) in addresses.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in address.as_ref().chars() {
+            if matches!(c, ',' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The addresses of a list [`join_addresses`] wrote (nothing for an empty
+/// value); also reads the lists of older versions, which had no escapes.
+pub fn split_addresses(list: &str) -> SplitAddresses<'_> {
+    SplitAddresses {
+        rest: (!list.is_empty()).then_some(list),
+    }
+}
+
+/// The iterator of [`split_addresses`]: borrowed unless an address had an
+/// escape.
+pub struct SplitAddresses<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for SplitAddresses<'a> {
+    type Item = std::borrow::Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest?;
+        let end = rest.find([',', '\\']).unwrap_or(rest.len());
+        if rest.as_bytes().get(end) != Some(&b'\\') {
+            self.rest = rest.get(end + 1..).filter(|_| end < rest.len());
+            return Some(std::borrow::Cow::Borrowed(&rest[..end]));
+        }
+        let mut address = String::from(&rest[..end]);
+        let mut chars = rest[end..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                // A lone `\` at the very end stands for itself.
+                '\\' => address.push(chars.next().map_or('\\', |(_, e)| e)),
+                ',' => {
+                    self.rest = Some(&rest[end + i + 1..]);
+                    return Some(std::borrow::Cow::Owned(address));
+                }
+                c => address.push(c),
+            }
+        }
+        self.rest = None;
+        Some(std::borrow::Cow::Owned(address))
+    }
+}
+
 /// JSON-style escaping, also used inside quoted text values (and by the
 /// report's JSON).
 pub fn escape_into(out: &mut String, value: &str) {
@@ -243,6 +306,38 @@ mod tests {
             line,
             "T mxguard: event=reject client=192.0.2.1 reply=\"550 5.1.1 \\\"x\\\" unknown\" helo=\"\" from=\"a\\r\\nb\"\n"
         );
+    }
+
+    #[test]
+    fn address_lists() {
+        let list = ["a@x.test", "\"a,b\"@x.test", "\"c\\\\d\"@x.test"];
+        let joined = join_addresses(&list);
+        assert_eq!(joined, "a@x.test,\"a\\,b\"@x.test,\"c\\\\\\\\d\"@x.test");
+        assert_eq!(split_addresses(&joined).collect::<Vec<_>>(), list);
+        // What older versions wrote reads as it did.
+        assert_eq!(
+            split_addresses("a@x.test,b@y.test").collect::<Vec<_>>(),
+            ["a@x.test", "b@y.test"]
+        );
+        assert_eq!(split_addresses("").count(), 0);
+        assert_eq!(split_addresses("a,,b").collect::<Vec<_>>(), ["a", "", "b"]);
+        assert_eq!(split_addresses("a,").collect::<Vec<_>>(), ["a", ""]);
+        assert_eq!(split_addresses("x\\").collect::<Vec<_>>(), ["x\\"]);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any addresses, commas, quotes and backslashes included.
+            #[test]
+            fn address_lists_round_trip(list in proptest::collection::vec(".+", 1..6)) {
+                let joined = join_addresses(&list);
+                let back: Vec<String> = split_addresses(&joined).map(|a| a.into_owned()).collect();
+                prop_assert_eq!(back, list);
+            }
+        }
     }
 
     #[test]

@@ -312,7 +312,7 @@ async fn quarantine(
                 .event("quarantine")
                 .kv("queue_id", id)
                 .kv("from", from)
-                .kv("to", failed.join(","))
+                .kv("to", crate::log::join_addresses(&failed))
                 .kv("reason", quarantine_reason(&state))
                 .kv(
                     "bounce",

@@ -120,7 +120,9 @@ impl Metrics {
                     String::new(),
                     f("size").parse().unwrap_or(0),
                 );
-                let rcpts = f("to").split(',').filter(|t| !t.is_empty()).count();
+                let rcpts = crate::log::split_addresses(f("to"))
+                    .filter(|t| !t.is_empty())
+                    .count();
                 self.add(
                     "mxguard_accepted_recipients_total",
                     String::new(),

@@ -6,7 +6,8 @@
 //!   before its session began (`reject` at `stage=connect`; `pregreet` is
 //!   refused inside a session, which then logs its `disconnect`);
 //! - a **message accepted** is an `accept` (one queued message, `size`
-//!   bytes, delivered to each recipient in its `to`);
+//!   bytes, delivered to each recipient in its `to`, a list as
+//!   [`crate::log::join_addresses`] writes it);
 //! - a **refusal** is one `reject`: one refused connection, HELO, MAIL,
 //!   RCPT (one recipient attempt), DATA or command. `action=reject` (5xx)
 //!   counts as rejected, and so does `action=drop` (a banned client's
@@ -189,8 +190,8 @@ impl Summary {
 
     fn accept(&mut self, f: &Fields<'_>) -> Traffic {
         bump(&mut self.senders_accepted, sender(f.from.as_deref()), 1);
-        for rcpt in f.to.as_deref().unwrap_or("").split(',') {
-            let rcpt = mailbox(rcpt);
+        for rcpt in crate::log::split_addresses(f.to.as_deref().unwrap_or("")) {
+            let rcpt = mailbox(&rcpt);
             if !rcpt.is_empty() {
                 self.recipients_accepted += 1;
                 bump(&mut self.recipients_accepted_by, rcpt, 1);
@@ -351,6 +352,68 @@ mod tests {
             s.add(&f, at);
         }
         s
+    }
+
+    mod props {
+        use super::*;
+        use crate::config::LogFormat;
+        use crate::log::Logger;
+        use proptest::prelude::*;
+
+        /// An address as a session logs it: a dot-atom or a quoted local
+        /// part (with commas, spaces, quotes and backslashes) at a domain.
+        fn address() -> impl Strategy<Value = String> {
+            let quoted = "[ -~]{0,10}".prop_map(|text| {
+                let escaped: String = text
+                    .chars()
+                    .flat_map(|c| match c {
+                        '"' | '\\' => vec!['\\', c],
+                        c => vec![c],
+                    })
+                    .collect();
+                format!("\"{escaped}\"")
+            });
+            let local = prop_oneof!["[a-z0-9+_-]{1,8}(\\.[a-z0-9]{1,4})?", quoted];
+            (local, "[a-z]{1,8}").prop_map(|(l, d)| format!("{l}@{d}.test"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            /// The recipients an accept line lists are the ones the report
+            /// counts, in both log formats.
+            #[test]
+            fn accepted_recipients_round_trip(
+                rcpts in proptest::collection::vec(address(), 1..6),
+                json in any::<bool>(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("mx.log");
+                let config = crate::config::Log {
+                    file: Some(path.clone()),
+                    format: if json { LogFormat::Json } else { LogFormat::Text },
+                    ..crate::config::Log::default()
+                };
+                Logger::open(&config)
+                    .unwrap()
+                    .event("accept")
+                    .kv("client", "192.0.2.1")
+                    .kv("to", crate::log::join_addresses(&rcpts))
+                    .kv("size", 10)
+                    .emit();
+                let line = std::fs::read_to_string(&path).unwrap();
+                let f = parse_line(&line).unwrap();
+                let Some(Time::Utc(at)) = f.time else { panic!("{line}") };
+                let mut s = Summary::default();
+                s.add(&f, at);
+                prop_assert_eq!(s.recipients_accepted, rcpts.len() as u64);
+                let mut want: HashMap<String, u64> = HashMap::new();
+                for r in &rcpts {
+                    *want.entry(r.clone()).or_default() += 1;
+                }
+                prop_assert_eq!(&s.recipients_accepted_by, &want);
+            }
+        }
     }
 
     #[test]

@@ -1020,7 +1020,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     .kv("client", self.client)
                     .kv("helo", &envelope.helo)
                     .kv("from", &envelope.from)
-                    .kv("to", envelope.rcpts.join(","))
+                    .kv("to", crate::log::join_addresses(&envelope.rcpts))
                     .kv("stage", "data")
                     .kv("action", "accept")
                     .kv("queue_id", &id)

@@ -831,3 +831,51 @@ fn large_log_throughput() {
         mb / elapsed.as_secs_f64()
     );
 }
+
+/// A recipient whose quoted local part holds a comma is one recipient, in
+/// the accept line (escaped) and in the report. (The JSON log format is
+/// checked by the property test in src/report/summary.rs.)
+#[tokio::test]
+async fn a_comma_inside_an_address_is_not_two_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"), free_port(), &[]);
+    let mx = Mxguard::start(dir.path(), &relay_to(sink.port));
+    let mut c = Client::greet(mx.addr).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@client.test>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<\"a,b\"@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<carol@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let queued = c.cmd("Subject: hi\r\n\r\nhello\r\n.").await;
+    assert!(queued.starts_with("250 2.0.0 Ok: queued as"), "{queued}");
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    let accept = mx.wait_log(&["event=accept"]);
+    assert!(
+        accept.contains(r#" to="\"a\\,b\"@example.test,carol@example.test" "#),
+        "{accept}"
+    );
+    mx.wait_log_count(&["event=delivery", "status=sent"], 2);
+
+    let out = report(&["--format", "json", mx.log_path().to_str().unwrap()]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["lines"]["skipped"], 0);
+    assert_eq!(json["totals"]["messages_accepted"], 1);
+    assert_eq!(json["totals"]["recipients_accepted"], 2);
+    let mut rcpts: Vec<&str> = json["top_recipients_accepted"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["recipient"].as_str().unwrap())
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["\"a,b\"@example.test", "carol@example.test"]);
+    assert_eq!(json["deliveries"]["sent"], 2);
+}
