@@ -27,8 +27,10 @@ pub struct Abuse {
     pub tarpit_on_warn: bool,
     /// How long each reply to a tarpitted client is held back.
     pub tarpit_delay: HumanDuration,
-    /// Tarpitted connections at once; beyond it, such clients get
-    /// `421 4.3.2` so a flood never holds every connection slot.
+    /// Tarpitted connections at once; beyond it, such clients are served
+    /// at full speed (`event=tarpit_full`), so a flood never holds every
+    /// connection slot and a check in warn mode never costs a client its
+    /// mail.
     pub tarpit_max: usize,
 }
 

@@ -1,5 +1,7 @@
-//! `mxguard config check` and configuration errors at start.
+//! `mxguard config check` and configuration errors at start; the shipped
+//! example configuration, checked and started.
 
+use crate::harness::*;
 use std::process::Command;
 
 fn mxguard(args: &[&str]) -> std::process::Output {
@@ -22,6 +24,104 @@ fn config_check_accepts_the_example() {
         String::from_utf8_lossy(&out.stdout),
         format!("{example}: ok\n")
     );
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The banner a server at `addr` sends.
+async fn banner(addr: &str) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::BufReader::new(stream).read_line(&mut line),
+    )
+    .await
+    .expect("a banner in time")
+    .unwrap();
+    line
+}
+
+/// The shipped configuration (/etc/mxguard/mxguard.toml in the Debian
+/// package) starts as it is, but for its ports and the directories it
+/// writes to: its listen addresses bind together, and IPv4 and IPv6
+/// clients both get the banner, the IPv4 one known by its IPv4 address.
+#[tokio::test]
+async fn the_example_listens_for_ipv4_and_ipv6_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mxguard.toml");
+    let mut config: toml::Table = std::fs::read_to_string(example).unwrap().parse().unwrap();
+    let port = free_port();
+    let server = config["server"].as_table_mut().unwrap();
+    let listen: Vec<toml::Value> = server["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let addr: std::net::SocketAddr = a.as_str().unwrap().parse().unwrap();
+            std::net::SocketAddr::new(addr.ip(), port)
+                .to_string()
+                .into()
+        })
+        .collect();
+    let listeners = listen.len();
+    server.insert("listen".into(), listen.into());
+    let spool = dir.path().join("spool").display().to_string();
+    config["spool"]
+        .as_table_mut()
+        .unwrap()
+        .insert("dir".into(), spool.into());
+    let log = dir.path().join("mxguard.log");
+    config["log"]
+        .as_table_mut()
+        .unwrap()
+        .insert("file".into(), log.display().to_string().into());
+    let file = dir.path().join("mxguard.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+
+    let mut server = Running(
+        Command::new(env!("CARGO_BIN_EXE_mxguard"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("every listen address bound", || {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = server.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("mxguard exited with {status}: {err}");
+        }
+        (lines().matches("event=listen ").count() == listeners).then_some(())
+    });
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let banner = banner(&addr).await;
+        assert!(
+            banner.starts_with("220 mx2.example.com "),
+            "{addr}: {banner}"
+        );
+    }
+    wait_for("both sessions logged", || {
+        let log = lines();
+        (log.contains("event=disconnect client=127.0.0.1 ")
+            && log.contains("event=disconnect client=::1 "))
+        .then_some(())
+    });
+    assert!(!lines().contains("::ffff:"), "{}", lines());
 }
 
 #[test]
