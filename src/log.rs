@@ -2,7 +2,8 @@
 //! same fields), to standard error, a file, or syslog (facility mail, over
 //! the local datagram socket). Greppable and fail2ban-friendly: every line
 //! starts with a timestamp and `event=`, values with spaces or quotes are
-//! quoted, control characters are escaped.
+//! quoted, control characters are escaped. A list of addresses in one field
+//! is written by [`join_addresses`] and read by [`split_addresses`].
 
 use crate::config::{Log, LogFormat};
 use crate::metrics::Metrics;
