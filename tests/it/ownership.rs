@@ -48,12 +48,14 @@ async fn files_and_sockets_are_ours_whatever_the_umask() {
                 "umask {umask:o}: spool/{sub}"
             );
         }
-        let queued: Vec<_> = std::fs::read_dir(spool.join("queue"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        assert_eq!(queued.len(), 2, "the message and its state: {queued:?}");
+        let queued = wait_for("the message and its delivery state", || {
+            let files: Vec<_> = std::fs::read_dir(spool.join("queue"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            (files.len() == 2).then_some(files)
+        });
         for file in &queued {
             assert_eq!(mode(file), 0o600, "umask {umask:o}: {}", file.display());
         }
