@@ -141,6 +141,9 @@ pub struct State {
     pub prefix: String,
     /// Longest wait for one Redis operation.
     pub timeout: HumanDuration,
+    /// The memory backend's keys per family (bans, offences, greylist
+    /// triplets, known mailboxes, each kind of rate counter, …).
+    pub max_entries: usize,
 }
 
 impl Default for State {
@@ -150,6 +153,7 @@ impl Default for State {
             on_error: OnStateError::Open,
             prefix: "mxguard:".into(),
             timeout: HumanDuration(Duration::from_millis(500)),
+            max_entries: 100_000,
         }
     }
 }

@@ -140,6 +140,9 @@ impl Config {
         if self.state.timeout.0.is_zero() {
             return Err(("state.timeout", "must be more than 0s".into()));
         }
+        if self.state.max_entries < 100 {
+            return Err(("state.max_entries", "must be at least 100".into()));
+        }
         let a = &self.abuse;
         if a.tarpit_max == 0 || a.tarpit_max > 1_000_000 {
             return Err(("abuse.tarpit_max", "must be from 1 to 1000000".into()));

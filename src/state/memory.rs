@@ -1,7 +1,19 @@
 //! The in-process state backend: a map of keys to values or event logs,
-//! each with an expiry, bounded in size, saved to `<spool.dir>/state` (a
-//! line per key, written aside, fsynced and renamed) periodically and at
-//! shutdown, so bans and what the callout learned survive a restart.
+//! each with an expiry, bounded per family of keys, saved to
+//! `<spool.dir>/state` (a line per key, written aside, fsynced and renamed)
+//! periodically and at shutdown, so bans and what the callout learned
+//! survive a restart.
+//!
+//! A family is what a key starts with: `ban`, `offence`, `grey`, `rcpt`,
+//! … — and for rate counters the counter's kind (`rate:sender_messages`).
+//! Each family holds at most `state.max_entries` keys: beyond, its expired
+//! keys go, then the tenth that expires soonest; a flood of one kind (a
+//! client sending MAIL with random senders fills `rate:sender_messages`)
+//! never pushes out another (bans, known mailboxes), and memory stays
+//! bounded. Rate counters are not saved (like Postfix's anvil, their
+//! windows start empty after a restart), so such a flood costs the
+//! periodic save nothing; the file is written only when a saved family
+//! changed.
 //!
 //! File format, one key per line, fields separated by tabs:
 //! `KEY EXPIRES v VALUE` for a value, `KEY EXPIRES l T1,T2,…` for the event
@@ -17,10 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Beyond this many keys, expired ones go, then those expiring soonest
-/// (short-lived counters and negative answers before bans and mailboxes).
-const MAX_ENTRIES: usize = 1_000_000;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Data {
     Value(String),
@@ -35,10 +43,107 @@ struct Entry {
     data: Data,
 }
 
+/// The family a key belongs to (see the module documentation).
+fn family(key: &str) -> &str {
+    let first = key.find(':').unwrap_or(key.len());
+    if &key[..first] != "rate" {
+        return &key[..first];
+    }
+    match key[first + 1..].find(':') {
+        Some(second) => &key[..first + 1 + second],
+        None => key,
+    }
+}
+
+/// Whether a family is written to the state file.
+fn saved(family: &str) -> bool {
+    family != "rate" && !family.starts_with("rate:")
+}
+
+/// The entries, and how many of each family there are.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    families: HashMap<String, usize>,
+}
+
+impl Entries {
+    fn insert(&mut self, key: String, entry: Entry) {
+        let fam = family(&key).to_string();
+        if self.map.insert(key, entry).is_none() {
+            *self.families.entry(fam).or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let removed = self.map.remove(key)?;
+        self.forget(key);
+        Some(removed)
+    }
+
+    /// One key of its family fewer.
+    fn forget(&mut self, key: &str) {
+        let fam = family(key);
+        if let Some(n) = self.families.get_mut(fam) {
+            *n -= 1;
+            if *n == 0 {
+                self.families.remove(fam);
+            }
+        }
+    }
+
+    /// Keeps the entries `keep` says to keep.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
+        let families = &mut self.families;
+        self.map.retain(|k, e| {
+            let kept = keep(k, e);
+            if !kept {
+                let fam = family(k);
+                if let Some(n) = families.get_mut(fam) {
+                    *n -= 1;
+                    if *n == 0 {
+                        families.remove(fam);
+                    }
+                }
+            }
+            kept
+        });
+    }
+
+    fn count(&self, fam: &str) -> usize {
+        self.families.get(fam).copied().unwrap_or(0)
+    }
+
+    /// Makes room in `key`'s family for a new key, if it is full: drops its
+    /// expired keys; if that is not enough, the tenth that expires soonest.
+    fn make_room(&mut self, key: &str, now: u64, max: usize) {
+        let fam = family(key).to_string();
+        if self.count(&fam) < max || self.map.contains_key(key) {
+            return;
+        }
+        self.retain(|k, e| e.expires > now || family(k) != fam);
+        if self.count(&fam) < max {
+            return;
+        }
+        let mut expiries: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(k, _)| family(k) == fam)
+            .map(|(_, e)| e.expires)
+            .collect();
+        expiries.sort_unstable();
+        let cutoff = expiries[expiries.len() / 10];
+        self.retain(|k, e| e.expires > cutoff || family(k) != fam);
+    }
+}
+
 pub struct Memory {
     /// Where it is saved; `None` for a scratch store that never is.
     path: Option<PathBuf>,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
+    /// Keys per family at most.
+    max: usize,
+    /// A saved family changed since the last save.
     dirty: AtomicBool,
     /// One save at a time (the periodic one and the one at stop).
     saving: Mutex<()>,
@@ -46,7 +151,7 @@ pub struct Memory {
 
 impl Memory {
     /// Loads the saved state; a missing file is an empty state.
-    pub fn load(path: PathBuf) -> Result<Memory, StateError> {
+    pub fn load(path: PathBuf, max: usize) -> Result<Memory, StateError> {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -57,15 +162,23 @@ impl Memory {
                 })
             }
         };
-        Ok(Memory::from_text(Some(path), &text))
+        Ok(Memory::from_text(Some(path), &text, max))
     }
 
     /// The state a saved file's text describes (lines that do not parse are
-    /// skipped); saved to `path` when there is one.
-    pub fn from_text(path: Option<PathBuf>, text: &str) -> Memory {
+    /// skipped, and so are keys beyond a family's `max`); saved to `path`
+    /// when there is one.
+    pub fn from_text(path: Option<PathBuf>, text: &str, max: usize) -> Memory {
+        let mut entries = Entries::default();
+        for (key, entry) in text.lines().filter_map(parse_line) {
+            if entries.count(family(&key)) < max {
+                entries.insert(key, entry);
+            }
+        }
         Memory {
             path,
-            entries: Mutex::new(text.lines().filter_map(parse_line).collect()),
+            entries: Mutex::new(entries),
+            max,
             dirty: AtomicBool::new(false),
             saving: Mutex::new(()),
         }
@@ -73,19 +186,25 @@ impl Memory {
 
     /// An empty store that is never saved (for the one-shot commands).
     pub fn scratch() -> Memory {
-        Memory::from_text(None, "")
+        Memory::from_text(None, "", usize::MAX)
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn changed(&self, key: &str) {
+        if saved(family(key)) {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub fn get(&self, key: &str, now: u64) -> Option<String> {
-        match self.lock().get(key) {
+        match self.lock().map.get(key) {
             Some(Entry {
                 expires,
                 data: Data::Value(v),
@@ -99,21 +218,16 @@ impl Memory {
             expires: now.saturating_add(ttl.as_secs()),
             data: Data::Value(value.to_string()),
         };
-        self.insert(key, entry, now);
-    }
-
-    fn insert(&self, key: &str, entry: Entry, now: u64) {
         let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
-            make_room(&mut entries, now);
-        }
+        entries.make_room(key, now, self.max);
         entries.insert(key.to_string(), entry);
-        self.dirty.store(true, Ordering::Relaxed);
+        drop(entries);
+        self.changed(key);
     }
 
     pub fn remove(&self, key: &str) {
         if self.lock().remove(key).is_some() {
-            self.dirty.store(true, Ordering::Relaxed);
+            self.changed(key);
         }
     }
 
@@ -142,9 +256,7 @@ impl Memory {
         };
         if !times.is_empty() {
             let expires = times.back().map_or(now, |&t| t.saturating_add(window));
-            if entries.len() >= MAX_ENTRIES {
-                make_room(&mut entries, now);
-            }
+            entries.make_room(key, now, self.max);
             entries.insert(
                 key.to_string(),
                 Entry {
@@ -153,13 +265,15 @@ impl Memory {
                 },
             );
         }
-        self.dirty.store(true, Ordering::Relaxed);
+        drop(entries);
+        self.changed(key);
         counted
     }
 
     pub fn list(&self, prefix: &str, now: u64) -> Vec<(String, String)> {
         let mut found: Vec<(String, String)> = self
             .lock()
+            .map
             .iter()
             .filter(|(k, e)| k.starts_with(prefix) && e.expires > now)
             .filter_map(|(k, e)| match &e.data {
@@ -171,7 +285,8 @@ impl Memory {
         found
     }
 
-    /// Writes the live entries if anything changed since the last save.
+    /// Writes the live entries of the saved families, if one changed
+    /// since the last save.
     pub fn save(&self, now: u64) -> Result<(), StateError> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -186,7 +301,9 @@ impl Memory {
             let mut entries = self.lock();
             entries.retain(|_, e| e.expires > now);
             entries
+                .map
                 .iter()
+                .filter(|(k, _)| saved(family(k)))
                 .map(|(k, e)| (k.clone(), e.clone()))
                 .collect()
         };
@@ -209,19 +326,6 @@ impl Memory {
             }
         })
     }
-}
-
-/// Drops expired entries; if that is not enough, the tenth that expires
-/// soonest.
-fn make_room(entries: &mut HashMap<String, Entry>, now: u64) {
-    entries.retain(|_, e| e.expires > now);
-    if entries.len() < MAX_ENTRIES {
-        return;
-    }
-    let mut expiries: Vec<u64> = entries.values().map(|e| e.expires).collect();
-    expiries.sort_unstable();
-    let cutoff = expiries[expiries.len() / 10];
-    entries.retain(|_, e| e.expires > cutoff);
 }
 
 fn escape(text: &str) -> String {
@@ -295,7 +399,7 @@ mod tests {
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> Memory {
-        Memory::load(dir.path().join("state")).unwrap()
+        Memory::load(dir.path().join("state"), 1000).unwrap()
     }
 
     #[test]
@@ -362,5 +466,58 @@ mod tests {
         let m = store(&dir);
         assert_eq!(m.get("ok", 1).as_deref(), Some("yes"));
         assert_eq!(m.list("", 1).len(), 1);
+    }
+
+    #[test]
+    fn keys_are_counted_by_family() {
+        assert_eq!(family("ban:192.0.2.1"), "ban");
+        assert_eq!(
+            family("rate:sender_messages:a@b.test"),
+            "rate:sender_messages"
+        );
+        assert_eq!(family("rate:connections:192.0.2.1"), "rate:connections");
+        assert_eq!(family("grey:192.0.2.0/24:x"), "grey");
+        assert_eq!(family("odd"), "odd");
+        assert!(saved("ban") && saved("rcpt") && !saved("rate:messages"));
+    }
+
+    #[test]
+    fn a_flood_of_one_family_never_pushes_out_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = store(&dir);
+        let day = Duration::from_secs(86_400);
+        let hour = Duration::from_secs(3600);
+        for i in 0..10 {
+            m.put(&format!("ban:192.0.2.{i}"), "x", 100, day);
+        }
+        for i in 0..5000 {
+            m.hit(
+                &format!("rate:sender_messages:{i}@random.test"),
+                100 + i,
+                hour,
+                10,
+            );
+        }
+        let entries = m.lock();
+        assert!(entries.count("rate:sender_messages") <= 1000);
+        assert_eq!(entries.count("ban"), 10);
+        assert_eq!(entries.map.len(), entries.families.values().sum::<usize>());
+        drop(entries);
+        assert_eq!(m.list("ban:", 200).len(), 10);
+    }
+
+    #[test]
+    fn rate_counters_are_not_saved_and_do_not_make_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = store(&dir);
+        let hour = Duration::from_secs(3600);
+        m.hit("rate:sender_messages:a@b.test", 100, hour, 10);
+        m.save(100).unwrap();
+        assert!(!dir.path().join("state").exists(), "nothing saved changed");
+        m.put("ban:192.0.2.1", "x", 100, hour);
+        m.save(100).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("state")).unwrap();
+        assert!(text.starts_with("ban:192.0.2.1\t"), "{text}");
+        assert!(!text.contains("rate:"), "{text}");
     }
 }

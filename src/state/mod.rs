@@ -67,7 +67,10 @@ impl Store {
     /// `<spool.dir>/state`.
     pub fn open(config: &Config) -> Result<Store, StateError> {
         match &config.state.backend {
-            Backend::Memory => Ok(Store::Memory(memory::Memory::load(state_file(config))?)),
+            Backend::Memory => Ok(Store::Memory(memory::Memory::load(
+                state_file(config),
+                config.state.max_entries,
+            )?)),
             Backend::Redis(url) => Ok(Store::Redis(redis::Redis::new(
                 url,
                 &config.state.prefix,

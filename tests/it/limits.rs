@@ -470,3 +470,46 @@ async fn greetings_are_printable_ascii() {
     );
     assert!(c.cmd("EHLO helas.test").await.starts_with("250-mx.test"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_senders_cannot_grow_the_state_without_bound() {
+    const SENDERS: usize = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut mx = start(
+        dir.path(),
+        "sender_messages_per_hour = 5\nmax_commands = 100000\n[state]\nmax_entries = 500",
+    );
+    let mut c = Client::greet(mx.addr).await;
+    // Warm up, so the allocator's first growth is not counted.
+    let batch = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| format!("MAIL FROM:<random-{i}@flood.test>\r\nRSET\r\n"))
+            .collect::<String>()
+    };
+    for (from, to) in [(0, 1000), (1000, SENDERS)] {
+        if from == 1000 {
+            c.cmd("NOOP").await;
+        }
+        let before = mx.memory_kb("VmRSS");
+        for chunk_start in (from..to).step_by(500) {
+            c.send(batch(chunk_start, (chunk_start + 500).min(to)).as_bytes())
+                .await;
+            for _ in chunk_start..(chunk_start + 500).min(to) {
+                assert_eq!(c.reply().await, "250 2.1.0 Ok\r\n");
+                assert_eq!(c.reply().await, "250 2.0.0 Ok\r\n");
+            }
+        }
+        if from == 1000 {
+            let grown = mx.memory_kb("VmRSS").saturating_sub(before);
+            assert!(
+                grown < 4096,
+                "{SENDERS} random senders grew the process by {grown} kB"
+            );
+        }
+    }
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+    mx.terminate();
+    // Rate counters are not saved: the flood left nothing to write.
+    let state = std::fs::read_to_string(mx.spool().join("state")).unwrap_or_default();
+    assert!(!state.contains("rate:"), "{} bytes of state", state.len());
+}
