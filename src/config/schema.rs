@@ -63,6 +63,9 @@ pub struct Metrics {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyServer {
     pub listen: Option<PolicyListen>,
+    /// Whether requests count toward bans and rate limits: what a request
+    /// claims about a client is then believed enough to punish it.
+    pub count_offences: bool,
 }
 
 /// Where the policy server listens.

@@ -6,6 +6,12 @@
 //! `DUNNO` without a check. Relay control and recipient verification
 //! (with the spam traps) are not run: Postfix does those.
 //!
+//! A request only claims who the client is, so by default it changes no
+//! state that could punish that client: bans in force still refuse and
+//! greylisting works as in a session, but refusals count no ban offence
+//! and rate limits are neither counted nor applied, unless
+//! `policy_server.count_offences` is set.
+//!
 //! One [`Decider`] serves one policy connection, whose requests come from
 //! one Postfix SMTP server process in turn. It remembers the mail
 //! transaction of the last request (Postfix's `instance`): the results of
@@ -262,7 +268,10 @@ impl Decider {
         };
         self.log("reject", &env, &refusal, action);
         let bans = &self.svc.abuse.bans;
-        if bans.counts(&refusal.check) && self.tx.offences.insert(refusal.check.clone()) {
+        if self.svc.config.policy_server.count_offences
+            && bans.counts(&refusal.check)
+            && self.tx.offences.insert(refusal.check.clone())
+        {
             // A failing store already logged; nothing more to do here.
             let _ = bans.offence(env.client, &refusal.check).await;
         }
@@ -449,8 +458,13 @@ impl Decider {
 }
 
 /// Counts one event for `who` against a rate limit; `Err` when over it
-/// (or when the state store fails closed).
+/// (or when the state store fails closed). Nothing is counted, and no
+/// limit applies, unless `policy_server.count_offences` is set: the store
+/// has no way to read a counter without moving it.
 async fn count(svc: &Services, rate: Rate, who: &str) -> Result<(), Refused> {
+    if !svc.config.policy_server.count_offences {
+        return Ok(());
+    }
     match svc.abuse.rates.count(rate, who).await {
         Ok(None) => Ok(()),
         Ok(Some(refusal)) => Err(refusal.into()),

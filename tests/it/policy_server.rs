@@ -13,9 +13,14 @@ use std::io::{Read, Write};
 /// mxguard's policy server at `listen`, with the fixture DNS, the DNSBL
 /// bl.test (lists 127.0.0.20 and 127.0.0.21) and reverse DNS required.
 fn policy_config(dns: &DnsFixture, listen: &str, extra: &str) -> String {
+    policy_config_with(dns, &format!("listen = \"{listen}\"\n"), extra)
+}
+
+/// As [`policy_config`], with `policy` as the `[policy_server]` lines.
+fn policy_config_with(dns: &DnsFixture, policy: &str, extra: &str) -> String {
     format!(
         r#"[policy_server]
-listen = "{listen}"
+{policy}
 {dns}
 [checks]
 dmarc = "off"
@@ -184,12 +189,17 @@ impl PolicyClient {
 }
 
 fn rcpt_request(client: &str) -> String {
+    rcpt_request_in(client, "1234.5678.9.0")
+}
+
+/// A RCPT request of the mail transaction `instance`.
+fn rcpt_request_in(client: &str, instance: &str) -> String {
     format!(
         "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
          client_address={client}\nclient_name=unknown\nreverse_client_name=unknown\n\
          helo_name=mail1.client.test\nsender=someone@client.test\n\
          recipient=alice@example.test\nrecipient_count=0\nqueue_id=\n\
-         instance=1234.5678.9.0\nsize=0\nccert_subject=\nunknown_attribute=x=y\n\n"
+         instance={instance}\nsize=0\nccert_subject=\nunknown_attribute=x=y\n\n"
     )
 }
 
@@ -372,4 +382,82 @@ fn exemptions_greylisting_and_bans_apply_as_in_a_session() {
         "{banned}"
     );
     mx.wait_log(&["event=reject", "client=127.0.0.30", "check=ban"]);
+}
+
+/// A CONNECT request (Postfix asks it from `smtpd_client_restrictions`).
+fn connect_request(client: &str) -> String {
+    format!(
+        "request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address={client}\n\
+         instance=\n\n"
+    )
+}
+
+/// Refusals and requests from one client, with bans after two DNSBL
+/// refusals and one connection a minute: what they leave behind.
+async fn offences_and_rates(dir: &std::path::Path, count_offences: bool) -> Mxguard {
+    let dns = DnsFixture::start();
+    let mx = Mxguard::start(
+        dir,
+        &policy_config_with(
+            &dns,
+            &format!("listen = \"127.0.0.1:0\"\ncount_offences = {count_offences}\n"),
+            "[ban]\nmax_retry = 2\nevents = [\"dnsbl:bl.test\"]\n\
+             [limits]\nconnections_per_minute = 1\n",
+        ),
+    );
+    let mut c = PolicyClient::connect(&mx.policy_listen());
+    // Two transactions refused for a listed client: two offences, if
+    // they count; then a third request.
+    for instance in ["1.1", "1.2"] {
+        c.send(rcpt_request_in("127.0.0.20", instance).as_bytes());
+        assert_eq!(c.answer(), format!("action={LISTED}\n\n"));
+    }
+    c.send(rcpt_request_in("127.0.0.20", "1.3").as_bytes());
+    let third = c.answer();
+    // A clean client's connections, claimed twice.
+    c.send(connect_request("127.0.0.30").as_bytes());
+    assert_eq!(c.answer(), "action=DUNNO\n\n");
+    c.send(connect_request("127.0.0.30").as_bytes());
+    let second_connect = c.answer();
+    // The clean client itself connects to the gateway.
+    let mut session = Client::connect_from("127.0.0.30", mx.addr).await;
+    let banner = session.reply().await;
+    let bans = String::from_utf8(mx.cli(&["ban", "list"]).stdout).unwrap();
+    if count_offences {
+        assert!(
+            third.starts_with(
+                "action=421 4.7.0 mx.test Error: 127.0.0.20 temporarily blocked until "
+            ),
+            "{third}"
+        );
+        assert_eq!(
+            second_connect,
+            "action=421 4.7.0 mx.test Error: too many connections from 127.0.0.30\n\n"
+        );
+        assert_eq!(
+            banner,
+            "421 4.7.0 mx.test Error: too many connections from 127.0.0.30\r\n"
+        );
+        assert!(bans.contains("127.0.0.20"), "{bans}");
+    } else {
+        assert_eq!(third, format!("action={LISTED}\n\n"));
+        assert_eq!(second_connect, "action=DUNNO\n\n");
+        assert!(banner.starts_with("220 mx.test ESMTP"), "{banner}");
+        assert_eq!(bans, "");
+    }
+    mx
+}
+
+#[tokio::test]
+async fn requests_neither_ban_nor_count_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = offences_and_rates(dir.path(), false).await;
+    assert!(!mx.log_lines().iter().any(|l| l.contains("event=offence")));
+}
+
+#[tokio::test]
+async fn requests_ban_and_count_with_count_offences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = offences_and_rates(dir.path(), true).await;
+    mx.wait_log(&["event=ban", "client=127.0.0.20"]);
 }
