@@ -16,7 +16,8 @@
 //!
 //! Around them: [`config`] (TOML schema and validation), [`services`] (what
 //! sessions share), [`tls`], [`control`] (the control socket),
-//! [`queue_admin`] (`mxguard queue`), [`time`] and [`net`] helpers.
+//! [`queue_admin`] (`mxguard queue`), [`time`] and [`net`] helpers,
+//! [`peers`] (who may use the policy and metrics listeners).
 
 pub mod abuse;
 pub mod ban_admin;
@@ -31,6 +32,7 @@ pub mod message;
 pub mod metrics;
 pub mod net;
 pub mod owned;
+pub mod peers;
 pub mod policy;
 pub mod policy_server;
 pub mod queue_admin;

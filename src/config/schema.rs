@@ -7,6 +7,7 @@ use super::duration::HumanDuration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -59,13 +60,46 @@ pub struct Metrics {
 
 /// `[policy_server]`: the Postfix policy delegation service, when `listen`
 /// is set: `"127.0.0.1:10040"` or `"unix:/run/mxguard/policy.sock"`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyServer {
     pub listen: Option<PolicyListen>,
+    /// TCP peers that may connect; others are closed before a byte is
+    /// read. (Who reaches a unix socket is its mode and group's business.)
+    pub allow: Vec<Network>,
     /// Whether requests count toward bans and rate limits: what a request
     /// claims about a client is then believed enough to punish it.
     pub count_offences: bool,
+    /// Connections at once per TCP client address or unix socket user.
+    pub max_connections_per_peer: NonZeroUsize,
+}
+
+/// Postfix's `default_process_limit`: one policy connection per `smtpd`.
+const DEFAULT_CONNECTIONS_PER_PEER: NonZeroUsize = NonZeroUsize::new(100).unwrap();
+
+impl Default for PolicyServer {
+    fn default() -> Self {
+        PolicyServer {
+            listen: None,
+            allow: loopback_networks(),
+            count_offences: false,
+            max_connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
+        }
+    }
+}
+
+/// The default `allow` of the side listeners: this host only.
+pub fn loopback_networks() -> Vec<Network> {
+    vec![
+        Network(ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::LOCALHOST,
+            8,
+        ))),
+        Network(ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        ))),
+    ]
 }
 
 /// Where the policy server listens.

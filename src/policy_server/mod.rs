@@ -14,26 +14,36 @@
 //!   Postfix still wins.
 //!
 //! Relay control and recipient verification are Postfix's business and
-//! are not run. Connections are reused for many requests; each is bounded:
-//! at most `limits.max_connections` at once (more wait to be accepted), a
-//! request must arrive whole within `limits.command_timeout` of its first
-//! byte, an idle connection is closed after [`IDLE_TIMEOUT`], and a
-//! malformed request is logged (`event=policy_error`) and closes the
-//! connection unanswered, as the protocol asks.
+//! are not run.
+//!
+//! Who may ask: a TCP peer outside `policy_server.allow` (loopback by
+//! default) is closed right after accept, before a byte is read, and
+//! logged (`event=policy_refused`, at most once a minute per peer).
+//! Connections are reused for many requests; each is bounded: at most
+//! `limits.max_connections` at once and `policy_server.max_connections_per_peer`
+//! per client address (TCP) or user (unix socket, from the peer's
+//! credentials), counted after accept so that one peer's held sockets never
+//! keep another out (more are closed at once, and logged the same way); the
+//! first request must begin within [`FIRST_REQUEST_TIMEOUT`], a later one
+//! within [`IDLE_TIMEOUT`], and each arrive whole within
+//! `limits.command_timeout` of its first byte; a malformed request is
+//! logged (`event=policy_error`) and closes the connection unanswered, as
+//! the protocol asks.
 
 mod decide;
 pub mod protocol;
 
 use crate::config::PolicyListen;
+use crate::peers::{self, Caps, LogThrottle, Refusal};
 use crate::services::Services;
 use protocol::{Decoder, ProtocolError, Request};
+use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// How long a connection may wait between requests: longer than
@@ -53,12 +63,28 @@ pub enum PolicyServerError {
     NotASocket { path: String },
 }
 
-/// How long a connection may wait: for the first byte of a request, and
-/// from it for the rest.
+/// How long a new connection may take to start its first request: Postfix
+/// asks as soon as it connects, so a connection that says nothing is not
+/// Postfix and gives its place back soon.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may wait: for the first byte of its first
+/// request, for the first byte of a later one, and from it for the rest.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
+    first: Duration,
     idle: Duration,
     request: Duration,
+}
+
+impl Timeouts {
+    fn new(config: &crate::config::Config) -> Timeouts {
+        Timeouts {
+            first: FIRST_REQUEST_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+            request: config.limits.command_timeout.0,
+        }
+    }
 }
 
 /// Why a connection ended without its request.
@@ -79,12 +105,8 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
     let Some(listen) = svc.config.policy_server.listen.clone() else {
         return Ok(());
     };
-    let max = svc
-        .config
-        .limits
-        .max_connections
-        .min(Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(max));
+    let max_total = svc.config.limits.max_connections;
+    let max_per_peer = svc.config.policy_server.max_connections_per_peer.get();
     match listen {
         PolicyListen::Tcp(addr) => {
             let listener =
@@ -96,47 +118,98 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
                     })?;
             let shown = listener.local_addr().unwrap_or(addr);
             log_listen(&svc, shown.to_string());
-            tokio::spawn(async move {
-                loop {
-                    let Ok(slot) = slots.clone().acquire_owned().await else {
-                        return;
-                    };
-                    match listener.accept().await {
-                        Ok((stream, peer)) => {
-                            let _ = stream.set_nodelay(true);
-                            let peer = crate::net::canonical_ip(peer.ip()).to_string();
-                            tokio::spawn(serve(svc.clone(), stream, peer, slot));
-                        }
-                        Err(e) => accept_error(&svc, e).await,
-                    }
-                }
-            });
+            let caps = Caps::new(max_total, max_per_peer);
+            tokio::spawn(accept_tcp(svc, listener, caps));
         }
         PolicyListen::Unix(path) => {
             let listener = bind_unix(&path)?;
             log_listen(&svc, format!("unix:{}", path.display()));
-            tokio::spawn(async move {
-                loop {
-                    let Ok(slot) = slots.clone().acquire_owned().await else {
-                        return;
-                    };
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            tokio::spawn(serve(svc.clone(), stream, "local".into(), slot));
-                        }
-                        Err(e) => accept_error(&svc, e).await,
-                    }
-                }
-            });
+            let caps = Caps::new(max_total, max_per_peer);
+            tokio::spawn(accept_unix(svc, listener, caps));
         }
     }
     Ok(())
+}
+
+/// Accepts TCP connections: a peer outside `policy_server.allow`, or over
+/// a cap, is closed before a byte is read.
+async fn accept_tcp(svc: Arc<Services>, listener: TcpListener, caps: Arc<Caps<IpAddr>>) {
+    let timeouts = Timeouts::new(&svc.config);
+    let mut throttle = LogThrottle::default();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_error(&svc, e).await;
+                continue;
+            }
+        };
+        let client = crate::net::canonical_ip(peer.ip());
+        let admitted = if peers::allowed(&svc.config.policy_server.allow, client) {
+            caps.acquire(client)
+        } else {
+            Err(Refusal::NotAllowed)
+        };
+        match admitted {
+            Ok(permit) => {
+                let _ = stream.set_nodelay(true);
+                let peer = client.to_string();
+                tokio::spawn(serve(svc.clone(), stream, peer, timeouts, permit));
+            }
+            Err(refusal) => {
+                drop(stream);
+                if throttle.should_log(client, Instant::now()) {
+                    log_refused(&svc, &client.to_string(), None, refusal);
+                }
+            }
+        }
+    }
+}
+
+/// Accepts unix socket connections, capped per peer user.
+async fn accept_unix(svc: Arc<Services>, listener: UnixListener, caps: Arc<Caps<u32>>) {
+    let timeouts = Timeouts::new(&svc.config);
+    let mut throttle = LogThrottle::default();
+    loop {
+        let accepted = listener.accept().await;
+        let (stream, uid) = match accepted.and_then(|(s, _)| s.peer_cred().map(|c| (s, c.uid()))) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_error(&svc, e).await;
+                continue;
+            }
+        };
+        match caps.acquire(uid) {
+            Ok(permit) => {
+                let peer = "local".to_string();
+                tokio::spawn(serve(svc.clone(), stream, peer, timeouts, permit));
+            }
+            Err(refusal) => {
+                drop(stream);
+                if throttle.should_log(uid, Instant::now()) {
+                    log_refused(&svc, "local", Some(uid), refusal);
+                }
+            }
+        }
+    }
 }
 
 fn log_listen(svc: &Services, address: String) {
     svc.log
         .event("listen")
         .kv("address", address)
+        .kv("service", "policy")
+        .emit();
+}
+
+/// `event=policy_refused`: a connection closed unread (at most once a
+/// minute per peer).
+fn log_refused(svc: &Services, client: &str, uid: Option<u32>, refusal: Refusal) {
+    svc.log
+        .event("policy_refused")
+        .kv("client", client)
+        .opt("uid", uid)
+        .kv("reason", refusal.reason())
         .kv("service", "policy")
         .emit();
 }
@@ -176,22 +249,28 @@ fn bind_unix(path: &Path) -> Result<UnixListener, PolicyServerError> {
 }
 
 /// One policy connection: requests answered in turn until the client
-/// closes, idles out or breaks the protocol.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+/// closes, idles out or breaks the protocol. `_permit` is its place under
+/// the connection caps.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin, P>(
     svc: Arc<Services>,
     mut stream: S,
     peer: String,
-    _slot: OwnedSemaphorePermit,
+    timeouts: Timeouts,
+    _permit: P,
 ) {
-    let timeouts = Timeouts {
-        idle: IDLE_TIMEOUT,
-        request: svc.config.limits.command_timeout.0,
-    };
     let mut decider = decide::Decider::new(svc.clone(), peer.clone());
     let mut decoder = Decoder::new();
     let mut buffer = Vec::new();
+    let mut wait = timeouts.first;
     loop {
-        let request = match read_request(&mut stream, &mut decoder, &mut buffer, timeouts).await {
+        let read = read_request(
+            &mut stream,
+            &mut decoder,
+            &mut buffer,
+            wait,
+            timeouts.request,
+        );
+        let request = match read.await {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(e) => {
@@ -204,6 +283,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
+        wait = timeouts.idle;
         let answer = decider.answer(&request).await.encode();
         let written =
             tokio::time::timeout(timeouts.request, stream.write_all(answer.as_bytes())).await;
@@ -213,13 +293,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The next request; `None` when the client closed (or idled out)
-/// between requests. `buffer` holds bytes read past the last request.
+/// The next request; `None` when the client closed (or sent nothing for
+/// `idle`) between requests. `buffer` holds bytes read past the last
+/// request.
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     decoder: &mut Decoder,
     buffer: &mut Vec<u8>,
-    timeouts: Timeouts,
+    idle: Duration,
+    request: Duration,
 ) -> Result<Option<Request>, ReadError> {
     // From the request's first byte on, the whole request within its
     // timeout; before, the idle timeout (`None`: a timeout too long to
@@ -236,12 +318,12 @@ async fn read_request<S: AsyncRead + Unpin>(
         }
         if decoder.in_progress() && !in_request {
             in_request = true;
-            request_deadline = Instant::now().checked_add(timeouts.request);
+            request_deadline = Instant::now().checked_add(request);
         }
         let wait = if in_request {
             request_deadline
         } else {
-            Instant::now().checked_add(timeouts.idle)
+            Instant::now().checked_add(idle)
         };
         let read = stream.read_buf(buffer);
         let read = match wait {
@@ -253,7 +335,7 @@ async fn read_request<S: AsyncRead + Unpin>(
             Ok(Ok(0)) => return Ok(None),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) if in_request => return Err(ReadError::Timeout(timeouts.request)),
+            Err(_) if in_request => return Err(ReadError::Timeout(request)),
             Err(_) => return Ok(None),
         }
     }
@@ -263,10 +345,8 @@ async fn read_request<S: AsyncRead + Unpin>(
 mod tests {
     use super::*;
 
-    const LONG: Timeouts = Timeouts {
-        idle: Duration::from_secs(300),
-        request: Duration::from_secs(300),
-    };
+    const LONG: Duration = Duration::from_secs(300);
+    const SHORT: Duration = Duration::from_millis(20);
 
     #[tokio::test]
     async fn requests_are_read_whole_and_in_turn() {
@@ -282,13 +362,13 @@ mod tests {
             client.write_all(b"protocol_state=MAIL\n").await.unwrap();
         });
         let (mut decoder, mut buffer) = (Decoder::new(), Vec::new());
-        let first = read_request(&mut server, &mut decoder, &mut buffer, LONG).await;
+        let first = read_request(&mut server, &mut decoder, &mut buffer, LONG, LONG).await;
         assert_eq!(first.unwrap().unwrap().protocol_state, "RCPT");
-        let second = read_request(&mut server, &mut decoder, &mut buffer, LONG).await;
+        let second = read_request(&mut server, &mut decoder, &mut buffer, LONG, LONG).await;
         assert_eq!(second.unwrap().unwrap().protocol_state, "DATA");
         writer.await.unwrap();
         // The client has closed inside the third request.
-        let third = read_request(&mut server, &mut decoder, &mut buffer, LONG).await;
+        let third = read_request(&mut server, &mut decoder, &mut buffer, LONG, LONG).await;
         assert!(matches!(third, Err(ReadError::Truncated)), "{third:?}");
     }
 
@@ -297,29 +377,65 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(64);
         drop(client);
         let (mut decoder, mut buffer) = (Decoder::new(), Vec::new());
-        let read = read_request(&mut server, &mut decoder, &mut buffer, LONG).await;
+        let read = read_request(&mut server, &mut decoder, &mut buffer, LONG, LONG).await;
         assert!(matches!(read, Ok(None)), "{read:?}");
     }
 
     #[tokio::test]
     async fn a_request_must_arrive_whole_in_time_and_idling_ends_quietly() {
         // The client stays connected and silent: only a deadline ends the wait.
-        let short = Timeouts {
-            idle: Duration::from_secs(300),
-            request: Duration::from_millis(20),
-        };
         let (mut client, mut server) = tokio::io::duplex(64);
         client.write_all(b"request=smtpd_").await.unwrap();
         let (mut decoder, mut buffer) = (Decoder::new(), Vec::new());
-        let read = read_request(&mut server, &mut decoder, &mut buffer, short).await;
+        let read = read_request(&mut server, &mut decoder, &mut buffer, LONG, SHORT).await;
         assert!(matches!(read, Err(ReadError::Timeout(_))), "{read:?}");
-        let idle = Timeouts {
-            idle: Duration::from_millis(20),
-            request: Duration::from_secs(300),
-        };
         let (_client, mut server) = tokio::io::duplex(64);
         let (mut decoder, mut buffer) = (Decoder::new(), Vec::new());
-        let read = read_request(&mut server, &mut decoder, &mut buffer, idle).await;
+        let read = read_request(&mut server, &mut decoder, &mut buffer, SHORT, LONG).await;
         assert!(matches!(read, Ok(None)), "{read:?}");
+    }
+
+    /// Services for a connection that makes no lookup (its requests have
+    /// no checks), the spool in `dir`.
+    fn offline(dir: &Path) -> Arc<Services> {
+        let text = format!("[spool]\ndir = \"{}\"\n", dir.display());
+        let config = crate::config::Config::from_toml(&text, "test.toml", dir).unwrap();
+        Arc::new(Services::offline(config).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_connection_silent_from_the_start_is_closed_after_the_first_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeouts = Timeouts {
+            first: SHORT,
+            idle: LONG,
+            request: LONG,
+        };
+        // Silent: closed once the first wait is over, though idle is long.
+        let (mut client, server) = tokio::io::duplex(64);
+        serve(offline(dir.path()), server, "local".into(), timeouts, ()).await;
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"");
+        // A connection that asks is answered, and served until it leaves.
+        let (mut client, server) = tokio::io::duplex(64);
+        let served = tokio::spawn(serve(
+            offline(dir.path()),
+            server,
+            "local".into(),
+            timeouts,
+            (),
+        ));
+        client
+            .write_all(
+                b"request=smtpd_access_policy\nprotocol_state=VRFY\nclient_address=192.0.2.1\n\n",
+            )
+            .await
+            .unwrap();
+        let mut answer = [0u8; 14];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"action=DUNNO\n\n");
+        drop(client);
+        served.await.unwrap();
     }
 }
