@@ -67,6 +67,9 @@ pub struct PolicyServer {
     /// TCP peers that may connect; others are closed before a byte is
     /// read. (Who reaches a unix socket is its mode and group's business.)
     pub allow: Vec<Network>,
+    /// The group a unix socket is given (its mode is 0660): Postfix's
+    /// `smtpd` user must be in it.
+    pub group: Option<Group>,
     /// Whether requests count toward bans and rate limits: what a request
     /// claims about a client is then believed enough to punish it.
     pub count_offences: bool,
@@ -82,6 +85,7 @@ impl Default for PolicyServer {
         PolicyServer {
             listen: None,
             allow: loopback_networks(),
+            group: None,
             count_offences: false,
             max_connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
         }
@@ -100,6 +104,60 @@ pub fn loopback_networks() -> Vec<Network> {
             128,
         ))),
     ]
+}
+
+/// A Unix group named in the configuration, resolved when it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl<'de> Deserialize<'de> for Group {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match group_id(&name) {
+            Ok(Some(gid)) => Ok(Group { name, gid }),
+            Ok(None) => Err(de::Error::custom(format!("unknown group {name:?}"))),
+            Err(e) => Err(de::Error::custom(format!(
+                "cannot look up group {name:?}: {e}"
+            ))),
+        }
+    }
+}
+
+/// The ID of the group `name` (`getgrnam_r`), `None` when there is none.
+fn group_id(name: &str) -> std::io::Result<Option<u32>> {
+    let invalid =
+        |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string());
+    let c_name = std::ffi::CString::new(name).map_err(|_| invalid("a NUL byte in the name"))?;
+    // The buffer for the group's strings doubles while too small, to 1 MiB.
+    let mut size = 4096;
+    while size <= 1 << 20 {
+        let mut buf = vec![0 as libc::c_char; size];
+        // SAFETY: a plain C struct that getgrnam_r fills; all zeroes is a
+        // valid value of it.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf` for its
+        // length; afterwards `found` is null or points at `group`.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                c_name.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 => return Ok((!found.is_null()).then_some(group.gr_gid)),
+            libc::ERANGE => size *= 2,
+            libc::ENOENT | libc::ESRCH => return Ok(None),
+            e => return Err(std::io::Error::from_raw_os_error(e)),
+        }
+    }
+    Err(invalid("its entry is larger than 1 MiB"))
 }
 
 /// Where the policy server listens.
@@ -583,6 +641,23 @@ mod tests {
         assert!("http://x".parse::<Target>().is_err());
         assert!("smtp://a b:25".parse::<Target>().is_err());
         assert!("smtp://host:99999".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn groups_are_resolved_by_name() {
+        let root: Group = toml::from_str::<PolicyServer>("group = \"root\"")
+            .unwrap()
+            .group
+            .unwrap();
+        assert_eq!(
+            root,
+            Group {
+                name: "root".into(),
+                gid: 0
+            }
+        );
+        let err = toml::from_str::<PolicyServer>("group = \"no-such-group-here\"").unwrap_err();
+        assert_eq!(err.message(), "unknown group \"no-such-group-here\"");
     }
 
     #[test]

@@ -32,14 +32,13 @@
 
 mod decide;
 pub mod protocol;
+mod unix_socket;
 
 use crate::config::PolicyListen;
 use crate::peers::{self, Caps, LogThrottle, Refusal};
 use crate::services::Services;
 use protocol::{Decoder, ProtocolError, Request};
 use std::net::IpAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,6 +60,12 @@ pub enum PolicyServerError {
     },
     #[error("policy_server.listen: {path} exists and is not a socket")]
     NotASocket { path: String },
+    #[error("policy_server.group: cannot give {path} to group {group:?}: {source}")]
+    Group {
+        group: String,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// How long a new connection may take to start its first request: Postfix
@@ -122,7 +127,8 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
             tokio::spawn(accept_tcp(svc, listener, caps));
         }
         PolicyListen::Unix(path) => {
-            let listener = bind_unix(&path)?;
+            let group = svc.config.policy_server.group.as_ref();
+            let listener = unix_socket::bind(&path, group)?;
             log_listen(&svc, format!("unix:{}", path.display()));
             let caps = Caps::new(max_total, max_per_peer);
             tokio::spawn(accept_unix(svc, listener, caps));
@@ -222,30 +228,6 @@ async fn accept_error(svc: &Services, e: std::io::Error) {
         .kv("service", "policy")
         .emit();
     tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-/// Binds the socket at `path`, replacing a stale one (never a file that
-/// is not a socket), open to every local user: Postfix's `smtpd` runs as
-/// its own user; the directory's permissions decide who gets there.
-fn bind_unix(path: &Path) -> Result<UnixListener, PolicyServerError> {
-    let shown = || format!("unix:{}", path.display());
-    let failed = |source| PolicyServerError::Bind {
-        addr: shown(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(failed)?,
-        Ok(_) => {
-            return Err(PolicyServerError::NotASocket {
-                path: path.display().to_string(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(failed(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(failed)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(failed)?;
-    Ok(listener)
 }
 
 /// One policy connection: requests answered in turn until the client
@@ -397,7 +379,7 @@ mod tests {
 
     /// Services for a connection that makes no lookup (its requests have
     /// no checks), the spool in `dir`.
-    fn offline(dir: &Path) -> Arc<Services> {
+    fn offline(dir: &std::path::Path) -> Arc<Services> {
         let text = format!("[spool]\ndir = \"{}\"\n", dir.display());
         let config = crate::config::Config::from_toml(&text, "test.toml", dir).unwrap();
         Arc::new(Services::offline(config).unwrap())

@@ -153,6 +153,10 @@ fn errors_name_file_line_and_key() {
             "[recipients]\ntable = \"missing-file\"\n",
             "recipients.table",
         ),
+        (
+            "[policy_server]\nlisten = \"unix:/run/p.sock\"\ngroup = \"no-such-group\"\n",
+            "bad.toml:3: policy_server.group: unknown group \"no-such-group\"",
+        ),
     ];
     for (text, expected) in cases {
         std::fs::write(&file, text).unwrap();

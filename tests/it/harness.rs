@@ -78,12 +78,13 @@ pub struct Mxguard {
     child: Option<Child>,
     pub dir: PathBuf,
     pub config: PathBuf,
-    /// The SMTP listener (the policy listener for `policy-server`).
+    /// The SMTP listener (the policy listener for `policy-server`, unless
+    /// it is a unix socket).
     pub addr: SocketAddr,
     starts: usize,
     /// `serve` or `policy-server`.
     command: &'static str,
-    /// The umask the server starts with (the test runner's otherwise).
+    /// The file mode creation mask the server starts with, if not ours.
     umask: Option<libc::mode_t>,
 }
 
@@ -100,7 +101,27 @@ impl Mxguard {
         Mxguard::launch("policy-server", dir, "", sections)
     }
 
+    /// `mxguard policy-server` started with the file mode creation mask
+    /// `umask`.
+    pub fn start_policy_server_with_umask(
+        dir: &Path,
+        sections: &str,
+        umask: libc::mode_t,
+    ) -> Mxguard {
+        Mxguard::launch_with("policy-server", dir, "", sections, Some(umask))
+    }
+
     fn launch(command: &'static str, dir: &Path, server_extra: &str, sections: &str) -> Mxguard {
+        Mxguard::launch_with(command, dir, server_extra, sections, None)
+    }
+
+    fn launch_with(
+        command: &'static str,
+        dir: &Path,
+        server_extra: &str,
+        sections: &str,
+        umask: Option<libc::mode_t>,
+    ) -> Mxguard {
         let config = dir.join("mxguard.toml");
         // Tests that do not set up DNS must not look anything up: the one
         // check on by default (message authentication) is turned off.
@@ -132,7 +153,7 @@ impl Mxguard {
             addr: "127.0.0.1:0".parse().unwrap(),
             starts: 0,
             command,
-            umask: None,
+            umask,
         };
         mx.restart();
         mx
@@ -140,11 +161,7 @@ impl Mxguard {
 
     /// As [`Mxguard::start`], the server started with `umask`.
     pub fn start_with_umask(dir: &Path, umask: libc::mode_t, sections: &str) -> Mxguard {
-        let mut mx = Mxguard::start(dir, sections);
-        mx.terminate();
-        mx.umask = Some(umask);
-        mx.restart();
-        mx
+        Mxguard::launch_with("serve", dir, "", sections, Some(umask))
     }
 
     pub fn start(dir: &Path, sections: &str) -> Mxguard {
@@ -154,9 +171,16 @@ impl Mxguard {
     /// Starts the server (again) and waits for its listen line.
     pub fn restart(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mxguard"));
+        command
+            .args([self.command, "--config"])
+            .arg(&self.config)
+            .env("MXGUARD_TEST_CLOCK", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         if let Some(mask) = self.umask {
             use std::os::unix::process::CommandExt;
-            // SAFETY: umask is async-signal-safe and touches nothing else.
+            // SAFETY: umask is async-signal-safe and touches no memory.
             unsafe {
                 command.pre_exec(move || {
                     libc::umask(mask);
@@ -164,15 +188,7 @@ impl Mxguard {
                 });
             }
         }
-        let child = command
-            .args([self.command, "--config"])
-            .arg(&self.config)
-            .env("MXGUARD_TEST_CLOCK", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = command.spawn().unwrap();
         self.child = Some(child);
         self.starts += 1;
         let want = self.starts;
@@ -198,7 +214,11 @@ impl Mxguard {
                 })
                 .nth(want - 1)
         });
-        self.addr = listen_address(&line).parse().unwrap();
+        // A unix socket (`policy_listen` tells its path) has no address.
+        let address = listen_address(&line);
+        if !address.starts_with("unix:") {
+            self.addr = address.parse().unwrap();
+        }
     }
 
     /// The address of the policy server's listener (its last start).

@@ -549,3 +549,164 @@ async fn idle_sockets_of_one_peer_do_not_keep_another_out() {
     let mut other = connect_from("127.0.0.3", &addr).await;
     assert_eq!(ask(&mut other, VRFY_REQUEST).await, "action=DUNNO\n\n");
 }
+
+/// The policy server on a unix socket `policy.sock` in `dir`.
+fn unix_config(dir: &std::path::Path, policy_extra: &str) -> String {
+    format!(
+        "[policy_server]\nlisten = \"unix:{}\"\n{policy_extra}",
+        dir.join("policy.sock").display()
+    )
+}
+
+/// Asks the policy server at `socket` one request, as root; the answer.
+fn ask_unix(socket: &std::path::Path, request: &[u8]) -> String {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8];
+    while !answer.ends_with(b"\n\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed early");
+        answer.push(byte[0]);
+    }
+    String::from_utf8(answer).unwrap()
+}
+
+#[test]
+fn a_unix_socket_is_0660_whatever_the_umask() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for umask in [0o000, 0o022] {
+        let dir = tempfile::tempdir().unwrap();
+        let mx = Mxguard::start_policy_server_with_umask(
+            dir.path(),
+            &unix_config(dir.path(), ""),
+            umask,
+        );
+        let socket = dir.path().join("policy.sock");
+        let meta = std::fs::symlink_metadata(&socket).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o7777, 0o660, "umask {umask:03o}");
+        // Nothing else was left beside it.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["mxguard.log", "mxguard.toml", "policy.sock", "spool"]
+        );
+        assert_eq!(ask_unix(&socket, VRFY_REQUEST), "action=DUNNO\n\n");
+        drop(mx);
+    }
+}
+
+/// python3 as nobody:nogroup and no other group, running `script`.
+fn as_nobody(script: &str, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", script])
+        .args(args);
+    command
+}
+
+/// Connects to the socket `argv[1]`, asks `argv[2]`: prints the answer,
+/// or why it could not connect.
+const ASK_AS_NOBODY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("connect:", e.strerror)
+    sys.exit(0)
+s.settimeout(30)
+s.sendall(sys.argv[2].encode())
+answer = b""
+while not answer.endswith(b"\n\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    answer += chunk
+sys.stdout.write(answer.decode())
+"#;
+
+/// Opens `argv[2]` silent connections to the socket `argv[1]`; prints
+/// whether the server closed the last one, then holds them all until its
+/// standard input closes.
+const HOLD_AS_NOBODY: &str = r#"
+import socket, sys
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+held[-1].settimeout(30)
+try:
+    print("closed" if held[-1].recv(1) == b"" else "answered", flush=True)
+except socket.timeout:
+    print("still open", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn only_the_socket_group_can_connect_and_each_user_is_capped() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // nobody may pass through the test directory: only the socket's own
+    // permissions stand in the way.
+    let traversable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), traversable).unwrap();
+    let socket = dir.path().join("policy.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let request = std::str::from_utf8(VRFY_REQUEST).unwrap();
+
+    // Without a group: the socket is root's and root's group's alone.
+    let mut mx = Mxguard::start_policy_server(dir.path(), &unix_config(dir.path(), ""));
+    let out = as_nobody(ASK_AS_NOBODY, &[socket_arg, request])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "connect: Permission denied\n"
+    );
+    mx.terminate();
+
+    // Given to nogroup: nobody (in it) is answered; two connections at
+    // once for each user, three in all.
+    let config = std::fs::read_to_string(&mx.config).unwrap().replace(
+        "[policy_server]\n",
+        "[limits]\nmax_connections = 3\n\
+         [policy_server]\ngroup = \"nogroup\"\nmax_connections_per_peer = 2\n",
+    );
+    std::fs::write(&mx.config, config).unwrap();
+    mx.restart();
+    let out = as_nobody(ASK_AS_NOBODY, &[socket_arg, request])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "action=DUNNO\n\n");
+
+    // nobody holds two silent connections; its third is closed at once.
+    let mut hold = as_nobody(HOLD_AS_NOBODY, &[socket_arg, "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufReader::new(hold.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said, "closed\n");
+    let line = mx.wait_log(&["event=policy_refused"]);
+    assert!(
+        line.ends_with(
+            " event=policy_refused client=local uid=65534 reason=max_connections_per_peer service=policy"
+        ),
+        "{line}"
+    );
+    // root still gets the last place.
+    assert_eq!(ask_unix(&socket, VRFY_REQUEST), "action=DUNNO\n\n");
+    drop(hold.stdin.take());
+    hold.wait().unwrap();
+}
