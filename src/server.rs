@@ -243,11 +243,17 @@ async fn start_metrics(svc: &Arc<Services>, limiter: &Arc<Limiter>) -> Result<()
         .kv("service", "metrics")
         .kv("address", bound)
         .emit();
-    let (svc, limiter) = (svc.clone(), limiter.clone());
-    tokio::spawn(crate::metrics::http::serve(listener, move || {
-        let (svc, metrics, limiter) = (svc.clone(), metrics.clone(), limiter.clone());
-        async move { crate::metrics::scrape::page(&svc, &metrics, limiter.open()).await }
-    }));
+    let gate = crate::metrics::http::Gate {
+        allow: svc.config.metrics.allow.clone(),
+        log: svc.log.clone(),
+    };
+    let limiter = limiter.clone();
+    let site = crate::metrics::site::Site {
+        svc: svc.clone(),
+        metrics,
+        open_connections: move || limiter.open(),
+    };
+    tokio::spawn(crate::metrics::http::serve(listener, gate, site));
     Ok(())
 }
 

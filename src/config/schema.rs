@@ -52,10 +52,21 @@ pub struct Control {
 }
 
 /// `[metrics]`: Prometheus `/metrics` over HTTP, when `listen` is set.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub listen: Option<SocketAddr>,
+    /// Peers that may connect; others are closed at once.
+    pub allow: Vec<Network>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: None,
+            allow: loopback_networks(),
+        }
+    }
 }
 
 /// `[policy_server]`: the Postfix policy delegation service, when `listen`

@@ -1,40 +1,88 @@
 //! The `/metrics` HTTP listener: `GET /metrics` answers the Prometheus text
-//! format, anything else 404 (or 405 for other methods). One request per
-//! connection, read within 5 seconds and 8 KiB, at most 8 scrapes at once.
+//! format, anything else 404 (or 405 for other methods).
+//!
+//! Idle sockets are cheap and harmless, so a scrape is answered however
+//! many sit open: a peer outside `metrics.allow` (loopback by default) is
+//! closed at once and logged (`event=metrics_refused`, at most once a
+//! minute per peer); connections are counted after accept, at most
+//! [`MAX_CONNECTIONS`] at once and [`MAX_PER_PEER`] per peer address (more
+//! are closed at once, logged the same way); one request per connection,
+//! its head read within [`HEAD_TIMEOUT`] and 8 KiB.
 
+use crate::config::Network;
+use crate::log::Logger;
+use crate::peers::{self, Caps, LogThrottle, Refusal};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 const MAX_REQUEST: usize = 8 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_SCRAPES: usize = 8;
+/// How long a connection may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connection may last in all: head, page, answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections at once from one peer address.
+pub const MAX_PER_PEER: usize = 16;
 
-/// Serves `listener` forever; `page` renders the metrics.
-pub async fn serve<F, Fut>(listener: TcpListener, page: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = String> + Send,
-{
-    let page = Arc::new(page);
-    let slots = Arc::new(Semaphore::new(MAX_SCRAPES));
+/// What the listener serves.
+pub trait Pages: Send + Sync + 'static {
+    /// The `/metrics` page.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+}
+
+/// Who may connect, and where refusals are logged.
+pub struct Gate {
+    pub allow: Vec<Network>,
+    pub log: Arc<Logger>,
+}
+
+/// Serves `listener` forever.
+pub async fn serve<P: Pages>(listener: TcpListener, gate: Gate, pages: P) {
+    let pages = Arc::new(pages);
+    let caps = Caps::new(MAX_CONNECTIONS, MAX_PER_PEER);
+    let mut throttle = LogThrottle::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // dropped: too many scrapes at once
+        let client = crate::net::canonical_ip(peer.ip());
+        let admitted = if peers::allowed(&gate.allow, client) {
+            caps.acquire(client)
+        } else {
+            Err(Refusal::NotAllowed)
         };
-        let page = page.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(stream, &*page)).await;
-            drop(slot);
-        });
+        match admitted {
+            Ok(permit) => {
+                let pages = pages.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &*pages)).await;
+                    drop(permit);
+                });
+            }
+            Err(refusal) => {
+                drop(stream);
+                if throttle.should_log(client, Instant::now()) {
+                    log_refused(&gate.log, client, refusal);
+                }
+            }
+        }
     }
+}
+
+/// `event=metrics_refused`: a connection closed unread.
+fn log_refused(log: &Logger, client: IpAddr, refusal: Refusal) {
+    log.event("metrics_refused")
+        .kv("client", client)
+        .kv("reason", refusal.reason())
+        .kv("service", "metrics")
+        .emit();
 }
 
 /// What a request line asks for.
@@ -63,14 +111,10 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
-async fn answer<F, Fut>(mut stream: TcpStream, page: &F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = String>,
-{
+async fn answer<P: Pages>(mut stream: TcpStream, pages: &P) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
             let n = stream.read(&mut buf).await?;
             if n == 0 || head.len() + n > MAX_REQUEST {
@@ -82,7 +126,7 @@ where
     })
     .await;
     let (status, body) = match (read, route(&head)) {
-        (Ok(Ok(())), Route::Metrics) => ("200 OK", page().await),
+        (Ok(Ok(())), Route::Metrics) => ("200 OK", pages.metrics().await),
         (Ok(Ok(())), Route::NotFound) => ("404 Not Found", "not found\n".to_string()),
         (Ok(Ok(())), Route::BadMethod) => ("405 Method Not Allowed", "only GET\n".to_string()),
         _ => ("400 Bad Request", "bad request\n".to_string()),

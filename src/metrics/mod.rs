@@ -3,10 +3,11 @@
 //! the log and `mxguard report` can never disagree. Gauges (open
 //! connections, queue, DNSBL health, bans, state errors) are read when
 //! scraped ([`scrape`]); DNS query latency is a histogram filled by the
-//! resolver. [`http`] serves them.
+//! resolver. [`http`] serves them, [`site`] says what with.
 
 pub mod http;
 pub mod scrape;
+pub mod site;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
