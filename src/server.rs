@@ -188,7 +188,7 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         max_per_client: config.limits.max_connections_per_client,
         open: Mutex::new((0, HashMap::new())),
     });
-    start_metrics(&svc, &limiter).await?;
+    start_metrics(&svc, &limiter, mode).await?;
     let smtp_addrs = match mode {
         Mode::Gateway => config.server.listen.clone(),
         Mode::PolicyOnly => Vec::new(),
@@ -223,9 +223,13 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Serves `/metrics` when `[metrics] listen` is set; from then on every
-/// log line is counted.
-async fn start_metrics(svc: &Arc<Services>, limiter: &Arc<Limiter>) -> Result<(), ServeError> {
+/// Serves `/metrics`, `/healthz` and `/readyz` when `[metrics] listen` is
+/// set; from then on every log line is counted.
+async fn start_metrics(
+    svc: &Arc<Services>,
+    limiter: &Arc<Limiter>,
+    mode: Mode,
+) -> Result<(), ServeError> {
     let Some(addr) = svc.config.metrics.listen else {
         return Ok(());
     };
@@ -252,6 +256,10 @@ async fn start_metrics(svc: &Arc<Services>, limiter: &Arc<Limiter>) -> Result<()
         svc: svc.clone(),
         metrics,
         open_connections: move || limiter.open(),
+        smtp_listeners: match mode {
+            Mode::Gateway => svc.config.server.listen.len(),
+            Mode::PolicyOnly => 0,
+        },
     };
     tokio::spawn(crate::metrics::http::serve(listener, gate, site));
     Ok(())

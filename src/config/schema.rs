@@ -51,13 +51,17 @@ pub struct Control {
     pub group: Option<String>,
 }
 
-/// `[metrics]`: Prometheus `/metrics` over HTTP, when `listen` is set.
+/// `[metrics]`: Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP,
+/// when `listen` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub listen: Option<SocketAddr>,
     /// Peers that may connect; others are closed at once.
     pub allow: Vec<Network>,
+    /// `/readyz` fails when a queued message is older than this and no
+    /// delivery succeeded for as long (`"0s"`: never).
+    pub ready_max_queue_age: HumanDuration,
 }
 
 impl Default for Metrics {
@@ -65,6 +69,7 @@ impl Default for Metrics {
         Metrics {
             listen: None,
             allow: loopback_networks(),
+            ready_max_queue_age: HumanDuration(Duration::from_secs(3600)),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The `/metrics` HTTP listener: `GET /metrics` answers the Prometheus text
-//! format, anything else 404 (or 405 for other methods).
+//! The metrics HTTP listener: `GET /metrics` answers the Prometheus text
+//! format; `GET /healthz` `200 ok` while the process serves; `GET /readyz`
+//! `200 ready`, or `503` with one problem a line (see [`super::ready`]);
+//! anything else 404 (or 405 for other methods).
 //!
 //! Idle sockets are cheap and harmless, so a scrape is answered however
 //! many sit open: a peer outside `metrics.allow` (loopback by default) is
@@ -34,6 +36,8 @@ pub const MAX_PER_PEER: usize = 16;
 pub trait Pages: Send + Sync + 'static {
     /// The `/metrics` page.
     fn metrics(&self) -> impl Future<Output = String> + Send;
+    /// What keeps the process from being ready, one problem an entry.
+    fn readiness(&self) -> impl Future<Output = Vec<String>> + Send;
 }
 
 /// Who may connect, and where refusals are logged.
@@ -89,6 +93,8 @@ fn log_refused(log: &Logger, client: IpAddr, refusal: Refusal) {
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Metrics,
+    Health,
+    Ready,
     NotFound,
     BadMethod,
     Malformed,
@@ -103,6 +109,8 @@ fn route(head: &[u8]) -> Route {
         (Some(method), Some(path), Some(version)) if version.starts_with("HTTP/1.") => {
             match (method, path.split('?').next()) {
                 ("GET", Some("/metrics")) => Route::Metrics,
+                ("GET", Some("/healthz")) => Route::Health,
+                ("GET", Some("/readyz")) => Route::Ready,
                 ("GET", _) => Route::NotFound,
                 _ => Route::BadMethod,
             }
@@ -125,12 +133,11 @@ async fn answer<P: Pages>(mut stream: TcpStream, pages: &P) {
         Ok::<(), std::io::Error>(())
     })
     .await;
-    let (status, body) = match (read, route(&head)) {
-        (Ok(Ok(())), Route::Metrics) => ("200 OK", pages.metrics().await),
-        (Ok(Ok(())), Route::NotFound) => ("404 Not Found", "not found\n".to_string()),
-        (Ok(Ok(())), Route::BadMethod) => ("405 Method Not Allowed", "only GET\n".to_string()),
-        _ => ("400 Bad Request", "bad request\n".to_string()),
+    let route = match read {
+        Ok(Ok(())) => route(&head),
+        _ => Route::Malformed,
     };
+    let (status, body) = respond(route, pages).await;
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -138,6 +145,25 @@ async fn answer<P: Pages>(mut stream: TcpStream, pages: &P) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// The status line's words and the body for `route`.
+async fn respond<P: Pages>(route: Route, pages: &P) -> (&'static str, String) {
+    match route {
+        Route::Metrics => ("200 OK", pages.metrics().await),
+        Route::Health => ("200 OK", "ok\n".to_string()),
+        Route::Ready => {
+            let problems = pages.readiness().await;
+            if problems.is_empty() {
+                ("200 OK", "ready\n".to_string())
+            } else {
+                ("503 Service Unavailable", problems.join("\n") + "\n")
+            }
+        }
+        Route::NotFound => ("404 Not Found", "not found\n".to_string()),
+        Route::BadMethod => ("405 Method Not Allowed", "only GET\n".to_string()),
+        Route::Malformed => ("400 Bad Request", "bad request\n".to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +177,8 @@ mod tests {
             Route::Metrics
         );
         assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET /healthz HTTP/1.1\r\n\r\n"), Route::Health);
+        assert_eq!(route(b"GET /readyz HTTP/1.0\r\n\r\n"), Route::Ready);
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
         assert_eq!(route(b"hello\r\n\r\n"), Route::Malformed);

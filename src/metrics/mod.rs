@@ -3,15 +3,18 @@
 //! the log and `mxguard report` can never disagree. Gauges (open
 //! connections, queue, DNSBL health, bans, state errors) are read when
 //! scraped ([`scrape`]); DNS query latency is a histogram filled by the
-//! resolver. [`http`] serves them, [`site`] says what with.
+//! resolver. The log also tells [`ready`] (the `/readyz` checks) how many
+//! SMTP listeners are bound and when a delivery last succeeded. [`http`]
+//! serves them all, [`site`] says what with.
 
 pub mod http;
+pub mod ready;
 pub mod scrape;
 pub mod site;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,6 +22,10 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
+    /// SMTP listeners that logged `event=listen` (no `service=`).
+    smtp_listeners: AtomicUsize,
+    /// When a delivery last succeeded (Unix seconds; 0: not yet).
+    last_delivery: AtomicU64,
 }
 
 /// What each counter family means (HELP lines).
@@ -149,16 +156,36 @@ impl Metrics {
                 labels(&[("check", f("check"))]),
                 1,
             ),
-            "delivery" => self.add(
-                "mxguard_delivery_attempts_total",
-                labels(&[("status", f("status"))]),
-                1,
-            ),
+            "delivery" => {
+                if f("status") == "sent" {
+                    let now = crate::time::unix_now();
+                    self.last_delivery.store(now, Ordering::Relaxed);
+                }
+                self.add(
+                    "mxguard_delivery_attempts_total",
+                    labels(&[("status", f("status"))]),
+                    1,
+                )
+            }
+            "listen" if f("service").is_empty() => {
+                self.smtp_listeners.fetch_add(1, Ordering::Relaxed);
+            }
             "quarantine" => self.add("mxguard_quarantined_total", String::new(), 1),
             "ban" => self.add("mxguard_bans_total", labels(&[("reason", f("reason"))]), 1),
             "greylist_pass" => self.add("mxguard_greylist_passes_total", String::new(), 1),
             _ => {}
         }
+    }
+
+    /// SMTP listeners bound so far.
+    pub fn smtp_listeners(&self) -> usize {
+        self.smtp_listeners.load(Ordering::Relaxed)
+    }
+
+    /// When a delivery last succeeded (Unix seconds), if one did since
+    /// the metrics were started.
+    pub fn last_delivery(&self) -> Option<u64> {
+        Some(self.last_delivery.load(Ordering::Relaxed)).filter(|&t| t > 0)
     }
 
     /// The counters in the Prometheus text format.
@@ -308,6 +335,21 @@ mod tests {
             out.contains("mxguard_events_total{event=\"accept\"} 1\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_log_tells_listeners_and_deliveries() {
+        let m = Metrics::default();
+        m.observe(&line(&[("event", "listen"), ("address", "127.0.0.1:25")]));
+        m.observe(&line(&[("event", "listen"), ("service", "metrics")]));
+        m.observe(&line(&[("event", "delivery"), ("status", "deferred")]));
+        assert_eq!(m.smtp_listeners(), 1);
+        assert_eq!(m.last_delivery(), None);
+        let before = crate::time::unix_now();
+        m.observe(&line(&[("event", "delivery"), ("status", "sent")]));
+        let after = crate::time::unix_now();
+        let at = m.last_delivery().unwrap();
+        assert!((before..=after).contains(&at), "{before} {at} {after}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `/metrics` scraped after a scripted session: the counters the session
-//! must have moved, the gauges, and the HTTP edges.
+//! must have moved, the gauges, and the HTTP edges; who may connect, and
+//! scrapes answered beside idle sockets; `/healthz` and `/readyz` as the
+//! spool, the queue and the state store fail and recover.
 
 use crate::dns_fixture::DnsFixture;
 use crate::harness::*;
@@ -177,4 +179,105 @@ async fn a_scrape_is_answered_while_idle_sockets_sit_open() {
     );
     // Held open to the end.
     drop(idle);
+}
+
+/// The status line and the body of a `GET path`.
+fn get(addr: &str, path: &str) -> (String, String) {
+    let response = http_get(addr, path);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {response:?}"));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
+}
+
+fn ok(body: &str) -> (String, String) {
+    ("HTTP/1.1 200 OK".to_string(), body.to_string())
+}
+
+fn unavailable(body: &str) -> (String, String) {
+    (
+        "HTTP/1.1 503 Service Unavailable".to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn readyz_fails_while_the_spool_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mx, addr) = start_with_metrics(dir.path(), "");
+    assert_eq!(get(&addr, "/healthz"), ok("ok\n"));
+    assert_eq!(get(&addr, "/readyz"), ok("ready\n"));
+
+    // Root writes through any permissions: make tmp/ a file instead.
+    let tmp = dir.path().join("spool/tmp");
+    let away = dir.path().join("spool/tmp.away");
+    std::fs::rename(&tmp, &away).unwrap();
+    std::fs::write(&tmp, "not a directory").unwrap();
+    assert_eq!(
+        get(&addr, "/readyz"),
+        unavailable(&format!(
+            "spool: cannot write {}: Not a directory (os error 20)\n",
+            tmp.display()
+        ))
+    );
+    assert_eq!(get(&addr, "/healthz"), ok("ok\n"));
+
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::rename(&away, &tmp).unwrap();
+    assert_eq!(get(&addr, "/readyz"), ok("ready\n"));
+    // The probes left nothing behind.
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn readyz_fails_while_the_queue_is_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mx, addr) = start_with_metrics(dir.path(), &format!("\n{}", relay_to(port)));
+    let out = swaks(
+        mx.addr,
+        &["--from", "a@client.test", "--to", "b@example.test"],
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    mx.wait_log(&["event=delivery", "status=deferred"]);
+    // Deferred, but young.
+    assert_eq!(get(&addr, "/readyz"), ok("ready\n"));
+
+    mx.advance_clock(3601);
+    let stuck =
+        "queue: a message has waited more than 3600s and no delivery succeeded for as long\n";
+    assert_eq!(get(&addr, "/readyz"), unavailable(stuck));
+
+    let _sink = Sink::start(&dir.path().join("sink"), port, &[]);
+    assert!(mx.cli(&["queue", "flush"]).status.success());
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    assert_eq!(get(&addr, "/readyz"), ok("ready\n"));
+}
+
+#[test]
+fn readyz_fails_while_a_closed_state_store_does_not_answer() {
+    // Nothing listens on the Redis port; nothing asked Redis before.
+    let dead = free_port();
+    let refused = "state: redis: Connection refused (os error 111)\n";
+    for (on_error, expected) in [("open", ok("ready\n")), ("closed", unavailable(refused))] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!(
+            "[state]\nbackend = \"redis://127.0.0.1:{dead}/0\"\non_error = \"{on_error}\"\n"
+        );
+        let (_mx, addr) = start_with_metrics(dir.path(), &format!("\n{state}"));
+        assert_eq!(get(&addr, "/readyz"), expected, "on_error = {on_error}");
+    }
+}
+
+#[test]
+fn readyz_of_the_policy_server_alone_needs_no_smtp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start_policy_server(
+        dir.path(),
+        "[policy_server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let line = mx.wait_log(&["event=listen", "service=metrics"]);
+    let addr = line.split("address=").nth(1).unwrap().trim().to_string();
+    assert_eq!(get(&addr, "/readyz"), ok("ready\n"));
 }
