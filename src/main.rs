@@ -377,6 +377,10 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
         mxguard::owned::group_id(group).map_err(|e| fail(&format!("control.group: {e}")))?;
     }
     mxguard::tls::client::DownstreamTls::load(&config.downstream).map_err(|e| fail(&e))?;
+    let warnings = [config.policy_server.warning(), config.metrics.warning()];
+    for warning in warnings.into_iter().flatten() {
+        eprintln!("mxguard: {}: warning: {warning}", file.display());
+    }
     println!("{}: ok", file.display());
     Ok(ExitCode::SUCCESS)
 }

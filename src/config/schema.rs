@@ -74,6 +74,21 @@ impl Default for Metrics {
     }
 }
 
+impl Metrics {
+    /// What `mxguard config check` warns about: a listener on an address
+    /// other hosts can reach while `allow` still lets only this host in.
+    pub fn warning(&self) -> Option<String> {
+        let addr = self.listen?;
+        let unreachable = !addr.ip().is_loopback() && self.allow == loopback_networks();
+        unreachable.then(|| {
+            format!(
+                "metrics.listen: {addr} is not a loopback address, but metrics.allow lets only \
+                 this host in: add your Prometheus server's address to metrics.allow"
+            )
+        })
+    }
+}
+
 /// `[policy_server]`: the Postfix policy delegation service, when `listen`
 /// is set: `"127.0.0.1:10040"` or `"unix:/run/mxguard/policy.sock"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +120,23 @@ impl Default for PolicyServer {
             count_offences: false,
             max_connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
         }
+    }
+}
+
+impl PolicyServer {
+    /// What `mxguard config check` warns about: a TCP listener on an
+    /// address other hosts can reach.
+    pub fn warning(&self) -> Option<String> {
+        let Some(PolicyListen::Tcp(addr)) = self.listen else {
+            return None;
+        };
+        (!addr.ip().is_loopback()).then(|| {
+            format!(
+                "policy_server.listen: {addr} is not a loopback address: any peer \
+                 policy_server.allow lets in can ask about any client and feed greylisting; \
+                 prefer a loopback address or a unix socket"
+            )
+        })
     }
 }
 
@@ -674,6 +706,31 @@ mod tests {
         );
         let err = toml::from_str::<PolicyServer>("group = \"no-such-group-here\"").unwrap_err();
         assert_eq!(err.message(), "unknown group \"no-such-group-here\"");
+    }
+
+    #[test]
+    fn listeners_on_network_addresses_are_warned_about() {
+        let policy = |text: &str| toml::from_str::<PolicyServer>(text).unwrap().warning();
+        assert_eq!(policy("listen = \"127.0.0.1:10040\""), None);
+        assert_eq!(policy("listen = \"[::1]:10040\""), None);
+        assert_eq!(policy("listen = \"unix:/run/p.sock\""), None);
+        assert_eq!(policy(""), None);
+        let wide = policy("listen = \"0.0.0.0:10040\"").unwrap();
+        assert!(
+            wide.starts_with("policy_server.listen: 0.0.0.0:10040 is not a loopback address"),
+            "{wide}"
+        );
+        let metrics = |text: &str| toml::from_str::<Metrics>(text).unwrap().warning();
+        assert_eq!(metrics("listen = \"127.0.0.1:9425\""), None);
+        assert_eq!(
+            metrics("listen = \"192.0.2.1:9425\"\nallow = [\"192.0.2.9\"]"),
+            None
+        );
+        let closed = metrics("listen = \"192.0.2.1:9425\"").unwrap();
+        assert!(
+            closed.starts_with("metrics.listen: 192.0.2.1:9425 is not a loopback address, but"),
+            "{closed}"
+        );
     }
 
     #[test]

@@ -168,6 +168,45 @@ fn errors_name_file_line_and_key() {
 }
 
 #[test]
+fn config_check_warns_about_side_listeners_on_network_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wide.toml");
+    std::fs::write(
+        &file,
+        "[policy_server]\nlisten = \"0.0.0.0:10040\"\n[metrics]\nlisten = \"[::]:9425\"\n",
+    )
+    .unwrap();
+    let name = file.to_str().unwrap();
+    let out = mxguard(&["config", "check", name]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{name}: ok\n")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "mxguard: {name}: warning: policy_server.listen: 0.0.0.0:10040 is not a loopback \
+             address: any peer policy_server.allow lets in can ask about any client and feed \
+             greylisting; prefer a loopback address or a unix socket\n\
+             mxguard: {name}: warning: metrics.listen: [::]:9425 is not a loopback address, but \
+             metrics.allow lets only this host in: add your Prometheus server's address to \
+             metrics.allow\n"
+        )
+    );
+    // Loopback listeners, or metrics open to a chosen peer: no warning.
+    std::fs::write(
+        &file,
+        "[policy_server]\nlisten = \"127.0.0.1:10040\"\n\
+         [metrics]\nlisten = \"0.0.0.0:9425\"\nallow = [\"192.0.2.9\"]\n",
+    )
+    .unwrap();
+    let out = mxguard(&["config", "check", name]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
 fn serve_refuses_a_bad_config_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
