@@ -3,7 +3,10 @@
 //! code, enhanced status and text, and falls back to its default action
 //! when mxguard is down; the protocol on a raw socket (reuse, malformed
 //! requests); `mxguard policy-server` alone; exemptions, greylisting and
-//! bans; warn mode; a Unix socket.
+//! bans; warn mode; a Unix socket. Who may ask: bans and rate counts only
+//! with `count_offences`; TCP peers outside `allow` closed unanswered; the
+//! socket 0660 whatever the umask, open to its group only; per-peer caps
+//! that keep one peer's idle sockets from shutting another out.
 
 use crate::dns_fixture::DnsFixture;
 use crate::harness::*;
