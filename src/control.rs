@@ -17,21 +17,14 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct ControlError {
-    path: String,
-    source: std::io::Error,
-}
+#[error("{0}")]
+pub struct ControlError(#[from] crate::owned::SocketError);
 
 /// Binds the socket (replacing a stale one: the caller holds the spool
 /// lock), 0600 — or 0660 for group `gid` — and serves it in the background.
 pub fn listen(path: &Path, gid: Option<u32>, svc: Arc<Services>) -> Result<(), ControlError> {
-    let io = |source| ControlError {
-        path: path.display().to_string(),
-        source,
-    };
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
-    let listener = crate::owned::bind_socket(path, mode, gid).map_err(io)?;
+    let listener = crate::owned::bind_socket(path, mode, gid)?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let svc = svc.clone();

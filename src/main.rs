@@ -373,9 +373,6 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     if let Some(tls) = &config.tls {
         mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;
     }
-    if let Some(group) = &config.control.group {
-        mxguard::owned::group_id(group).map_err(|e| fail(&format!("control.group: {e}")))?;
-    }
     mxguard::tls::client::DownstreamTls::load(&config.downstream).map_err(|e| fail(&e))?;
     let warnings = [config.policy_server.warning(), config.metrics.warning()];
     for warning in warnings.into_iter().flatten() {

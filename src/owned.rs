@@ -1,30 +1,19 @@
 //! What mxguard creates on disk is its own, whatever the umask it was
 //! started with: directories 0700, files 0600, sockets 0600 — or 0710 and
-//! 0660 for a group named in the configuration (`control.group`), so its
-//! members can reach a socket and nothing else. Sockets are bound inside a
+//! 0660 for a group named in the configuration (`control.group`,
+//! `policy_server.group`), so its members can reach a socket and nothing
+//! else. Sockets are bound inside a
 //! private (0700) directory next to their place, given their mode, then
 //! renamed into place, so no one can reach one while its mode is wider.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Mode of the directories mxguard keeps its data in.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of the files it writes.
 pub const FILE_MODE: u32 = 0o600;
-
-/// Why a group could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    #[error("unknown group `{0}`")]
-    Unknown(String),
-    #[error("group `{name}`: {source}")]
-    Lookup {
-        name: String,
-        source: std::io::Error,
-    },
-}
 
 /// Creates `dir` (and its parents) with `mode`, and gives an existing one
 /// that mode too.
@@ -42,55 +31,56 @@ pub fn new_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The numeric id of the group `name`.
-pub fn group_id(name: &str) -> Result<u32, GroupError> {
-    let lookup = |source| GroupError::Lookup {
-        name: name.to_string(),
-        source,
-    };
-    let c_name = std::ffi::CString::new(name).map_err(|_| GroupError::Unknown(name.into()))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: getgrnam_r writes the entry into `group` and its strings
-        // into `buf` (of the length given); `found` points at `group` or is
-        // null. Nothing is kept past this call but the gid.
-        let mut group: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(
-                c_name.as_ptr(),
-                &mut group,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 if found.is_null() => return Err(GroupError::Unknown(name.into())),
-            0 => return Ok(group.gr_gid),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            rc => return Err(lookup(std::io::Error::from_raw_os_error(rc))),
-        }
-    }
-}
-
-/// Gives `path` to group `gid` (keeping its owner).
+/// Gives `path` to group `gid` (keeping its owner), unless it has it
+/// already (a set-group-ID directory gives it without the chown that a
+/// system call filter may forbid).
 pub fn chgrp(path: &Path, gid: u32) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.gid() == gid {
+        return Ok(());
+    }
     std::os::unix::fs::chown(path, None, Some(gid))
 }
 
+/// Why a socket could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("{0} exists and is not a socket")]
+    NotASocket(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 /// Binds a unix socket at `path` with `mode` (and group `gid`), replacing
-/// whatever socket was there; the caller has checked it may.
+/// a stale socket there — never a file that is not one. It is bound in a
+/// private directory beside `path` (on the same file system, for the
+/// rename), given its mode and group there, then renamed into place.
 pub fn bind_socket(
     path: &Path,
     mode: u32,
     gid: Option<u32>,
-) -> std::io::Result<tokio::net::UnixListener> {
+) -> Result<tokio::net::UnixListener, SocketError> {
+    let io = |source| SocketError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {}
+        Ok(_) => return Err(SocketError::NotASocket(path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}.new", std::process::id()));
+    name.push(format!(".{}.bind", std::process::id()));
     let private = std::path::PathBuf::from(name);
+    // One left by a crashed process of the same ID goes first.
     let _ = fs::remove_dir_all(&private);
-    DirBuilder::new().mode(DIR_MODE).create(&private)?;
+    DirBuilder::new()
+        .mode(DIR_MODE)
+        .create(&private)
+        .map_err(io)?;
     let staging = private.join("socket");
     let placed = tokio::net::UnixListener::bind(&staging).and_then(|listener| {
         fs::set_permissions(&staging, Permissions::from_mode(mode))?;
@@ -100,14 +90,14 @@ pub fn bind_socket(
         fs::rename(&staging, path)?;
         Ok(listener)
     });
+    // Empty once the socket moved out; else it holds the one that failed.
     let _ = fs::remove_dir_all(&private);
-    placed
+    placed.map_err(io)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().mode() & 0o7777
@@ -129,21 +119,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sockets_get_their_mode_before_they_appear() {
+    async fn a_socket_gets_its_mode_replaces_a_stale_one_and_leaves_nothing_else() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("s.sock");
-        let _old = tokio::net::UnixListener::bind(&path).unwrap();
-        let gid = group_id("root").unwrap();
-        let _listener = bind_socket(&path, 0o660, Some(gid)).unwrap();
-        assert_eq!(mode(&path), 0o660);
-        tokio::net::UnixStream::connect(&path)
-            .await
-            .expect("reachable where it was put");
-        assert_eq!(fs::metadata(&path).unwrap().gid(), gid);
-        assert!(matches!(
-            group_id("no-such-group-here"),
-            Err(GroupError::Unknown(_))
-        ));
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let listener = bind_socket(&path, 0o660, Some(0)).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o7777, 0o660);
+        assert_eq!(meta.gid(), 0);
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["s.sock"]);
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        listener.accept().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_socket_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        fs::write(&path, "data").unwrap();
+        let err = bind_socket(&path, 0o600, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{} exists and is not a socket", path.display())
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"data");
     }
 }

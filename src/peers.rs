@@ -1,7 +1,8 @@
-//! Who may use a side listener (the policy server, the metrics endpoint)
-//! and how much of it: the `allow` list of peer networks, the connection
-//! caps in total and per peer ([`Caps`], taken after accept, so that held
-//! sockets from one peer never keep another's out), and [`LogThrottle`],
+//! Who may use a listener and how much of it: the `allow` list of peer
+//! networks (the policy server, the metrics endpoint), the connection caps
+//! in total and per peer ([`Caps`], taken after accept, so that held
+//! sockets from one peer never keep another's out; the SMTP listener's
+//! caps per client too), and [`LogThrottle`],
 //! which lets a refused peer be logged at most once a minute, so a scanner
 //! cannot flood the log.
 
@@ -60,6 +61,11 @@ impl<K: Hash + Eq + Clone> Caps<K> {
             max_per_peer,
             open: Mutex::new((0, HashMap::new())),
         })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 
     /// A slot for one more connection from `peer`, if both caps allow.

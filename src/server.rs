@@ -6,13 +6,13 @@ use crate::config::Config;
 use crate::control::{self, ControlError};
 use crate::delivery;
 use crate::log::Logger;
+use crate::peers::Refusal;
 use crate::services::{Services, ServicesError};
 use crate::smtp::reply::Reply;
 use crate::spool::{Spool, SpoolError};
 use crate::state::{State, Store};
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -33,8 +33,6 @@ pub enum ServeError {
     Dns(#[from] crate::dns::DnsSetupError),
     #[error("spool.dir: control socket: {0}")]
     Control(#[from] ControlError),
-    #[error("control.group: {0}")]
-    ControlGroup(#[from] crate::owned::GroupError),
     #[error("server.listen: cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,64 +51,9 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-/// Counts open connections in total and per client (an IPv4 address, an
+/// Open SMTP connections, in total and per client (an IPv4 address, an
 /// IPv6 /64: see [`crate::net::client_network`]).
-struct Limiter {
-    max_total: usize,
-    max_per_client: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// Which cap a new connection hit.
-#[derive(Debug, PartialEq, Eq)]
-enum Cap {
-    Total,
-    PerClient,
-}
-
-/// One open connection; released on drop.
-struct Permit {
-    limiter: Arc<Limiter>,
-    client: IpAddr,
-}
-
-impl Limiter {
-    /// Connections open now.
-    fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
-    }
-
-    fn acquire(self: &Arc<Self>, client: IpAddr) -> Result<Permit, Cap> {
-        let client = crate::net::client_network(client);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.0 >= self.max_total {
-            return Err(Cap::Total);
-        }
-        let per = open.1.entry(client).or_insert(0);
-        if *per >= self.max_per_client {
-            return Err(Cap::PerClient);
-        }
-        *per += 1;
-        open.0 += 1;
-        Ok(Permit {
-            limiter: self.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut open = self.limiter.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(per) = open.1.get_mut(&self.client) {
-            *per -= 1;
-            if *per == 0 {
-                open.1.remove(&self.client);
-            }
-        }
-    }
-}
+type Limiter = crate::peers::Caps<IpAddr>;
 
 /// What `serve` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,14 +106,10 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         delivery.clone(),
         state.clone(),
     )?);
-    let control_group = match &config.control.group {
-        Some(name) => {
-            let gid = crate::owned::group_id(name)?;
-            spool.share_with_group(gid)?;
-            Some(gid)
-        }
-        None => None,
-    };
+    let control_group = config.control.group.as_ref().map(|g| g.gid);
+    if let Some(gid) = control_group {
+        spool.share_with_group(gid)?;
+    }
     control::listen(&spool.control_socket(), control_group, svc.clone())?;
     watch_dnsbl_health(&svc).await;
     let saver = state.clone();
@@ -183,11 +122,10 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
     });
 
     crate::policy_server::start(svc.clone()).await?;
-    let limiter = Arc::new(Limiter {
-        max_total: config.limits.max_connections,
-        max_per_client: config.limits.max_connections_per_client,
-        open: Mutex::new((0, HashMap::new())),
-    });
+    let limiter = Limiter::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_client,
+    );
     start_metrics(&svc, &limiter, mode).await?;
     let smtp_addrs = match mode {
         Mode::Gateway => config.server.listen.clone(),
@@ -313,7 +251,7 @@ async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Lim
         };
         let client = crate::net::canonical_ip(peer.ip());
         let _ = stream.set_nodelay(true);
-        match limiter.acquire(client) {
+        match limiter.acquire(crate::net::client_network(client)) {
             Ok(permit) => {
                 let svc = svc.clone();
                 tokio::spawn(async move {
@@ -329,14 +267,19 @@ async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Lim
 }
 
 /// `421 4.7.0` before the banner, logged, and the connection closed.
-async fn refuse_connection(svc: Arc<Services>, mut stream: TcpStream, client: IpAddr, cap: Cap) {
+async fn refuse_connection(
+    svc: Arc<Services>,
+    mut stream: TcpStream,
+    client: IpAddr,
+    cap: Refusal,
+) {
     let host = &svc.config.server.hostname;
     let (check, text) = match cap {
-        Cap::Total => (
+        Refusal::Total | Refusal::NotAllowed => (
             "max_connections",
             format!("{host} Error: too many connections"),
         ),
-        Cap::PerClient => (
+        Refusal::PerPeer => (
             "max_connections_per_client",
             format!(
                 "{host} Error: too many connections from {}",
@@ -360,36 +303,4 @@ async fn refuse_connection(svc: Arc<Services>, mut stream: TcpStream, client: Ip
         .kv("action", "tempfail")
         .kv("reply", &reply)
         .emit();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limiter_counts_total_and_per_client() {
-        let limiter = Arc::new(Limiter {
-            max_total: 3,
-            max_per_client: 2,
-            open: Mutex::new((0, HashMap::new())),
-        });
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        // Two addresses of one IPv6 /64 are one client.
-        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
-        let _x = limiter.acquire(v6("2001:db8::1")).unwrap();
-        let _y = limiter.acquire(v6("2001:db8::ffff:2")).unwrap();
-        assert_eq!(
-            limiter.acquire(v6("2001:db8::3")).err(),
-            Some(Cap::PerClient)
-        );
-        drop((_x, _y));
-        let p1 = limiter.acquire(a).unwrap();
-        let _p2 = limiter.acquire(a).unwrap();
-        assert_eq!(limiter.acquire(a).err(), Some(Cap::PerClient));
-        let _p3 = limiter.acquire(b).unwrap();
-        assert_eq!(limiter.acquire(b).err(), Some(Cap::Total));
-        drop(p1);
-        assert!(limiter.acquire(a).is_ok());
-    }
 }

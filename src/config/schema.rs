@@ -48,7 +48,7 @@ pub struct Config {
 pub struct Control {
     /// A group whose members may use the socket (mode 0660); without one
     /// only mxguard's own user can (0600).
-    pub group: Option<String>,
+    pub group: Option<Group>,
 }
 
 /// `[metrics]`: Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP,

@@ -32,7 +32,6 @@
 
 mod decide;
 pub mod protocol;
-mod unix_socket;
 
 use crate::config::PolicyListen;
 use crate::peers::{self, Caps, LogThrottle, Refusal};
@@ -58,14 +57,8 @@ pub enum PolicyServerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("policy_server.listen: {path} exists and is not a socket")]
-    NotASocket { path: String },
-    #[error("policy_server.group: cannot give {path} to group {group:?}: {source}")]
-    Group {
-        group: String,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("policy_server.listen: {0}")]
+    Socket(#[from] crate::owned::SocketError),
 }
 
 /// How long a new connection may take to start its first request: Postfix
@@ -127,8 +120,9 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
             tokio::spawn(accept_tcp(svc, listener, caps));
         }
         PolicyListen::Unix(path) => {
-            let group = svc.config.policy_server.group.as_ref();
-            let listener = unix_socket::bind(&path, group)?;
+            // 0660: Postfix's `smtpd` reaches it through the group.
+            let gid = svc.config.policy_server.group.as_ref().map(|g| g.gid);
+            let listener = crate::owned::bind_socket(&path, 0o660, gid)?;
             log_listen(&svc, format!("unix:{}", path.display()));
             let caps = Caps::new(max_total, max_per_peer);
             tokio::spawn(accept_unix(svc, listener, caps));

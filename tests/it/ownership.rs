@@ -125,7 +125,7 @@ async fn a_control_group_gets_the_socket_and_nothing_else() {
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("control.group: unknown group `no-such-group-here`"),
+        err.contains("bad.toml:2: control.group: unknown group \"no-such-group-here\""),
         "{err}"
     );
 }
