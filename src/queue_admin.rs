@@ -44,7 +44,7 @@ pub fn list(spool: &Spool) -> Result<String, QueueError> {
         let _ = writeln!(
             out,
             "{id}  {:>9}  {}  {}",
-            entry.message().len(),
+            entry.size,
             date(env.arrival),
             env.from
         );
@@ -82,14 +82,21 @@ pub fn show(spool: &Spool, id: &str) -> Result<Vec<u8>, QueueError> {
         Err(SpoolError::NotFound(_)) => spool.read_quarantined(&id)?,
         other => other?,
     };
-    let mut out = entry.file[..entry.body].to_vec();
+    let file = std::fs::read(&entry.path).map_err(|source| {
+        QueueError::Spool(SpoolError::Io {
+            path: entry.path.display().to_string(),
+            source,
+        })
+    })?;
+    let body = (entry.body as usize).min(file.len());
+    let mut out = file[..body].to_vec();
     let state = entry.state.render();
     if !state.is_empty() {
         out.extend_from_slice(b"-- delivery state\n");
         out.extend_from_slice(state.as_bytes());
     }
     out.extend_from_slice(b"-- message\n");
-    out.extend_from_slice(entry.message());
+    out.extend_from_slice(&file[body..]);
     Ok(out)
 }
 

@@ -110,9 +110,8 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
         // What the connection got of TLS (none for a maildir).
         let (results, tls) = match target {
             Target::Maildir(dir) => {
-                let source = ctx.spool.path(&entry.envelope.id);
                 let results =
-                    maildir::deliver(dir, &ctx.config.server.hostname, &source, entry.body as u64)
+                    maildir::deliver(dir, &ctx.config.server.hostname, &entry.path, entry.body)
                         .await
                         .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
                         .map_err(|e| e.to_string());
@@ -131,7 +130,11 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
                     from: &entry.envelope.from,
                     rcpts: pending,
                     body_8bit: entry.envelope.body_8bit,
-                    message: entry.message(),
+                    message: smtp_client::Message {
+                        path: &entry.path,
+                        offset: entry.body,
+                        len: entry.size,
+                    },
                 };
                 let attempt = smtp_client::deliver(&request, &ctx.tls).await;
                 (
@@ -257,13 +260,20 @@ async fn bounce_allowed(ctx: &Context, entry: &Entry) -> Option<String> {
     } else {
         env.helo.as_str()
     };
+    let (stored, max) = (entry.clone(), ctx.config.limits.max_header_size);
+    let message = || async move {
+        let read = tokio::task::spawn_blocking(move || {
+            crate::message::intake::authentication_input(stored.open_message()?, max)
+        });
+        read.await.ok()?.ok()?
+    };
     ctx.dns
         .sender_verified(
             env.client,
             helo,
             &ctx.config.server.hostname,
             sender,
-            entry.message(),
+            message,
         )
         .await
 }
@@ -285,11 +295,18 @@ async fn queue_dsn(ctx: &Context, entry: &Entry, state: &DeliveryState) -> Resul
             .trim_end_matches('>')
             .to_string()],
     };
+    // The original headers go back to the sender, within a bound.
+    let stored = entry.clone();
+    let headers = match tokio::task::spawn_blocking(move || stored.header_block(64 * 1024)).await {
+        Ok(Ok(headers)) => headers,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
     let report = super::dsn::build(
         hostname,
         &entry.envelope,
         &state.failed,
-        entry.message(),
+        &headers,
         envelope.id.as_str(),
     );
     let (spool, dsn_id) = (ctx.spool.clone(), envelope.id.clone());

@@ -30,7 +30,16 @@ pub struct Request<'a> {
     pub from: &'a str,
     pub rcpts: &'a [String],
     pub body_8bit: bool,
-    pub message: &'a [u8],
+    pub message: Message<'a>,
+}
+
+/// Where the message to send is: `len` octets at `offset` in the file at
+/// `path` (the queue file), read a piece at a time as it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub path: &'a std::path::Path,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// The downstream's answer for one recipient, with its reply text.
@@ -52,6 +61,8 @@ pub enum ClientError {
     Conn(#[from] ConnError),
     #[error("malformed reply from downstream")]
     Malformed,
+    #[error("queue file: {0}")]
+    QueueFile(std::io::Error),
     #[error("downstream said {0}")]
     Refused(String),
     #[error("TLS handshake with downstream failed: {0}")]
@@ -352,7 +363,7 @@ async fn transaction(
         mail.push_str(" BODY=8BITMIME");
     }
     if ext.has("SIZE") {
-        mail.push_str(&format!(" SIZE={}", req.message.len()));
+        mail.push_str(&format!(" SIZE={}", req.message.len));
     }
     let pipelining = ext.has("PIPELINING");
     let mut batch = vec![mail];
@@ -442,21 +453,52 @@ async fn transaction(
 const SEND_CHUNK: usize = 64 * 1024;
 
 /// Sends the message with leading dots doubled, CRLF-terminated, then
-/// `.`, a chunk at a time (no second copy of the whole message).
+/// `.`, read from its file and sent a chunk at a time (never the whole
+/// message in memory).
 async fn send_dot_stuffed(
     conn: &mut Conn<TcpStream>,
-    message: &[u8],
+    message: Message<'_>,
     t: Duration,
 ) -> Result<(), ClientError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(message.path)
+        .await
+        .map_err(ClientError::QueueFile)?;
+    file.seek(std::io::SeekFrom::Start(message.offset))
+        .await
+        .map_err(ClientError::QueueFile)?;
+    let mut file = file.take(message.len);
     let mut line_start = true;
+    let mut chunk = vec![0u8; SEND_CHUNK];
     let mut out = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 8);
-    for chunk in message.chunks(SEND_CHUNK) {
+    // The last two octets sent, to know whether the message ended a line.
+    let mut tail = [0u8; 2];
+    let mut sent = 0u64;
+    loop {
+        let n = file
+            .read(&mut chunk)
+            .await
+            .map_err(ClientError::QueueFile)?;
+        if n == 0 {
+            break;
+        }
         out.clear();
-        stuff(chunk, &mut line_start, &mut out);
+        stuff(&chunk[..n], &mut line_start, &mut out);
+        tail = match n {
+            1 => [tail[1], chunk[0]],
+            _ => [chunk[n - 2], chunk[n - 1]],
+        };
+        sent += n as u64;
         conn.write(&out);
         conn.flush(t).await?;
     }
-    conn.write(end_of_data(message));
+    if sent != message.len {
+        return Err(ClientError::QueueFile(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "shorter than its message",
+        )));
+    }
+    conn.write(end_of_data(sent, tail));
     conn.flush(t).await?;
     Ok(())
 }
@@ -472,9 +514,10 @@ fn stuff(chunk: &[u8], line_start: &mut bool, out: &mut Vec<u8>) {
     }
 }
 
-/// What ends the data: the final dot, after a CRLF if the message lacks one.
-fn end_of_data(message: &[u8]) -> &'static [u8] {
-    if message.is_empty() || message.ends_with(b"\r\n") {
+/// What ends the data: the final dot, after a CRLF if the message (of
+/// `len` octets, ending with `tail`) lacks one.
+fn end_of_data(len: u64, tail: [u8; 2]) -> &'static [u8] {
+    if len == 0 || tail == *b"\r\n" {
         b".\r\n"
     } else {
         b"\r\n.\r\n"
@@ -490,7 +533,12 @@ mod tests {
         for part in message.chunks(chunk.max(1)) {
             stuff(part, &mut line_start, &mut out);
         }
-        out.extend_from_slice(end_of_data(message));
+        let tail = match message {
+            [.., a, b] => [*a, *b],
+            [b] => [0, *b],
+            [] => [0, 0],
+        };
+        out.extend_from_slice(end_of_data(message.len() as u64, tail));
         out
     }
 

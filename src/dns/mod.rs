@@ -376,20 +376,29 @@ impl Dns {
 
     /// How the sender of a message is verified, if it is: SPF pass for the
     /// MAIL FROM domain, or a DKIM signature that verifies and whose `d=`
-    /// is that domain or a parent of it (relaxed alignment).
-    pub async fn sender_verified(
+    /// is that domain or a parent of it (relaxed alignment). The message is
+    /// its header block and body hashes, read when `message` is called
+    /// (only when SPF did not pass).
+    pub async fn sender_verified<F, Fut>(
         &self,
         ip: IpAddr,
         helo: &str,
         our_hostname: &str,
         sender: &str,
-        message: &[u8],
-    ) -> Option<String> {
+        message: F,
+    ) -> Option<String>
+    where
+        F: FnOnce() -> Fut,
+        Fut:
+            std::future::Future<Output = Option<(Vec<u8>, Vec<crate::message::body_hash::Digest>)>>,
+    {
         let domain = sender.rsplit_once('@')?.1.to_ascii_lowercase();
         if self.spf_mail_from(ip, helo, our_hostname, sender).await == SpfResult::Pass {
             return Some("spf=pass".into());
         }
-        let parsed = mail_auth::AuthenticatedMessage::parse(message)?;
+        let (header_block, digests) = message().await?;
+        let mut parsed = mail_auth::AuthenticatedMessage::parse(&header_block)?;
+        crate::message::body_hash::apply(&mut parsed, &digests);
         let outputs = tokio::time::timeout(self.timeout * 4, self.auth.verify_dkim(&parsed))
             .await
             .ok()?;

@@ -265,6 +265,31 @@ impl Intake {
     }
 }
 
+/// What message authentication needs of a stored message, read from
+/// `message` a piece at a time (blocking): its header block and the DKIM
+/// body hashes; `None` for a header block over `max_header` octets.
+pub fn authentication_input(
+    mut message: impl std::io::Read,
+    max_header: u64,
+) -> std::io::Result<Option<(Vec<u8>, Vec<super::body_hash::Digest>)>> {
+    // The host name is not ours to judge here: nothing is dropped.
+    let mut intake = Intake::new("", max_header, LongLines::Wrap, true);
+    let mut piece = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let n = message.read(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        out.clear();
+        intake.feed(&piece[..n], &mut out);
+    }
+    let finished = intake.finish(&mut out);
+    Ok(finished
+        .body_hashes
+        .map(|hashes| (finished.header_block, hashes.finish())))
+}
+
 /// Whether a line starts a header field: a name of printable characters
 /// (spaces allowed before the colon, as the obsolete syntax does).
 fn starts_field(line: &[u8]) -> bool {

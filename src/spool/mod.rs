@@ -19,7 +19,7 @@ pub use envelope::{DeliveryState, Envelope};
 pub use id::QueueId;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -81,21 +81,6 @@ impl Pending {
         self.open()?.write_all(data).map_err(io_err(&tmp))
     }
 
-    /// The message bytes appended so far, read back (blocking).
-    pub fn written(&mut self) -> Result<Vec<u8>, SpoolError> {
-        if self.file.is_none() {
-            return Ok(Vec::new());
-        }
-        let mut data = Vec::new();
-        File::open(&self.tmp)
-            .and_then(|mut f| {
-                f.seek(SeekFrom::Start(self.head.len() as u64))?;
-                f.read_to_end(&mut data)
-            })
-            .map_err(io_err(&self.tmp))?;
-        Ok(data)
-    }
-
     /// Writes the last bytes, fsyncs, renames into the queue and fsyncs the
     /// directory (blocking). Only after this may the client hear 250.
     pub fn commit(self, rest: &[u8]) -> Result<(), SpoolError> {
@@ -153,18 +138,49 @@ impl Drop for Pending {
     }
 }
 
-/// A queue entry read back from disk.
+/// A queue entry read back from disk: its envelope and delivery state;
+/// the message stays in the file, read a piece at a time by whoever sends
+/// it on (never whole in memory).
+#[derive(Clone)]
 pub struct Entry {
     pub envelope: Envelope,
     pub state: DeliveryState,
-    /// The whole queue file; the message is `file[body..]`.
-    pub file: Vec<u8>,
-    pub body: usize,
+    /// The queue file.
+    pub path: PathBuf,
+    /// Where the message starts in it, and its length.
+    pub body: u64,
+    pub size: u64,
 }
 
+/// The longest envelope read back (1,000 recipients of 1,000 octets).
+const MAX_ENVELOPE: usize = 1 << 20;
+
 impl Entry {
-    pub fn message(&self) -> &[u8] {
-        &self.file[self.body..]
+    /// The message file, positioned at the message (blocking).
+    pub fn open_message(&self) -> std::io::Result<File> {
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.body))?;
+        Ok(file)
+    }
+
+    /// The message's header block, up to and with the empty line that ends
+    /// it, at most `max` octets (blocking).
+    pub fn header_block(&self, max: usize) -> std::io::Result<Vec<u8>> {
+        let mut block = Vec::new();
+        self.open_message()?
+            .take(max as u64)
+            .read_to_end(&mut block)?;
+        if let Some(end) = block.windows(4).position(|w| w == b"\r\n\r\n") {
+            block.truncate(end + 4);
+        }
+        Ok(block)
+    }
+
+    /// The whole message (blocking; for `mxguard queue show`).
+    pub fn read_message(&self) -> std::io::Result<Vec<u8>> {
+        let mut message = Vec::new();
+        self.open_message()?.read_to_end(&mut message)?;
+        Ok(message)
     }
 }
 
@@ -320,21 +336,33 @@ impl Spool {
 
     fn read_in(dir: &Path, id: &QueueId) -> Result<Entry, SpoolError> {
         let path = dir.join(id.as_str());
-        let file = match fs::read(&path) {
+        let file = match File::open(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
             }
             other => other.map_err(io_err(&path))?,
         };
-        let (envelope, body) = Envelope::parse(&file).map_err(|source| SpoolError::Format {
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        // The envelope ends at the first empty line: read up to it only.
+        let mut head = Vec::with_capacity(4096);
+        let mut reader = std::io::BufReader::new(file.take(MAX_ENVELOPE as u64));
+        loop {
+            let read = reader.read_until(b'\n', &mut head).map_err(io_err(&path))?;
+            if read == 0 || head.ends_with(b"\n\n") {
+                break;
+            }
+        }
+        let (envelope, body) = Envelope::parse(&head).map_err(|source| SpoolError::Format {
             id: id.clone(),
             source,
         })?;
+        let body = body as u64;
         Ok(Entry {
             envelope,
             state: Self::state_in(dir, id),
-            file,
+            path,
             body,
+            size: len.saturating_sub(body),
         })
     }
 
@@ -427,7 +455,7 @@ mod tests {
         assert_eq!(spool.list().unwrap(), vec![e.id.clone()]);
         let entry = spool.read(&e.id).unwrap();
         assert_eq!(entry.envelope, e);
-        assert_eq!(entry.message(), b"Received: x\r\nbody\r\n");
+        assert_eq!(entry.read_message().unwrap(), b"Received: x\r\nbody\r\n");
         assert_eq!(entry.state, DeliveryState::default());
 
         let state = DeliveryState {
@@ -462,18 +490,17 @@ mod tests {
             .commit_with(b"A-R: y\r\n", b"body\r\n")
             .unwrap();
         assert_eq!(
-            spool.read(&small.id).unwrap().message(),
+            spool.read(&small.id).unwrap().read_message().unwrap(),
             b"Received: x\r\nA-R: y\r\nbody\r\n"
         );
 
         let large = envelope();
         let mut pending = spool.start(&large, b"Received: x\r\n");
         pending.append(b"part one\r\n").unwrap();
-        assert_eq!(pending.written().unwrap(), b"part one\r\n");
         pending.commit_with(b"A-R: y\r\n", b"part two\r\n").unwrap();
         let entry = spool.read(&large.id).unwrap();
         assert_eq!(
-            entry.message(),
+            entry.read_message().unwrap(),
             b"Received: x\r\nA-R: y\r\npart one\r\npart two\r\n"
         );
         assert!(fs::read_dir(dir.path().join("tmp"))
@@ -496,7 +523,7 @@ mod tests {
         assert!(spool.list().unwrap().is_empty());
         let q = spool.read_quarantined(&e.id).unwrap();
         assert_eq!(q.state, state);
-        assert_eq!(q.message(), b"body\r\n");
+        assert_eq!(q.read_message().unwrap(), b"body\r\n");
     }
 
     #[test]

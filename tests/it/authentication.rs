@@ -169,3 +169,55 @@ async fn dkim_dmarc_and_the_authentication_results_header() {
     assert!(ours.contains("dkim=pass"), "{ours}");
     assert!(ours.contains("dmarc=pass"), "{ours}");
 }
+
+/// The server's peak memory grows by less than this while a 20 MB signed
+/// message is received, authenticated and delivered (it is never whole in
+/// memory: DATA streams to the spool, DKIM hashes the body as it goes,
+/// delivery streams from the queue file).
+const BIG_MESSAGE_MEMORY_KB: u64 = 12 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mb_message_is_authenticated_and_delivered_in_bounded_memory() {
+    let key_der = Ed25519Key::generate_pkcs8().unwrap();
+    let public = Ed25519Key::from_pkcs8_der(&key_der).unwrap().public_key();
+    let dns = DnsFixture::with_extra_zones(vec![signed_zone(&public)]);
+    let sink = CaptureSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}[checks]\ndmarc = \"warn\"\n{}",
+            dns.config(),
+            smtp_downstream(sink.addr.port())
+        ),
+    );
+    let small =
+        "From: <a@signed.test>\r\nTo: <user@example.test>\r\nSubject: warm up\r\n\r\nhi\r\n";
+    let reply = send(&mx, "127.0.0.11", "a@signed.test", &sign(&key_der, small)).await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    let before = mx.memory_kb("VmHWM");
+
+    let line = "z".repeat(998) + "\r\n";
+    let body = line.repeat(20 * 1024 * 1024 / line.len());
+    let big =
+        format!("From: <a@signed.test>\r\nTo: <user@example.test>\r\nSubject: 20 MB\r\n\r\n{body}");
+    let reply = send(&mx, "127.0.0.11", "a@signed.test", &sign(&key_der, &big)).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    mx.wait_log_count(&["event=delivery", "status=sent"], 2);
+    let grown = mx.memory_kb("VmHWM").saturating_sub(before);
+    assert!(
+        grown < BIG_MESSAGE_MEMORY_KB,
+        "peak memory grew by {grown} kB"
+    );
+
+    let delivered = &sink.captured()[1].raw;
+    assert!(delivered.len() > 20_000_000);
+    let head = String::from_utf8_lossy(&delivered[..4096]);
+    let ours = head
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Authentication-Results: mx.test;"))
+        .take_while(|l| !l.starts_with("DKIM-Signature"))
+        .collect::<String>();
+    assert!(ours.contains("dkim=pass"), "{ours}");
+}
