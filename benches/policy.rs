@@ -86,8 +86,13 @@ fn checks(runtime: &Runtime, server: SocketAddr) -> Arc<Checks> {
     }
     let config = Config::from_toml(&text, "bench", Path::new("/")).expect("bench config");
     let dns = Dns::new(&config.dns).expect("resolver");
-    let checks =
-        Checks::new(Arc::new(config), Arc::new(dns), Arc::new(Logger::discard())).expect("checks");
+    let checks = Checks::new(
+        Arc::new(config),
+        Arc::new(dns),
+        Arc::new(Logger::discard()),
+        Arc::default(),
+    )
+    .expect("checks");
     let checks = Arc::new(checks);
     runtime.block_on(test_all(
         &checks.dns,

@@ -2,12 +2,14 @@
 //! flush` and `mxguard ban` reach the running server. One command line per
 //! connection; the answer is lines of text up to the close, the first
 //! starting with `ok` or `error`. Commands: `flush`, `ban list`,
-//! `ban add IP SECONDS`, `ban remove IP`, and — only in a test build
+//! `ban add IP SECONDS`, `ban remove IP`, `reload` (as SIGHUP, answering
+//! with the outcome), and — only in a test build
 //! (feature `test-clock`) started with `MXGUARD_TEST_CLOCK=1` — `clock
 //! advance SECONDS`. The socket is mxguard's alone (0600), or its group's
 //! (0660) with `control.group`.
 
-use crate::services::Services;
+use crate::reconfigure::Reloader;
+use crate::services::{Live, Services};
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::Path;
@@ -22,12 +24,17 @@ pub struct ControlError(#[from] crate::owned::SocketError);
 
 /// Binds the socket (replacing a stale one: the caller holds the spool
 /// lock), 0600 — or 0660 for group `gid` — and serves it in the background.
-pub fn listen(path: &Path, gid: Option<u32>, svc: Arc<Services>) -> Result<(), ControlError> {
+pub fn listen(
+    path: &Path,
+    gid: Option<u32>,
+    live: Arc<Live>,
+    reloader: Arc<Reloader>,
+) -> Result<(), ControlError> {
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
     let listener = crate::owned::bind_socket(path, mode, gid)?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let svc = svc.clone();
+            let (live, reloader) = (live.clone(), reloader.clone());
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 // The whole line is read (up to a bound) even when it is
@@ -43,7 +50,13 @@ pub fn listen(path: &Path, gid: Option<u32>, svc: Arc<Services>) -> Result<(), C
                 let answer = match got.ok().and_then(Result::ok) {
                     None | Some(0) => "error no command\n".to_string(),
                     Some(_) if line.len() > MAX_COMMAND => "error command too long\n".to_string(),
-                    Some(_) => answer(&svc, String::from_utf8_lossy(&line).trim()).await,
+                    Some(_) => {
+                        let command = String::from_utf8_lossy(&line);
+                        match command.trim() {
+                            "reload" => reloader.reload().await.answer(),
+                            other => answer(&live.current(), other).await,
+                        }
+                    }
                 };
                 let _ = write.write_all(answer.as_bytes()).await;
             });

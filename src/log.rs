@@ -12,11 +12,13 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where log lines go.
 pub struct Logger {
-    format: LogFormat,
+    /// JSON lines rather than `key=value` text (a reload may change it).
+    json: AtomicBool,
     sink: Mutex<Sink>,
     /// Counts every line, when metrics are on.
     metrics: OnceLock<Arc<Metrics>>,
@@ -43,33 +45,29 @@ impl Logger {
     /// Where `[log]` says: syslog, `log.file` (appended, created if
     /// missing), or standard error.
     pub fn open(config: &Log) -> std::io::Result<Logger> {
-        let sink = if config.syslog {
-            let path = config.syslog_socket.clone();
-            let socket = connect_syslog(&path).ok();
-            Sink::Syslog { path, socket }
-        } else {
-            match &config.file {
-                Some(path) => Sink::Stream(Box::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .mode(LOG_FILE_MODE)
-                        .open(path)?,
-                )),
-                None => Sink::Stream(Box::new(std::io::stderr())),
-            }
-        };
         Ok(Logger {
-            format: config.format,
-            sink: Mutex::new(sink),
+            json: AtomicBool::new(config.format == LogFormat::Json),
+            sink: Mutex::new(Sink::open(config)?),
             metrics: OnceLock::new(),
         })
+    }
+
+    /// Opens the log again, as `[log]` now says (a reload; after
+    /// logrotate moved the file away, a new one is made). Lines go to the
+    /// old place until the new one is open; if it cannot be opened, they
+    /// keep going there.
+    pub fn reopen(&self, config: &Log) -> std::io::Result<()> {
+        let sink = Sink::open(config)?;
+        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+        self.json
+            .store(config.format == LogFormat::Json, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A logger that writes nowhere (for tests of other parts).
     pub fn discard() -> Logger {
         Logger {
-            format: LogFormat::Text,
+            json: AtomicBool::new(false),
             sink: Mutex::new(Sink::Stream(Box::new(std::io::sink()))),
             metrics: OnceLock::new(),
         }
@@ -94,9 +92,11 @@ impl Logger {
         }
         let time = crate::time::now();
         let now = crate::time::iso8601(time);
-        let line = match self.format {
-            LogFormat::Text => render_text(&now, fields),
-            LogFormat::Json => render_json(&now, fields),
+        let json = self.json.load(Ordering::Relaxed);
+        let line = if json {
+            render_json(&now, fields)
+        } else {
+            render_text(&now, fields)
         };
         let mut sink = match self.sink.lock() {
             Ok(sink) => sink,
@@ -110,12 +110,12 @@ impl Logger {
             Sink::Syslog { path, socket } => {
                 // Syslog stamps the time itself; the message is the line
                 // from `event=` on (or the JSON object).
-                let message = match self.format {
-                    LogFormat::Text => line
-                        .trim_end()
+                let message = if json {
+                    line.trim_end()
+                } else {
+                    line.trim_end()
                         .split_once(" mxguard: ")
-                        .map_or(line.trim_end(), |(_, m)| m),
-                    LogFormat::Json => line.trim_end(),
+                        .map_or(line.trim_end(), |(_, m)| m)
                 };
                 let datagram = format!(
                     "<{SYSLOG_PRIORITY}>{} mxguard[{}]: {message}",
@@ -134,6 +134,26 @@ impl Logger {
                 }
             }
         }
+    }
+}
+
+impl Sink {
+    fn open(config: &Log) -> std::io::Result<Sink> {
+        if config.syslog {
+            let path = config.syslog_socket.clone();
+            let socket = connect_syslog(&path).ok();
+            return Ok(Sink::Syslog { path, socket });
+        }
+        Ok(match &config.file {
+            Some(path) => Sink::Stream(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(LOG_FILE_MODE)
+                    .open(path)?,
+            )),
+            None => Sink::Stream(Box::new(std::io::stderr())),
+        })
     }
 }
 

@@ -215,8 +215,8 @@ fn serve(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
     run_server(config, mxguard::server::Mode::Gateway)
 }
 
-fn run_server(config: Option<&Path>, mode: mxguard::server::Mode) -> Result<ExitCode, ExitCode> {
-    let config = load(config)?;
+fn run_server(path: Option<&Path>, mode: mxguard::server::Mode) -> Result<ExitCode, ExitCode> {
+    let config = load(path)?;
     if mode == mxguard::server::Mode::PolicyOnly && config.policy_server.listen.is_none() {
         eprintln!("mxguard: policy_server.listen: needed by `mxguard policy-server`");
         return Err(ExitCode::from(EX_CONFIG));
@@ -233,7 +233,11 @@ fn run_server(config: Option<&Path>, mode: mxguard::server::Mode) -> Result<Exit
             ExitCode::from(EX_SOFTWARE)
         })?;
     runtime
-        .block_on(mxguard::server::serve(config, mode))
+        .block_on(mxguard::server::serve(
+            config,
+            mode,
+            path.map(Path::to_path_buf),
+        ))
         .map_err(|e| {
             eprintln!("mxguard: {e}");
             ExitCode::from(EX_UNAVAILABLE)
@@ -308,8 +312,10 @@ fn policy_runtime(
     let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
     let log = std::sync::Arc::new(mxguard::log::Logger::discard());
     let state = std::sync::Arc::new(mxguard::state::State::scratch(&config, log.clone()));
-    let policy = mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log)
-        .map_err(|e| fail(&e))?;
+    let health = std::sync::Arc::default();
+    let policy =
+        mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log, health)
+            .map_err(|e| fail(&e))?;
     Ok((config, policy, runtime))
 }
 
@@ -368,7 +374,8 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     let dns = mxguard::dns::Dns::new(&config.dns).map_err(|e| fail(&e))?;
     let log = std::sync::Arc::new(mxguard::log::Logger::discard());
     let state = std::sync::Arc::new(mxguard::state::State::scratch(&config, log.clone()));
-    mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log)
+    let health = std::sync::Arc::default();
+    mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log, health)
         .map_err(|e| fail(&e))?;
     if let Some(tls) = &config.tls {
         mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;

@@ -41,11 +41,18 @@ impl Refusal {
 }
 
 /// Open connections of one listener, in total and per peer (`K`: a client
-/// address, a user ID).
+/// address, a user ID); the caps can change while it serves (a reload).
 pub struct Caps<K> {
+    open: Mutex<Open<K>>,
+    /// Woken when the last connection closes.
+    idle: tokio::sync::Notify,
+}
+
+struct Open<K> {
     max_total: usize,
     max_per_peer: usize,
-    open: Mutex<(usize, HashMap<K, usize>)>,
+    total: usize,
+    per_peer: HashMap<K, usize>,
 }
 
 /// One open connection; released on drop.
@@ -57,29 +64,58 @@ pub struct Permit<K: Hash + Eq> {
 impl<K: Hash + Eq + Clone> Caps<K> {
     pub fn new(max_total: usize, max_per_peer: usize) -> Arc<Caps<K>> {
         Arc::new(Caps {
-            max_total,
-            max_per_peer,
-            open: Mutex::new((0, HashMap::new())),
+            open: Mutex::new(Open {
+                max_total,
+                max_per_peer,
+                total: 0,
+                per_peer: HashMap::new(),
+            }),
+            idle: tokio::sync::Notify::new(),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open<K>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// New caps for the connections to come (those open stay open).
+    pub fn set_limits(&self, max_total: usize, max_per_peer: usize) {
+        let mut open = self.lock();
+        open.max_total = max_total;
+        open.max_per_peer = max_per_peer;
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.lock().total
+    }
+
+    /// Waits until no connection is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// A slot for one more connection from `peer`, if both caps allow.
     pub fn acquire(self: &Arc<Self>, peer: K) -> Result<Permit<K>, Refusal> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.0 >= self.max_total {
+        let mut open = self.lock();
+        if open.total >= open.max_total {
             return Err(Refusal::Total);
         }
-        let per = open.1.entry(peer.clone()).or_insert(0);
-        if *per >= self.max_per_peer {
+        let max_per_peer = open.max_per_peer;
+        let per = open.per_peer.entry(peer.clone()).or_insert(0);
+        if *per >= max_per_peer {
             return Err(Refusal::PerPeer);
         }
         *per += 1;
-        open.0 += 1;
+        open.total += 1;
         Ok(Permit {
             caps: self.clone(),
             peer,
@@ -90,12 +126,15 @@ impl<K: Hash + Eq + Clone> Caps<K> {
 impl<K: Hash + Eq> Drop for Permit<K> {
     fn drop(&mut self) {
         let mut open = self.caps.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(per) = open.1.get_mut(&self.peer) {
+        open.total = open.total.saturating_sub(1);
+        if let Some(per) = open.per_peer.get_mut(&self.peer) {
             *per = per.saturating_sub(1);
             if *per == 0 {
-                open.1.remove(&self.peer);
+                open.per_peer.remove(&self.peer);
             }
+        }
+        if open.total == 0 {
+            self.caps.idle.notify_waiters();
         }
     }
 }

@@ -1,21 +1,32 @@
-//! `mxguard serve`: opens the log, the spool and the control socket, starts
-//! delivery, binds the listeners, and runs the accept loops with the
-//! connection caps (in total and per client address) until SIGINT/SIGTERM.
+//! `mxguard serve` (and `mxguard policy-server`): opens the log and the
+//! spool (waiting for a dying predecessor to let go of it), starts
+//! delivery, the control socket, the policy server and metrics, binds the
+//! SMTP listeners, then answers signals until it stops:
+//!
+//! - SIGHUP: a reload ([`crate::reconfigure`]); never an exit.
+//! - SIGTERM or SIGINT: an orderly stop. The listeners close; sessions may
+//!   finish the mail transaction they are in, then hear `421 4.3.2`; after
+//!   `server.drain_timeout` the rest hear it at once; deliveries in flight
+//!   finish (the others stay queued); the state is saved; exit 0. A second
+//!   signal stops at once. Nothing acknowledged is lost either way: a
+//!   message is on disk before its 250.
 
 use crate::config::Config;
 use crate::control::{self, ControlError};
 use crate::delivery;
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::listeners::{ConnectionCaps, Listeners};
 use crate::log::Logger;
-use crate::peers::Refusal;
-use crate::services::{Services, ServicesError};
-use crate::smtp::reply::Reply;
+use crate::reconfigure::Reloader;
+use crate::services::{Live, Services, ServicesError, Shared};
 use crate::spool::{Spool, SpoolError};
 use crate::state::{State, Store};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +44,8 @@ pub enum ServeError {
     Dns(#[from] crate::dns::DnsSetupError),
     #[error("spool.dir: control socket: {0}")]
     Control(#[from] ControlError),
-    #[error("server.listen: cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Bind(#[from] crate::listeners::BindError),
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
     #[error("{0}")]
@@ -51,10 +59,6 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-/// Open SMTP connections, in total and per client (an IPv4 address, an
-/// IPv6 /64: see [`crate::net::client_network`]).
-type Limiter = crate::peers::Caps<IpAddr>;
-
 /// What `serve` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -64,8 +68,45 @@ pub enum Mode {
     PolicyOnly,
 }
 
-/// Runs the gateway until a termination signal.
-pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
+/// How long a start waits for the process that held the spool to let go
+/// of it (one still dying after `kill -9`, say).
+const SPOOL_LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// After the drain, how long sessions have to hear their `421` and close.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The signals the server answers.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, ServeError> {
+        let install = |kind| signal(kind).map_err(ServeError::Signal);
+        Ok(Signals {
+            hangup: install(SignalKind::hangup())?,
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
+/// Runs the gateway until a termination signal; `path` is the file the
+/// configuration came from (read again on SIGHUP), `None` for the
+/// embedded default.
+pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<(), ServeError> {
+    // Installed first: a SIGHUP from here on reloads, never kills.
+    let mut signals = Signals::install()?;
     let config = Arc::new(config);
     let log = Logger::open(&config.log).map_err(|source| ServeError::Log {
         path: config
@@ -86,7 +127,7 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
             )
             .emit();
     }
-    let (spool, _lock) = Spool::open_exclusive(&config.spool.dir)?;
+    let (spool, _lock) = open_spool(&config, &log).await?;
     let spool = Arc::new(spool);
     let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
     let delivery = delivery::start(Arc::new(delivery::Context {
@@ -98,20 +139,39 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
         dns: dns.clone(),
     }));
     let state = Arc::new(State::new(Store::open(&config)?, &config, log.clone()));
-    let svc = Arc::new(Services::new(
-        config.clone(),
-        log.clone(),
-        dns,
-        spool.clone(),
-        delivery.clone(),
-        state.clone(),
-    )?);
+    let lifecycle = Lifecycle::new();
+    let shared = Shared {
+        log: log.clone(),
+        spool: spool.clone(),
+        state: state.clone(),
+        delivery: delivery.clone(),
+        health: Arc::default(),
+        phase: lifecycle.watch(),
+    };
+    let live = Live::new(Services::new(config.clone(), dns, &shared)?);
+    let caps = ConnectionCaps::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_client,
+    );
+    let listeners = (mode == Mode::Gateway).then(|| Listeners::new(live.clone(), caps.clone()));
+    let reloader = Arc::new(Reloader::new(
+        path,
+        live.clone(),
+        shared,
+        caps.clone(),
+        listeners,
+    ));
     let control_group = config.control.group.as_ref().map(|g| g.gid);
     if let Some(gid) = control_group {
         spool.share_with_group(gid)?;
     }
-    control::listen(&spool.control_socket(), control_group, svc.clone())?;
-    watch_dnsbl_health(&svc).await;
+    control::listen(
+        &spool.control_socket(),
+        control_group,
+        live.clone(),
+        reloader.clone(),
+    )?;
+    watch_dnsbl_health(&live).await;
     let saver = state.clone();
     tokio::spawn(async move {
         loop {
@@ -120,54 +180,100 @@ pub async fn serve(config: Config, mode: Mode) -> Result<(), ServeError> {
             let _ = tokio::task::spawn_blocking(move || state.save()).await;
         }
     });
-
-    crate::policy_server::start(svc.clone()).await?;
-    let limiter = Limiter::new(
-        config.limits.max_connections,
-        config.limits.max_connections_per_client,
-    );
-    start_metrics(&svc, &limiter, mode).await?;
-    let smtp_addrs = match mode {
-        Mode::Gateway => config.server.listen.clone(),
-        Mode::PolicyOnly => Vec::new(),
-    };
-    let mut listeners = Vec::new();
-    for addr in &smtp_addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        listeners.push(listener);
+    crate::policy_server::start(live.clone()).await?;
+    start_metrics(&live, &caps, mode).await?;
+    if let Some(failed) = reloader.listen().await.into_iter().next() {
+        return Err(failed.into());
     }
-    for listener in listeners {
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        log.event("listen").kv("address", addr).emit();
-        tokio::spawn(accept_loop(listener, svc.clone(), limiter.clone()));
+    loop {
+        tokio::select! {
+            _ = signals.hangup.recv() => {
+                reloader.reload().await;
+            }
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+        }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signal)?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    log.event("stop").emit();
+    stop(&live, &reloader, &caps, &lifecycle, &mut signals).await;
     state.save();
     let _ = std::fs::remove_file(spool.control_socket());
+    log.event("stop").kv("phase", "stopped").emit();
     Ok(())
+}
+
+/// Takes the spool for this process, waiting (bounded) for a predecessor
+/// that still holds it; who holds it is logged.
+async fn open_spool(
+    config: &Config,
+    log: &Arc<Logger>,
+) -> Result<(Spool, crate::spool::SpoolLock), ServeError> {
+    let (dir, log) = (config.spool.dir.clone(), log.clone());
+    let opened = tokio::task::spawn_blocking(move || {
+        Spool::open_exclusive(&dir, SPOOL_LOCK_WAIT, |holder| {
+            log.event("spool_locked")
+                .opt("pid", holder)
+                .kv("action", "waiting")
+                .kv("wait", format!("{}s", SPOOL_LOCK_WAIT.as_secs()))
+                .emit();
+        })
+    })
+    .await;
+    match opened {
+        Ok(opened) => Ok(opened?),
+        Err(e) => Err(ServeError::Signal(std::io::Error::other(e))),
+    }
+}
+
+/// The orderly stop: listeners closed, sessions drained, then told to go,
+/// deliveries in flight finished. A second signal cuts it short.
+async fn stop(
+    live: &Arc<Live>,
+    reloader: &Reloader,
+    caps: &ConnectionCaps,
+    lifecycle: &Lifecycle,
+    signals: &mut Signals,
+) {
+    let svc = live.current();
+    let drain = svc.config.server.drain_timeout.0;
+    svc.log
+        .event("stop")
+        .kv("phase", "draining")
+        .kv("sessions", caps.open())
+        .kv("drain_timeout", format!("{}s", drain.as_secs()))
+        .emit();
+    reloader.close_listeners().await;
+    lifecycle.enter(Phase::Draining);
+    let deadline = tokio::time::Instant::now() + drain;
+    let at_once = tokio::select! {
+        _ = caps.wait_idle() => false,
+        _ = tokio::time::sleep_until(deadline) => false,
+        _ = signals.stop() => true,
+    };
+    lifecycle.enter(Phase::Stopping);
+    if at_once {
+        svc.log.event("stop").kv("phase", "now").emit();
+        return;
+    }
+    let grace = tokio::time::Instant::now() + STOP_GRACE;
+    let delivered = async {
+        let _ = tokio::time::timeout_at(grace, caps.wait_idle()).await;
+        svc.delivery.drain().await;
+    };
+    tokio::select! {
+        _ = delivered => {}
+        _ = tokio::time::sleep_until(deadline.max(grace)) => {}
+        _ = signals.stop() => svc.log.event("stop").kv("phase", "now").emit(),
+    }
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` when `[metrics] listen` is
 /// set; from then on every log line is counted.
 async fn start_metrics(
-    svc: &Arc<Services>,
-    limiter: &Arc<Limiter>,
+    live: &Arc<Live>,
+    caps: &Arc<ConnectionCaps>,
     mode: Mode,
 ) -> Result<(), ServeError> {
+    let svc = live.current();
     let Some(addr) = svc.config.metrics.listen else {
         return Ok(());
     };
@@ -189,15 +295,12 @@ async fn start_metrics(
         allow: svc.config.metrics.allow.clone(),
         log: svc.log.clone(),
     };
-    let limiter = limiter.clone();
+    let caps = caps.clone();
     let site = crate::metrics::site::Site {
-        svc: svc.clone(),
+        live: live.clone(),
         metrics,
-        open_connections: move || limiter.open(),
-        smtp_listeners: match mode {
-            Mode::Gateway => svc.config.server.listen.len(),
-            Mode::PolicyOnly => 0,
-        },
+        open_connections: move || caps.open(),
+        smtp_listeners: mode == Mode::Gateway,
     };
     tokio::spawn(crate::metrics::http::serve(listener, gate, site));
     Ok(())
@@ -207,100 +310,29 @@ async fn start_metrics(
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Tests every DNSBL zone (RFC 5782) before the first client is served,
-/// then again every `policy.dnsbl_health_interval`.
-async fn watch_dnsbl_health(svc: &Arc<Services>) {
-    if svc.config.dnsbl.is_empty() && svc.config.rhsbl.is_empty() {
-        return;
-    }
-    let checks = svc.policy.checks.clone();
-    let state = svc.abuse.state.clone();
-    let round = move || {
-        let (checks, state) = (checks.clone(), state.clone());
-        async move {
-            crate::dns::dnsbl::test_and_share(
-                &checks.dns,
-                &checks.config,
-                &checks.health,
-                &state,
-                &checks.log,
-            )
-            .await;
+/// then again every `policy.dnsbl_health_interval` (of the configuration
+/// in force at each round).
+async fn watch_dnsbl_health(live: &Arc<Live>) {
+    let round = |svc: Arc<Services>| async move {
+        if svc.config.dnsbl.is_empty() && svc.config.rhsbl.is_empty() {
+            return;
         }
+        let checks = &svc.policy.checks;
+        crate::dns::dnsbl::test_and_share(
+            &checks.dns,
+            &checks.config,
+            &checks.health,
+            &svc.abuse.state,
+            &checks.log,
+        )
+        .await;
     };
-    round().await;
-    let interval = svc.config.policy.dnsbl_health_interval.0;
+    round(live.current()).await;
+    let live = live.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(interval).await;
-            round().await;
+            tokio::time::sleep(live.current().config.policy.dnsbl_health_interval.0).await;
+            round(live.current()).await;
         }
     });
-}
-
-async fn accept_loop(listener: TcpListener, svc: Arc<Services>, limiter: Arc<Limiter>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment
-                // rather than spin.
-                svc.log.event("accept_error").kv("error", e).emit();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let client = crate::net::canonical_ip(peer.ip());
-        let _ = stream.set_nodelay(true);
-        match limiter.acquire(crate::net::client_network(client)) {
-            Ok(permit) => {
-                let svc = svc.clone();
-                tokio::spawn(async move {
-                    crate::smtp::session::run(&svc, stream, client).await;
-                    drop(permit);
-                });
-            }
-            Err(cap) => {
-                tokio::spawn(refuse_connection(svc.clone(), stream, client, cap));
-            }
-        }
-    }
-}
-
-/// `421 4.7.0` before the banner, logged, and the connection closed.
-async fn refuse_connection(
-    svc: Arc<Services>,
-    mut stream: TcpStream,
-    client: IpAddr,
-    cap: Refusal,
-) {
-    let host = &svc.config.server.hostname;
-    let (check, text) = match cap {
-        Refusal::Total | Refusal::NotAllowed => (
-            "max_connections",
-            format!("{host} Error: too many connections"),
-        ),
-        Refusal::PerPeer => (
-            "max_connections_per_client",
-            format!(
-                "{host} Error: too many connections from {}",
-                crate::net::client_id(client)
-            ),
-        ),
-    };
-    let reply = Reply::new(421, "4.7.0", text);
-    let mut wire = Vec::new();
-    reply.write_to(&mut wire);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        stream.write_all(&wire).await?;
-        stream.shutdown().await
-    })
-    .await;
-    svc.log
-        .event("reject")
-        .kv("client", client)
-        .kv("stage", "connect")
-        .kv("check", check)
-        .kv("action", "tempfail")
-        .kv("reply", &reply)
-        .emit();
 }

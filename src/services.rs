@@ -1,15 +1,23 @@
-//! [`Services`]: the shared, read-mostly parts of a running gateway that
-//! every session uses — configuration, log, policy, abuse defense and
-//! shared state, spool, TLS and the delivery handle — built once at start.
+//! [`Services`]: the read-mostly parts of a running gateway that every
+//! connection uses — configuration, log, policy, abuse defense and shared
+//! state, spool, TLS, the delivery handle and the server's phase. What
+//! outlives a reload ([`Shared`]: the log, the spool, the state store, the
+//! delivery scheduler, the DNSBL health, the phase) is built once at start;
+//! the rest is built from each configuration. [`Live`] holds the services
+//! new connections get: a reload replaces them whole, and a connection
+//! keeps the ones it started with to its end.
 
 use crate::config::Config;
 use crate::delivery;
+use crate::dns::dnsbl::HealthTable;
+use crate::lifecycle;
 use crate::log::Logger;
 use crate::policy::Policy;
 use crate::reload::FileError;
 use crate::spool::Spool;
+use crate::state::State;
 use crate::tls::TlsError;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub struct Services {
     pub config: Arc<Config>,
@@ -20,6 +28,20 @@ pub struct Services {
     /// Present when `[tls]` is configured: STARTTLS is offered.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub delivery: delivery::Handle,
+    /// Serving, draining or stopping.
+    pub phase: lifecycle::Watch,
+}
+
+/// What outlives a reload.
+#[derive(Clone)]
+pub struct Shared {
+    pub log: Arc<Logger>,
+    pub spool: Arc<Spool>,
+    pub state: Arc<State>,
+    pub delivery: delivery::Handle,
+    /// DNSBL zones' health: a reload does not forget a dead list.
+    pub health: Arc<HealthTable>,
+    pub phase: lifecycle::Watch,
 }
 
 /// Why the services could not be built.
@@ -36,45 +58,70 @@ pub enum ServicesError {
 }
 
 impl Services {
+    /// The services of `config`, around what outlives a reload.
     pub fn new(
         config: Arc<Config>,
-        log: Arc<Logger>,
         dns: Arc<crate::dns::Dns>,
-        spool: Arc<Spool>,
-        delivery: delivery::Handle,
-        state: Arc<crate::state::State>,
+        shared: &Shared,
     ) -> Result<Services, ServicesError> {
         let tls = match &config.tls {
             Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
             None => None,
         };
+        let log = shared.log.clone();
         Ok(Services {
-            policy: Policy::new(config.clone(), dns, state.clone(), log.clone())?,
-            abuse: crate::abuse::Abuse::new(config.clone(), state, log.clone()),
+            policy: Policy::new(
+                config.clone(),
+                dns,
+                shared.state.clone(),
+                log.clone(),
+                shared.health.clone(),
+            )?,
+            abuse: crate::abuse::Abuse::new(config.clone(), shared.state.clone(), log.clone()),
             config,
             log,
-            spool,
+            spool: shared.spool.clone(),
             tls,
-            delivery,
+            delivery: shared.delivery.clone(),
+            phase: shared.phase.clone(),
         })
     }
 
     /// Services for sessions driven from memory rather than a listener
     /// (the property tests, the session fuzz target): the spool opened at
     /// `spool.dir`, no delivery (messages stay in the spool), state in
-    /// memory only, the log discarded.
+    /// memory only, the log discarded, always serving.
     pub fn offline(config: Config) -> Result<Services, ServicesError> {
         let spool = Arc::new(Spool::open(&config.spool.dir)?);
         let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);
         let log = Arc::new(Logger::discard());
-        let state = Arc::new(crate::state::State::scratch(&config, log.clone()));
-        Services::new(
-            Arc::new(config),
+        let shared = Shared {
+            state: Arc::new(State::scratch(&config, log.clone())),
             log,
-            dns,
             spool,
-            delivery::Handle::detached(),
-            state,
-        )
+            delivery: delivery::Handle::detached(),
+            health: Arc::default(),
+            phase: lifecycle::Watch::serving(),
+        };
+        Services::new(Arc::new(config), dns, &shared)
+    }
+}
+
+/// The services new connections get.
+pub struct Live(RwLock<Arc<Services>>);
+
+impl Live {
+    pub fn new(services: Services) -> Arc<Live> {
+        Arc::new(Live(RwLock::new(Arc::new(services))))
+    }
+
+    /// The services of the configuration in force.
+    pub fn current(&self) -> Arc<Services> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, new connections get `services`.
+    pub fn replace(&self, services: Services) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(services);
     }
 }

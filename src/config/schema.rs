@@ -262,6 +262,8 @@ pub struct Server {
     /// Refuse clients that send commands before the reply they must wait
     /// for (Postfix's `smtpd_forbid_unauth_pipelining`).
     pub forbid_unauth_pipelining: bool,
+    /// At an orderly stop, how long sessions may finish their transaction.
+    pub drain_timeout: HumanDuration,
 }
 
 impl Default for Server {
@@ -271,6 +273,7 @@ impl Default for Server {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
             bare_line_endings: BareLineEndings::Reject,
             forbid_unauth_pipelining: true,
+            drain_timeout: HumanDuration(Duration::from_secs(20)),
         }
     }
 }

@@ -6,7 +6,10 @@
 //! The scheduler keeps, for every queued message, the time of its next
 //! attempt; new messages come from sessions through a [`Handle`], due ones
 //! are handed to at most `downstream.concurrency` attempts at once, and a
-//! flush (from `mxguard queue flush`) makes everything due now.
+//! flush (from `mxguard queue flush`) makes everything due now. A reload
+//! gives it a new [`Context`] for the attempts to come; a stop lets the
+//! attempts in flight finish and starts no more (what is not done stays
+//! queued).
 
 pub mod attempt;
 pub mod dsn;
@@ -27,6 +30,9 @@ use tokio::task::JoinSet;
 enum Request {
     Enqueue(QueueId),
     Flush,
+    Reconfigure(Arc<Context>),
+    /// Start no more attempts; answer once those in flight are done.
+    Drain(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Tells the scheduler about new messages and flushes.
@@ -44,6 +50,20 @@ impl Handle {
     /// Make every queued message due now.
     pub fn flush(&self) {
         let _ = self.tx.send(Request::Flush);
+    }
+
+    /// Attempts from now on use `ctx` (a reload).
+    pub fn reconfigure(&self, ctx: Arc<Context>) {
+        let _ = self.tx.send(Request::Reconfigure(ctx));
+    }
+
+    /// Starts no more attempts; completes once the attempts in flight are
+    /// done (at once when there is no scheduler).
+    pub async fn drain(&self) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.tx.send(Request::Drain(done)).is_ok() {
+            let _ = finished.await;
+        }
     }
 
     /// A handle with no scheduler behind it: messages stay in the spool.
@@ -139,7 +159,7 @@ async fn scan(ctx: &Context, due_now: bool) -> Vec<(QueueId, u64)> {
     }
 }
 
-async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn schedule(mut ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut plan = Schedule::default();
     for (id, at) in scan(&ctx, false).await {
         plan.set(id, at);
@@ -147,9 +167,21 @@ async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
     // Messages being attempted, by the task attempting them.
     let mut running: HashMap<tokio::task::Id, QueueId> = HashMap::new();
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
-    let limit = ctx.config.downstream.concurrency;
+    // Who waits for the attempts in flight to end, once draining.
+    let mut drained: Option<tokio::sync::oneshot::Sender<()>> = None;
     loop {
+        if drained.is_some() && tasks.is_empty() {
+            if let Some(done) = drained.take() {
+                let _ = done.send(());
+            }
+            return;
+        }
         let now = crate::time::unix_now();
+        let limit = if drained.is_some() {
+            0
+        } else {
+            ctx.config.downstream.concurrency
+        };
         while running.len() < limit {
             let Some(id) = plan.pop_due(now) else { break };
             if running.values().any(|r| *r == id) {
@@ -172,6 +204,8 @@ async fn schedule(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request>) {
                         plan.set(id, at);
                     }
                 }
+                Some(Request::Reconfigure(new)) => ctx = new,
+                Some(Request::Drain(done)) => drained = Some(done),
             },
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
                 Ok((task, outcome)) => {

@@ -22,7 +22,8 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
-    /// SMTP listeners that logged `event=listen` (no `service=`).
+    /// SMTP listeners that logged `event=listen` (no `service=`), less
+    /// those that logged `event=unlisten`.
     smtp_listeners: AtomicUsize,
     /// When a delivery last succeeded (Unix seconds; 0: not yet).
     last_delivery: AtomicU64,
@@ -170,6 +171,13 @@ impl Metrics {
             "listen" if f("service").is_empty() => {
                 self.smtp_listeners.fetch_add(1, Ordering::Relaxed);
             }
+            "unlisten" => {
+                let _ =
+                    self.smtp_listeners
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            Some(n.saturating_sub(1))
+                        });
+            }
             "quarantine" => self.add("mxguard_quarantined_total", String::new(), 1),
             "ban" => self.add("mxguard_bans_total", labels(&[("reason", f("reason"))]), 1),
             "greylist_pass" => self.add("mxguard_greylist_passes_total", String::new(), 1),
@@ -177,7 +185,7 @@ impl Metrics {
         }
     }
 
-    /// SMTP listeners bound so far.
+    /// SMTP listeners bound now (those a reload closed are not counted).
     pub fn smtp_listeners(&self) -> usize {
         self.smtp_listeners.load(Ordering::Relaxed)
     }

@@ -1,9 +1,10 @@
 //! `/readyz`: whether this mxguard can do its job now. Each problem is one
 //! line of the answer; none is ready. Checked on every request:
 //!
+//! - `stopping`: the server is draining its sessions to stop;
 //! - `listeners`: every SMTP listener is bound (counted from their
-//!   `event=listen` lines; the policy listener is bound before the
-//!   metrics listener starts);
+//!   `event=listen` and `event=unlisten` lines; the policy listener is
+//!   bound before the metrics listener starts);
 //! - `spool`: a probe file can be created, fsynced and removed in
 //!   `<spool.dir>/tmp/` (off the async threads);
 //! - `state`: the state backend answers, unless `state.on_error = "open"`
@@ -18,13 +19,22 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What keeps mxguard from being ready; empty when it is. `smtp_listeners`
-/// is how many SMTP listeners it should have.
-pub async fn problems(svc: &Services, metrics: &Metrics, smtp_listeners: usize) -> Vec<String> {
+/// What keeps mxguard from being ready; empty when it is. `smtp`: it
+/// should have the SMTP listeners of `server.listen` (not in
+/// `policy-server` mode).
+pub async fn problems(svc: &Services, metrics: &Metrics, smtp: bool) -> Vec<String> {
+    let wanted = if smtp {
+        svc.config.server.listen.len()
+    } else {
+        0
+    };
     let bound = metrics.smtp_listeners();
-    let listeners = (bound < smtp_listeners)
-        .then(|| format!("listeners: {bound} of {smtp_listeners} SMTP listeners bound"));
+    let listeners =
+        (bound < wanted).then(|| format!("listeners: {bound} of {wanted} SMTP listeners bound"));
+    let stopping = (svc.phase.phase() != crate::lifecycle::Phase::Serving)
+        .then(|| "stopping: draining the sessions".to_string());
     [
+        stopping,
         listeners,
         spool_problem(&svc.config.spool.dir).await,
         state_problem(svc).await,

@@ -4,25 +4,26 @@
 
 use super::http::Pages;
 use super::Metrics;
-use crate::services::Services;
+use crate::services::Live;
 use std::sync::Arc;
 
-/// A running mxguard's pages; `open_connections` counts its SMTP sessions.
+/// A running mxguard's pages (of the configuration in force);
+/// `open_connections` counts its SMTP sessions.
 pub struct Site<F> {
-    pub svc: Arc<Services>,
+    pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub open_connections: F,
-    /// The SMTP listeners it should have bound.
-    pub smtp_listeners: usize,
+    /// Whether it has SMTP listeners (not in `policy-server` mode).
+    pub smtp_listeners: bool,
 }
 
 impl<F: Fn() -> usize + Send + Sync + 'static> Pages for Site<F> {
     async fn metrics(&self) -> String {
         let open = (self.open_connections)();
-        super::scrape::page(&self.svc, &self.metrics, open).await
+        super::scrape::page(&self.live.current(), &self.metrics, open).await
     }
 
     async fn readiness(&self) -> Vec<String> {
-        super::ready::problems(&self.svc, &self.metrics, self.smtp_listeners).await
+        super::ready::problems(&self.live.current(), &self.metrics, self.smtp_listeners).await
     }
 }

@@ -60,12 +60,13 @@ impl Policy {
         dns: Arc<Dns>,
         state: Arc<crate::state::State>,
         log: Arc<Logger>,
+        health: Arc<crate::dns::dnsbl::HealthTable>,
     ) -> Result<Policy, FileError> {
         let recipients = Arc::new(Verifier::new(config.clone(), state, log.clone())?);
         Ok(Policy {
             relay: RelayControl::new(&config.relay),
             recipients,
-            checks: Arc::new(Checks::new(config, dns, log)?),
+            checks: Arc::new(Checks::new(config, dns, log, health)?),
         })
     }
 

@@ -74,7 +74,12 @@ fn render(template: &str, client: IpAddr, zone: &str, txt: &str, sender: &str) -
 }
 
 impl Checks {
-    pub fn new(config: Arc<Config>, dns: Arc<Dns>, log: Arc<Logger>) -> Result<Checks, FileError> {
+    pub fn new(
+        config: Arc<Config>,
+        dns: Arc<Dns>,
+        log: Arc<Logger>,
+        health: Arc<HealthTable>,
+    ) -> Result<Checks, FileError> {
         let lists = &config.lists;
         let exceptions = lists
             .client_exceptions
@@ -94,7 +99,7 @@ impl Checks {
         Ok(Checks {
             config,
             dns,
-            health: Arc::new(HealthTable::default()),
+            health,
             log,
             exceptions,
             sender_blocklist,

@@ -35,7 +35,7 @@ pub mod protocol;
 
 use crate::config::PolicyListen;
 use crate::peers::{self, Caps, LogThrottle, Refusal};
-use crate::services::Services;
+use crate::services::{Live, Services};
 use protocol::{Decoder, ProtocolError, Request};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -99,7 +99,8 @@ enum ReadError {
 }
 
 /// Binds `[policy_server] listen` and serves it in the background.
-pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
+pub async fn start(live: Arc<Live>) -> Result<(), PolicyServerError> {
+    let svc = live.current();
     let Some(listen) = svc.config.policy_server.listen.clone() else {
         return Ok(());
     };
@@ -117,7 +118,7 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
             let shown = listener.local_addr().unwrap_or(addr);
             log_listen(&svc, shown.to_string());
             let caps = Caps::new(max_total, max_per_peer);
-            tokio::spawn(accept_tcp(svc, listener, caps));
+            tokio::spawn(accept_tcp(live.clone(), listener, caps));
         }
         PolicyListen::Unix(path) => {
             // 0660: Postfix's `smtpd` reaches it through the group.
@@ -125,19 +126,22 @@ pub async fn start(svc: Arc<Services>) -> Result<(), PolicyServerError> {
             let listener = crate::owned::bind_socket(&path, 0o660, gid)?;
             log_listen(&svc, format!("unix:{}", path.display()));
             let caps = Caps::new(max_total, max_per_peer);
-            tokio::spawn(accept_unix(svc, listener, caps));
+            tokio::spawn(accept_unix(live.clone(), listener, caps));
         }
     }
     Ok(())
 }
 
 /// Accepts TCP connections: a peer outside `policy_server.allow`, or over
-/// a cap, is closed before a byte is read.
-async fn accept_tcp(svc: Arc<Services>, listener: TcpListener, caps: Arc<Caps<IpAddr>>) {
-    let timeouts = Timeouts::new(&svc.config);
+/// a cap, is closed before a byte is read. Each connection is served with
+/// the services in force when it arrives.
+async fn accept_tcp(live: Arc<Live>, listener: TcpListener, caps: Arc<Caps<IpAddr>>) {
     let mut throttle = LogThrottle::default();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        let svc = live.current();
+        let timeouts = Timeouts::new(&svc.config);
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 accept_error(&svc, e).await;
@@ -167,11 +171,12 @@ async fn accept_tcp(svc: Arc<Services>, listener: TcpListener, caps: Arc<Caps<Ip
 }
 
 /// Accepts unix socket connections, capped per peer user.
-async fn accept_unix(svc: Arc<Services>, listener: UnixListener, caps: Arc<Caps<u32>>) {
-    let timeouts = Timeouts::new(&svc.config);
+async fn accept_unix(live: Arc<Live>, listener: UnixListener, caps: Arc<Caps<u32>>) {
     let mut throttle = LogThrottle::default();
     loop {
         let accepted = listener.accept().await;
+        let svc = live.current();
+        let timeouts = Timeouts::new(&svc.config);
         let (stream, uid) = match accepted.and_then(|(s, _)| s.peer_cred().map(|c| (s, c.uid()))) {
             Ok(accepted) => accepted,
             Err(e) => {

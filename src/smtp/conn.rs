@@ -97,6 +97,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads up to `chunk` more bytes; fails at `deadline` or end of stream.
+    /// Cancel-safe: dropped before it completes, it has read nothing (the
+    /// session may stop waiting for a client when the server stops).
     async fn fill(&mut self, chunk: usize, deadline: Instant) -> Result<(), ConnError> {
         if self.pos == self.input.len() {
             // Everything was consumed: drop the buffer rather than keep a
@@ -107,22 +109,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.input.drain(..self.pos);
             self.pos = 0;
         }
-        let start = self.input.len();
-        self.input.resize(start + chunk, 0);
+        self.input.reserve(chunk);
         let read = match self.stream.as_mut() {
             Some(stream) => {
-                tokio::time::timeout_at(deadline, stream.read(&mut self.input[start..])).await
+                tokio::time::timeout_at(deadline, stream.read_buf(&mut self.input)).await
             }
             None => return Err(ConnError::Closed),
         };
-        let result = match read {
+        match read {
             Err(_) => Err(ConnError::Timeout),
             Ok(Err(e)) => Err(ConnError::Io(e)),
             Ok(Ok(0)) => Err(ConnError::Closed),
-            Ok(Ok(n)) => Ok(n),
-        };
-        self.input.truncate(start + *result.as_ref().unwrap_or(&0));
-        result.map(|_| ())
+            Ok(Ok(_)) => Ok(()),
+        }
     }
 
     /// Reads one line of at most `limit` octets including its CRLF; the

@@ -14,6 +14,7 @@ use super::reply::Reply;
 use crate::abuse::rates::Rate;
 use crate::config::RejectAt;
 use crate::config::{BanAction, OnDnsError};
+use crate::lifecycle::Phase;
 use crate::message::intake::{Flaw, Intake};
 use crate::policy::relay::Destination;
 use crate::policy::session_checks::{SessionChecks, Upto};
@@ -93,6 +94,8 @@ struct Session<'a, S> {
     tarpit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The end of the session's lifetime (`limits.session_timeout`).
     deadline: Instant,
+    /// The server's phase: a stop ends the session between transactions.
+    phase: crate::lifecycle::Watch,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
@@ -142,6 +145,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         offences: Vec::new(),
         tarpit: None,
         deadline: Instant::now() + svc.config.limits.session_timeout.0,
+        phase: svc.phase.clone(),
     };
     session.serve().await;
 }
@@ -315,8 +319,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     break;
                 }
             }
+            if self.shutting_down() {
+                break;
+            }
+            let now = self.phase.phase();
             let wait = timeout.min(self.deadline.saturating_duration_since(Instant::now()));
-            let line = match self.conn.read_line(MAX_COMMAND_LINE, wait).await {
+            let read = tokio::select! {
+                read = self.conn.read_line(MAX_COMMAND_LINE, wait) => read,
+                // The server began to stop: look again (reading is
+                // cancel-safe).
+                _ = self.phase.past(now) => continue,
+            };
+            let line = match read {
                 Ok(line) => line,
                 Err(ConnError::Timeout) => {
                     self.timed_out("timeout");
@@ -362,6 +376,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         for kind in offences {
             // A failing store already logged; nothing more to do here.
             let _ = self.svc.abuse.bans.offence(self.client, &kind).await;
+        }
+    }
+
+    /// Whether the server's stop ends this session now: when draining,
+    /// once it is between transactions; when stopping, at once. It hears
+    /// `421 4.3.2`.
+    fn shutting_down(&mut self) -> bool {
+        match self.phase.phase() {
+            Phase::Serving => false,
+            Phase::Draining if self.tx.is_some() => false,
+            _ => {
+                let text = format!("{} Service shutting down", self.hostname());
+                self.close("shutdown", Reply::new(421, "4.3.2", text));
+                true
+            }
         }
     }
 
@@ -873,11 +902,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             DataDecoder::new(limits.max_message_size, config.server.bare_line_endings);
         let deadline = (Instant::now() + limits.data_timeout.0).min(self.deadline);
         loop {
-            match self
-                .conn
-                .read_data(&mut decoder, deadline, SPOOL_CHUNK)
-                .await
-            {
+            let read = tokio::select! {
+                read = self.conn.read_data(&mut decoder, deadline, SPOOL_CHUNK) => read,
+                // The drain time is up: the message is not taken.
+                _ = self.phase.past(Phase::Draining) => {
+                    self.shutting_down();
+                    return Flow::Close;
+                }
+            };
+            match read {
                 Ok(true) => break,
                 Ok(false) => receiving.take(decoder.take()).await,
                 Err(ConnError::Timeout) => return self.timed_out("data_timeout"),

@@ -38,8 +38,8 @@ pub enum SpoolError {
     },
     #[error("{0}: no such message in the queue")]
     NotFound(QueueId),
-    #[error("{0}: another mxguard is already serving this spool")]
-    Locked(String),
+    #[error("{dir}: another mxguard{} is still serving this spool", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: String, holder: Option<u32> },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -204,6 +204,13 @@ fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
         .map_err(io_err(dir))
 }
 
+/// Takes the exclusive lock on `file` if no one holds it.
+fn try_lock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 /// Writes `parts` to `path` and fsyncs the file.
 fn write_synced(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
     let mut file = crate::owned::new_file(path).map_err(io_err(path))?;
@@ -239,24 +246,50 @@ impl Spool {
     }
 
     /// Opens the spool for the one server that owns it: takes the lock
-    /// (held while the returned [`SpoolLock`] lives), then removes what an
-    /// interrupted run left in `tmp/` (never acknowledged) and state files
-    /// whose message is gone.
-    pub fn open_exclusive(root: &Path) -> Result<(Spool, SpoolLock), SpoolError> {
+    /// (held while the returned [`SpoolLock`] lives; the lock file then
+    /// holds our process ID), then removes what an interrupted run left in
+    /// `tmp/` (never acknowledged) and state files whose message is gone.
+    /// While another process holds the lock — one that is still dying
+    /// after `kill -9`, say — this waits for it, up to `wait`, calling
+    /// `waiting` once with the holder's process ID (blocking).
+    pub fn open_exclusive(
+        root: &Path,
+        wait: std::time::Duration,
+        waiting: impl FnOnce(Option<u32>),
+    ) -> Result<(Spool, SpoolLock), SpoolError> {
         let spool = Spool::open(root)?;
         let lock_path = root.join("lock");
-        let lock = OpenOptions::new()
+        let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(crate::owned::FILE_MODE)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(SpoolError::Locked(root.display().to_string()));
+        let deadline = std::time::Instant::now() + wait;
+        let mut waiting = Some(waiting);
+        while !try_lock(&lock) {
+            let mut text = String::new();
+            let _ = (&lock).seek(SeekFrom::Start(0));
+            let _ = (&lock).take(32).read_to_string(&mut text);
+            let holder = text.trim().parse().ok();
+            if let Some(tell) = waiting.take() {
+                tell(holder);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(SpoolError::Locked {
+                    dir: root.display().to_string(),
+                    holder,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let pid = format!("{}\n", std::process::id());
+        lock.set_len(0)
+            .and_then(|()| lock.seek(SeekFrom::Start(0)))
+            .and_then(|_| lock.write_all(pid.as_bytes()))
+            .map_err(io_err(&lock_path))?;
         for entry in fs::read_dir(&spool.tmp)
             .map_err(io_err(&spool.tmp))?
             .flatten()
@@ -537,12 +570,19 @@ mod tests {
         )
         .unwrap();
         drop(spool);
-        let (_spool, lock) = Spool::open_exclusive(dir.path()).unwrap();
-        assert!(matches!(
-            Spool::open_exclusive(dir.path()),
-            Err(SpoolError::Locked(_))
-        ));
-        drop(lock);
+        let none = std::time::Duration::ZERO;
+        let (_spool, lock) = Spool::open_exclusive(dir.path(), none, |_| {}).unwrap();
+        // The lock file names its holder (flock locks are per open file,
+        // so a second open in this process is refused as another's would be).
+        let mut told = None;
+        let second = Spool::open_exclusive(dir.path(), none, |pid| told = pid);
+        let me = Some(std::process::id());
+        assert!(matches!(second, Err(SpoolError::Locked { holder, .. }) if holder == me));
+        assert_eq!(told, me);
+        // A start that waits gets the spool once the holder is gone (here
+        // it goes when told someone waits).
+        let wait = std::time::Duration::from_secs(30);
+        let (_spool, _lock) = Spool::open_exclusive(dir.path(), wait, move |_| drop(lock)).unwrap();
         assert!(fs::read_dir(dir.path().join("tmp"))
             .unwrap()
             .next()

@@ -123,12 +123,19 @@ fn a_second_server_on_the_same_spool_is_refused() {
         .arg(&mx.config)
         .output()
         .unwrap();
+    // It waited for the lock (15 s), saying whom for, then gave up.
     assert_eq!(second.status.code(), Some(69));
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(
-        err.contains("another mxguard is already serving this spool"),
-        "{err}"
+    let holder = format!(
+        "another mxguard (pid {}) is still serving this spool",
+        mx.pid()
     );
+    assert!(err.contains(&holder), "{err}");
+    mx.wait_log(&[
+        "event=spool_locked",
+        &format!("pid={}", mx.pid()),
+        "action=waiting",
+    ]);
     // Neither the refused server nor `mxguard queue` touched the live spool.
     assert!(mx.cli(&["queue", "list"]).status.success());
     assert!(mx.spool().join("tmp").join("in-flight").exists());
