@@ -3,8 +3,8 @@
 //! [`DownstreamTls`] (the rustls configuration, and whether plaintext is
 //! allowed when TLS cannot be had), and [`Encryption`], what one connection
 //! ended up with, as the delivery log shows it (`tls=TLSv1_3`, or
-//! `tls=none tls_reason="…"`). The server side (`[tls]`) is the parent
-//! module's.
+//! `tls=none tls_reason="…"`). The server side (`[tls]`) is
+//! [`super::server`].
 
 use crate::config::{Downstream, DownstreamTls as Mode};
 use crate::reload::FileError;
