@@ -3,7 +3,10 @@
 //! connection; the answer is lines of text up to the close, the first
 //! starting with `ok` or `error`. Commands: `flush`, `ban list`,
 //! `ban add IP SECONDS`, `ban remove IP`, `reload` (as SIGHUP, answering
-//! with the outcome), and — only in a test build
+//! with the outcome), `tls reload` (re-read every certificate and key of
+//! `[tls]` now; after `ok`, a line for each pair: `NAME unchanged`, `NAME
+//! ok not_after=TIME`, `NAME failed: ERROR`, with NAME `tls` or
+//! `tls.certificate[N]`), and — only in a test build
 //! (feature `test-clock`) started with `MXGUARD_TEST_CLOCK=1` — `clock
 //! advance SECONDS`. The socket is mxguard's alone (0600), or its group's
 //! (0660) with `control.group`.
@@ -108,6 +111,16 @@ async fn answer(svc: &Services, command: &str) -> String {
                 Err(_) => failed,
             },
             Err(_) => "error usage: ban remove IP\n".into(),
+        },
+        ["tls", "reload"] => match &svc.tls {
+            Some(tls) => {
+                let mut out = String::from("ok\n");
+                for result in tls.reload(&svc.log).await {
+                    out.push_str(&format!("{result}\n"));
+                }
+                out
+            }
+            None => "error TLS is not configured ([tls])\n".into(),
         },
         #[cfg(feature = "test-clock")]
         ["clock", "advance", secs] if crate::time::test_clock_enabled() => {

@@ -378,7 +378,10 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
     mxguard::policy::Policy::new(config.clone(), std::sync::Arc::new(dns), state, log, health)
         .map_err(|e| fail(&e))?;
     if let Some(tls) = &config.tls {
-        mxguard::tls::server_config(&tls.cert, &tls.key).map_err(|e| fail(&e))?;
+        let tls = mxguard::tls::server::ServerTls::load(tls).map_err(|e| fail(&e))?;
+        for warning in tls.warnings() {
+            eprintln!("mxguard: {}: warning: {warning}", file.display());
+        }
     }
     mxguard::tls::client::DownstreamTls::load(&config.downstream).map_err(|e| fail(&e))?;
     let warnings = [config.policy_server.warning(), config.metrics.warning()];

@@ -198,6 +198,9 @@ impl Reloader {
             config.limits.max_connections,
             config.limits.max_connections_per_client,
         );
+        if let Some(tls) = &services.tls {
+            tls.warn(&self.shared.log);
+        }
         self.live.replace(services);
         if let Some(listeners) = &self.listeners {
             let unbound = listeners.lock().await.apply(&config.server.listen).await;

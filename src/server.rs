@@ -171,6 +171,10 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
         live.clone(),
         reloader.clone(),
     )?;
+    if let Some(tls) = &live.current().tls {
+        tls.warn(&log);
+    }
+    tokio::spawn(watch_certificates(live.clone()));
     watch_dnsbl_health(&live).await;
     let saver = state.clone();
     tokio::spawn(async move {
@@ -304,6 +308,26 @@ async fn start_metrics(
     };
     tokio::spawn(crate::metrics::http::serve(listener, gate, site));
     Ok(())
+}
+
+/// Looks at the certificate files of the configuration in force every
+/// `tls.check_interval`, so a renewed certificate is served without a
+/// reload (certbot replaces them through a symlink).
+async fn watch_certificates(live: Arc<Live>) {
+    /// How long to wait before looking whether `[tls]` came with a reload.
+    const WITHOUT_TLS: Duration = Duration::from_secs(60);
+    loop {
+        let interval = live
+            .current()
+            .tls
+            .as_ref()
+            .map_or(WITHOUT_TLS, |tls| tls.check_interval());
+        tokio::time::sleep(interval).await;
+        let svc = live.current();
+        if let Some(tls) = &svc.tls {
+            tls.check(&svc.log).await;
+        }
+    }
 }
 
 /// How often the memory state backend is written to disk (and at stop).

@@ -26,7 +26,7 @@ pub struct Services {
     pub abuse: crate::abuse::Abuse,
     pub spool: Arc<Spool>,
     /// Present when `[tls]` is configured: STARTTLS is offered.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::server::ServerTls>,
     pub delivery: delivery::Handle,
     /// Serving, draining or stopping.
     pub phase: lifecycle::Watch,
@@ -65,7 +65,7 @@ impl Services {
         shared: &Shared,
     ) -> Result<Services, ServicesError> {
         let tls = match &config.tls {
-            Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
+            Some(t) => Some(crate::tls::server::ServerTls::load(t)?),
             None => None,
         };
         let log = shared.log.clone();

@@ -5,7 +5,7 @@
 pub mod client;
 pub mod server;
 
-pub use server::{server_config, TlsError};
+pub use server::TlsError;
 
 use std::io;
 use std::pin::Pin;

@@ -91,8 +91,13 @@ impl Config {
         };
         join(&mut self.spool.dir);
         if let Some(tls) = &mut self.tls {
-            join(&mut tls.cert);
-            join(&mut tls.key);
+            for file in [&mut tls.cert, &mut tls.key].into_iter().flatten() {
+                join(file);
+            }
+            for certificate in &mut tls.certificate {
+                join(&mut certificate.cert);
+                join(&mut certificate.key);
+            }
         }
         if let Some(table) = &mut self.recipients.table {
             join(table);
@@ -167,6 +172,28 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[tls]`: a certificate comes with its key, and there is one.
+    fn validate_tls(&self) -> Result<(), (&'static str, String)> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        match (&tls.cert, &tls.key) {
+            (Some(_), None) => return Err(("tls.key", "is needed with tls.cert".into())),
+            (None, Some(_)) => return Err(("tls.cert", "is needed with tls.key".into())),
+            (None, None) if tls.certificate.is_empty() => {
+                return Err((
+                    "tls",
+                    "needs cert and key, or at least one [[tls.certificate]]".into(),
+                ))
+            }
+            _ => {}
+        }
+        if tls.check_interval.0 < std::time::Duration::from_secs(1) {
+            return Err(("tls.check_interval", "must be at least 1s".into()));
         }
         Ok(())
     }
@@ -305,6 +332,7 @@ impl Config {
             *domain = crate::smtp::address::normalize_domain(domain);
         }
         self.validate_abuse()?;
+        self.validate_tls()?;
         if self.log.syslog && self.log.file.is_some() {
             return Err(("log.syslog", "cannot be combined with log.file".into()));
         }
@@ -535,6 +563,58 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "test.toml:3: downstream.tls_ca_file: is only used with downstream.tls = \"verify\""
+        );
+    }
+
+    #[test]
+    fn tls_certificates() {
+        let c = parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, Some(PathBuf::from("/etc/mxguard/c.pem")));
+        assert_eq!(tls.key, Some(PathBuf::from("/etc/mxguard/k.pem")));
+        assert!(tls.certificate.is_empty());
+        assert_eq!(tls.check_interval.0, std::time::Duration::from_secs(60));
+        let c = parse(
+            "[tls]\ncheck_interval = \"5s\"\n[[tls.certificate]]\n\
+             names = [\"MX1.Example.com.\", \"*.example.org\"]\ncert = \"a.pem\"\nkey = \"/k/a.pem\"\n",
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, None);
+        assert_eq!(tls.check_interval.0, std::time::Duration::from_secs(5));
+        let entry = &tls.certificate[0];
+        let names: Vec<&str> = entry.names.iter().map(CertName::as_str).collect();
+        assert_eq!(names, ["mx1.example.com", "*.example.org"]);
+        assert_eq!(entry.cert, PathBuf::from("/etc/mxguard/a.pem"));
+        assert_eq!(entry.key, PathBuf::from("/k/a.pem"));
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_refused() {
+        let err = |toml: &str| parse(toml).unwrap_err().to_string();
+        assert_eq!(
+            err("[tls]\ncert = \"c.pem\"\n"),
+            "test.toml: tls.key: is needed with tls.cert"
+        );
+        assert_eq!(
+            err("[tls]\n"),
+            "test.toml: tls: needs cert and key, or at least one [[tls.certificate]]"
+        );
+        assert_eq!(
+            err("[tls]\ncert = \"c\"\nkey = \"k\"\ncheck_interval = \"0s\"\n"),
+            "test.toml:4: tls.check_interval: must be at least 1s"
+        );
+        let text = err(
+            "[[tls.certificate]]\nnames = [\"a.test\", \"*.*.test\"]\ncert = \"c\"\nkey = \"k\"\n",
+        );
+        assert!(
+            text.starts_with("test.toml:2: tls.certificate.names: `*.*.test` is neither"),
+            "{text}"
+        );
+        let text = err("[[tls.certificate]]\nnames = []\ncert = \"c\"\nkey = \"k\"\n");
+        assert!(
+            text.starts_with("test.toml:2: tls.certificate.names: needs at least one name"),
+            "{text}"
         );
     }
 

@@ -288,12 +288,73 @@ pub enum BareLineEndings {
     Normalize,
 }
 
-/// `[tls]`: when present, STARTTLS is offered.
+/// `[tls]`: when present, STARTTLS is offered. `cert` and `key` are the
+/// default certificate; `[[tls.certificate]]` adds more, chosen by the
+/// name the client asks for (SNI). Without `cert` and `key` the first
+/// `[[tls.certificate]]` is the default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub certificate: Vec<TlsCertificate>,
+    /// How often the certificate and key files are checked for a change
+    /// (a renewal), and re-read when they changed.
+    #[serde(default = "default_tls_check_interval")]
+    pub check_interval: HumanDuration,
+}
+
+fn default_tls_check_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+/// One `[[tls.certificate]]`: a certificate chain and its key, served to
+/// clients that ask for one of `names`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    #[serde(deserialize_with = "cert_names")]
+    pub names: Vec<CertName>,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// A name a certificate is served for: a host name, or `*.` and a domain
+/// (any one label in place of the `*`); lower case, without a final dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertName(String);
+
+impl CertName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CertName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<CertName, String> {
+        let name = crate::smtp::address::normalize_domain(text);
+        let domain = name.strip_prefix("*.").unwrap_or(&name);
+        if crate::smtp::address::is_domain(domain) {
+            Ok(CertName(name))
+        } else {
+            Err(format!(
+                "`{text}` is neither a host name nor `*.` and a domain"
+            ))
+        }
+    }
+}
+
+fn cert_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<CertName>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    if names.is_empty() {
+        return Err(de::Error::custom("needs at least one name"));
+    }
+    names
+        .iter()
+        .map(|n| n.parse().map_err(de::Error::custom))
+        .collect()
 }
 
 /// `[relay]`: which mail we accept at all.

@@ -1083,7 +1083,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn starttls(&mut self) -> Flow {
-        let Some(config) = self.svc.tls.clone() else {
+        let Some(config) = self.svc.tls.as_ref().map(|t| t.config()) else {
             let reply = Reply::new(502, "5.5.1", "Error: command not implemented");
             return self.protocol_error("starttls", "protocol", None, reply);
         };
