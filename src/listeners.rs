@@ -48,14 +48,18 @@ impl Listeners {
     /// could not be bound are returned; the others are served either way.
     pub async fn apply(&mut self, addrs: &[SocketAddr]) -> Vec<BindError> {
         let log = self.live.current().log.clone();
-        self.open.retain(|addr, task| {
-            let keep = addrs.contains(addr);
-            if !keep {
-                task.abort();
+        let gone: Vec<SocketAddr> = self
+            .open
+            .keys()
+            .filter(|addr| !addrs.contains(addr))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(task) = self.open.remove(&addr) {
+                close(task).await;
                 log.event("unlisten").kv("address", addr).emit();
             }
-            keep
-        });
+        }
         let mut failed = Vec::new();
         for addr in addrs {
             if self.open.contains_key(addr) {
@@ -79,11 +83,17 @@ impl Listeners {
     }
 
     /// Closes every listener: new connections are refused by the system.
-    pub fn close_all(&mut self) {
+    pub async fn close_all(&mut self) {
         for (_, task) in self.open.drain() {
-            task.abort();
+            close(task).await;
         }
     }
+}
+
+/// Stops an accept loop; once this returns its socket is closed.
+async fn close(task: JoinHandle<()>) {
+    task.abort();
+    let _ = task.await;
 }
 
 async fn accept_loop(listener: TcpListener, live: Arc<Live>, caps: Arc<ConnectionCaps>) {

@@ -33,9 +33,9 @@ enum Sink {
     },
 }
 
-/// A log file mxguard creates: its user writes, its group (`adm` on
-/// Debian, by the shipped logrotate rule) reads, nobody else: the log
-/// names clients and addresses.
+/// A log file mxguard creates: its user writes, its group reads (as the
+/// shipped logrotate rule creates it), nobody else: the log names clients
+/// and addresses.
 const LOG_FILE_MODE: u32 = 0o640;
 
 /// `<mail.info>` in RFC 3164 terms: facility 2, severity 6.

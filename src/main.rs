@@ -93,6 +93,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make the running server read its configuration again (as SIGHUP)
+    /// and print the outcome (exit 1 when the file is refused)
+    Reload {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List, add and remove client bans
     Ban {
         #[arg(long, short)]
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Command::Queue { config, command } => queue(config.as_deref(), command),
         Command::Ban { config, command } => ban(config.as_deref(), command),
+        Command::Reload { config } => reload(config.as_deref()),
         Command::Report {
             logs,
             since,
@@ -243,6 +250,29 @@ fn run_server(path: Option<&Path>, mode: mxguard::server::Mode) -> Result<ExitCo
             ExitCode::from(EX_UNAVAILABLE)
         })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn reload(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
+    let config = load(config)?;
+    let socket = Spool::control_socket_in(&config.spool.dir);
+    match mxguard::control::request(&socket, "reload") {
+        Ok(Some(answer)) => {
+            println!("{answer}");
+            Ok(if answer.starts_with("ok") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Ok(None) => {
+            eprintln!("mxguard: no server is running on {}", socket.display());
+            Err(ExitCode::from(EX_UNAVAILABLE))
+        }
+        Err(e) => {
+            eprintln!("mxguard: {}: {e}", socket.display());
+            Err(ExitCode::from(EX_UNAVAILABLE))
+        }
+    }
 }
 
 fn ban(config: Option<&Path>, command: BanCommand) -> Result<ExitCode, ExitCode> {

@@ -102,7 +102,7 @@ impl Reloader {
     /// Stops listening (an orderly stop).
     pub async fn close_listeners(&self) {
         if let Some(listeners) = &self.listeners {
-            listeners.lock().await.close_all();
+            listeners.lock().await.close_all().await;
         }
     }
 
@@ -141,11 +141,16 @@ impl Reloader {
             restart_needed: Vec::new(),
             problems: Vec::new(),
         };
+        let old = self.live.current();
         let config = match self.load() {
             Ok(config) => Arc::new(config),
-            Err(e) => return failed(e.to_string()),
+            Err(e) => {
+                // logrotate's HUP must get a new log file whatever the
+                // state of the configuration file.
+                let _ = self.shared.log.reopen(&old.config.log);
+                return failed(e.to_string());
+            }
         };
-        let old = self.live.current();
         let restart_needed = needs_restart(&old.config, &config);
         let mut problems = Vec::new();
         let dns = if differs(&old.config.dns, &config.dns) {
@@ -156,7 +161,16 @@ impl Reloader {
         } else {
             old.policy.checks.dns.clone()
         };
-        let services = match Services::new(config.clone(), dns.clone(), &self.shared) {
+        // The same certificates as before: the same store, its files read
+        // again (sessions that upgrade later get what is current).
+        let tls = match (&old.tls, differs(&old.config.tls, &config.tls)) {
+            (Some(tls), false) => {
+                tls.reload(&self.shared.log).await;
+                Some(tls.clone())
+            }
+            _ => None,
+        };
+        let services = match Services::new(config.clone(), dns.clone(), &self.shared, tls) {
             Ok(services) => services,
             Err(e) => return failed(e.to_string()),
         };
@@ -198,7 +212,7 @@ impl Reloader {
             config.limits.max_connections,
             config.limits.max_connections_per_client,
         );
-        if let Some(tls) = &services.tls {
+        if let (Some(tls), true) = (&services.tls, differs(&old.config.tls, &config.tls)) {
             tls.warn(&self.shared.log);
         }
         self.live.replace(services);

@@ -148,7 +148,7 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
         health: Arc::default(),
         phase: lifecycle.watch(),
     };
-    let live = Live::new(Services::new(config.clone(), dns, &shared)?);
+    let live = Live::new(Services::new(config.clone(), dns, &shared, None)?);
     let caps = ConnectionCaps::new(
         config.limits.max_connections,
         config.limits.max_connections_per_client,
@@ -239,14 +239,14 @@ async fn stop(
 ) {
     let svc = live.current();
     let drain = svc.config.server.drain_timeout.0;
+    reloader.close_listeners().await;
+    lifecycle.enter(Phase::Draining);
     svc.log
         .event("stop")
         .kv("phase", "draining")
         .kv("sessions", caps.open())
         .kv("drain_timeout", format!("{}s", drain.as_secs()))
         .emit();
-    reloader.close_listeners().await;
-    lifecycle.enter(Phase::Draining);
     let deadline = tokio::time::Instant::now() + drain;
     let at_once = tokio::select! {
         _ = caps.wait_idle() => false,

@@ -16,6 +16,7 @@ use crate::policy::Policy;
 use crate::reload::FileError;
 use crate::spool::Spool;
 use crate::state::State;
+use crate::tls::server::ServerTls;
 use crate::tls::TlsError;
 use std::sync::{Arc, RwLock};
 
@@ -25,8 +26,9 @@ pub struct Services {
     pub policy: Policy,
     pub abuse: crate::abuse::Abuse,
     pub spool: Arc<Spool>,
-    /// Present when `[tls]` is configured: STARTTLS is offered.
-    pub tls: Option<crate::tls::server::ServerTls>,
+    /// Present when `[tls]` is configured: STARTTLS is offered. Kept by a
+    /// reload that does not change `[tls]` (its files are read again).
+    pub tls: Option<Arc<ServerTls>>,
     pub delivery: delivery::Handle,
     /// Serving, draining or stopping.
     pub phase: lifecycle::Watch,
@@ -58,15 +60,18 @@ pub enum ServicesError {
 }
 
 impl Services {
-    /// The services of `config`, around what outlives a reload.
+    /// The services of `config`, around what outlives a reload; `tls`
+    /// when the certificates are already loaded (else they are loaded).
     pub fn new(
         config: Arc<Config>,
         dns: Arc<crate::dns::Dns>,
         shared: &Shared,
+        tls: Option<Arc<ServerTls>>,
     ) -> Result<Services, ServicesError> {
-        let tls = match &config.tls {
-            Some(t) => Some(crate::tls::server::ServerTls::load(t)?),
-            None => None,
+        let tls = match (tls, &config.tls) {
+            (Some(loaded), Some(_)) => Some(loaded),
+            (None, Some(t)) => Some(Arc::new(ServerTls::load(t)?)),
+            (_, None) => None,
         };
         let log = shared.log.clone();
         Ok(Services {
@@ -103,7 +108,7 @@ impl Services {
             health: Arc::default(),
             phase: lifecycle::Watch::serving(),
         };
-        Services::new(Arc::new(config), dns, &shared)
+        Services::new(Arc::new(config), dns, &shared, None)
     }
 }
 

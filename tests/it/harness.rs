@@ -123,6 +123,47 @@ impl Mxguard {
         umask: Option<libc::mode_t>,
     ) -> Mxguard {
         let config = dir.join("mxguard.toml");
+        std::fs::write(&config, config_text(server_extra, sections)).unwrap();
+        let mut mx = Mxguard {
+            child: None,
+            dir: dir.to_path_buf(),
+            config,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            starts: 0,
+            command,
+            umask,
+        };
+        mx.restart();
+        mx
+    }
+
+    /// Writes a new configuration file (the server reads it on SIGHUP).
+    pub fn rewrite_config(&self, server_extra: &str, sections: &str) {
+        let text = config_text(server_extra, sections);
+        let new = self.config.with_extension("new");
+        std::fs::write(&new, text).unwrap();
+        std::fs::rename(&new, &self.config).unwrap();
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+    }
+
+    /// Waits (bounded) for the server to exit; its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_for("mxguard to exit", || child.try_wait().ok().flatten());
+        self.child = None;
+        status
+    }
+}
+
+/// The configuration file the harness writes: `[server]` (with
+/// `server_extra`), `[spool]` and `[log]` around `sections`.
+fn config_text(server_extra: &str, sections: &str) -> String {
+    {
         // Tests that do not set up DNS must not look anything up: the one
         // check on by default (message authentication) is turned off.
         let sections = if sections.contains("[checks]") {
@@ -141,24 +182,14 @@ impl Mxguard {
         } else {
             "listen = [\"127.0.0.1:0\"]\n"
         };
-        let text = format!(
+        format!(
             "[server]\nhostname = \"mx.test\"\n{listen}{server_extra}\n\
              [spool]\ndir = \"spool\"\n[log]\nfile = \"mxguard.log\"\n{sections}\n"
-        );
-        std::fs::write(&config, text).unwrap();
-        let mut mx = Mxguard {
-            child: None,
-            dir: dir.to_path_buf(),
-            config,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            starts: 0,
-            command,
-            umask,
-        };
-        mx.restart();
-        mx
+        )
     }
+}
 
+impl Mxguard {
     /// As [`Mxguard::start`], the server started with `umask`.
     pub fn start_with_umask(dir: &Path, umask: libc::mode_t, sections: &str) -> Mxguard {
         Mxguard::launch_with("serve", dir, "", sections, Some(umask))

@@ -15,6 +15,7 @@ mod delivery;
 mod downstream_tls;
 mod fleet;
 mod import;
+mod lifecycle;
 mod limits;
 mod logging;
 mod metrics;

@@ -476,3 +476,19 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn sighup_serves_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let le = dir.path().join("le");
+    certbot_renew(&le, 1, "first", None);
+    let mx = Mxguard::start(dir.path(), &certbot_config("1h"));
+    let pid = mx.pid();
+    assert_eq!(served_cn(mx.addr, None), "first");
+    certbot_renew(&le, 2, "second", None);
+    mx.signal(libc::SIGHUP);
+    mx.wait_log(&["event=reload", "status=ok"]);
+    mx.wait_log(&["event=tls_reload status=ok name=tls"]);
+    assert_eq!(served_cn(mx.addr, None), "second");
+    assert_eq!(mx.pid(), pid);
+}
