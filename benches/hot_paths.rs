@@ -7,11 +7,11 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mxguard::config::{BareLineEndings, CheckSetting, Mode, OnDnsError};
-use mxguard::policy::verdict::{decide, CheckResult, Outcome, Stage};
 use mxguard::smtp::command;
 use mxguard::smtp::data::DataDecoder;
 use mxguard::smtp::reply::Reply;
 use mxguard::spool::{Envelope, QueueId, Spool};
+use mxguard::verdict::{decide, CheckResult, Outcome, Stage};
 use std::hint::black_box;
 use std::time::Duration;
 

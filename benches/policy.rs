@@ -17,7 +17,7 @@ use mxguard::dns::dnsbl::test_all;
 use mxguard::dns::Dns;
 use mxguard::log::Logger;
 use mxguard::policy::stages::Checks;
-use mxguard::policy::verdict::Outcome;
+use mxguard::verdict::Outcome;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -6,9 +6,10 @@
 use crate::config::{Config, Mode, RejectAt};
 use crate::dns::dnsbl;
 use crate::policy::relay::Destination;
-use crate::policy::verdict::{decide, CheckResult, Effect, Outcome};
-use crate::policy::{Policy, Refusal};
+use crate::policy::Policy;
 use crate::smtp::address::{parse_path, Path};
+use crate::verdict::Refusal;
+use crate::verdict::{decide, CheckResult, Effect, Outcome};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

@@ -118,7 +118,7 @@ async fn accept_loop(listener: TcpListener, live: Arc<Live>, caps: Arc<Connectio
         match caps.acquire(crate::net::client_network(client)) {
             Ok(permit) => {
                 tokio::spawn(async move {
-                    crate::smtp::session::run(&svc, stream, client).await;
+                    crate::session::run(&svc, stream, client).await;
                     drop(permit);
                 });
             }

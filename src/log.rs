@@ -6,7 +6,6 @@
 //! is written by [`join_addresses`] and read by [`split_addresses`].
 
 use crate::config::{Log, LogFormat};
-use crate::metrics::Metrics;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,13 +14,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Reads every line as it is written (the metrics count from them).
+pub trait Observer: Send + Sync {
+    fn observe(&self, fields: &[(&'static str, String)]);
+}
+
 /// Where log lines go.
 pub struct Logger {
     /// JSON lines rather than `key=value` text (a reload may change it).
     json: AtomicBool,
     sink: Mutex<Sink>,
-    /// Counts every line, when metrics are on.
-    metrics: OnceLock<Arc<Metrics>>,
+    /// Reads every line, when metrics are on.
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 enum Sink {
@@ -48,7 +52,7 @@ impl Logger {
         Ok(Logger {
             json: AtomicBool::new(config.format == LogFormat::Json),
             sink: Mutex::new(Sink::open(config)?),
-            metrics: OnceLock::new(),
+            observer: OnceLock::new(),
         })
     }
 
@@ -69,13 +73,13 @@ impl Logger {
         Logger {
             json: AtomicBool::new(false),
             sink: Mutex::new(Sink::Stream(Box::new(std::io::sink()))),
-            metrics: OnceLock::new(),
+            observer: OnceLock::new(),
         }
     }
 
-    /// From now on, every line is also counted in `metrics`.
-    pub fn count_into(&self, metrics: Arc<Metrics>) {
-        let _ = self.metrics.set(metrics);
+    /// From now on, every line is also given to `observer` (the metrics).
+    pub fn count_into(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
     }
 
     /// Starts a line for `event`.
@@ -87,8 +91,8 @@ impl Logger {
     }
 
     fn write(&self, fields: &[(&'static str, String)]) {
-        if let Some(metrics) = self.metrics.get() {
-            metrics.observe(fields);
+        if let Some(observer) = self.observer.get() {
+            observer.observe(fields);
         }
         let time = crate::time::now();
         let now = crate::time::iso8601(time);

@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
         .build()
         .expect("runtime");
     let lines = input.iter().filter(|&&b| b == b'\n').count();
-    let session = mxguard::smtp::session::replay(services(), input, "192.0.2.1".parse().expect("ip"));
+    let session = mxguard::session::replay(services(), input, "192.0.2.1".parse().expect("ip"));
     let out = runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(20), session).await })
         .expect("the session hung");

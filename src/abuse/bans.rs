@@ -10,9 +10,9 @@
 use super::client_id;
 use crate::config::Config;
 use crate::log::Logger;
-use crate::policy::Refusal;
 use crate::smtp::reply::Reply;
 use crate::state::{State, Unavailable};
+use crate::verdict::Refusal;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;

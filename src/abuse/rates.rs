@@ -3,9 +3,9 @@
 //! fleet shares them. Each limit has its reply, in Postfix's words.
 
 use crate::config::Config;
-use crate::policy::Refusal;
 use crate::smtp::reply::Reply;
 use crate::state::{State, Unavailable};
+use crate::verdict::Refusal;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! the error carries the position of the offending key.
 
 use super::duration::HumanDuration;
+pub use crate::message::intake::LongLines;
+pub use crate::smtp::data::BareLineEndings;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -278,16 +280,6 @@ impl Default for Server {
     }
 }
 
-/// `server.bare_line_endings`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BareLineEndings {
-    /// Read to the real end of data, then refuse the message (550 5.5.2).
-    Reject,
-    /// Turn every bare CR or LF into CRLF, as Postfix can.
-    Normalize,
-}
-
 /// `[tls]`: when present, STARTTLS is offered. `cert` and `key` are the
 /// default certificate; `[[tls.certificate]]` adds more, chosen by the
 /// name the client asks for (SNI). Without `cert` and `key` the first
@@ -548,16 +540,6 @@ impl Default for Limits {
             sender_recipients_per_hour: 0,
         }
     }
-}
-
-/// `limits.long_lines`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LongLines {
-    /// Header lines folded, body lines broken; nothing is cut.
-    Wrap,
-    /// The message is refused at the end of DATA (500 5.5.2).
-    Reject,
 }
 
 /// `[log]`: where the decision log goes.

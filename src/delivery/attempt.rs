@@ -4,11 +4,11 @@
 //! quarantine when a recipient failed for good or the queue lifetime ran
 //! out. No bounce is ever sent from here.
 
-use super::smtp_client::{self, RcptResult};
 use super::{maildir, Context};
 use crate::config::{Dsn, Target};
+use crate::smtp::client::Encryption;
+use crate::smtp::client::{self as smtp_client, RcptResult};
 use crate::spool::{DeliveryState, Entry, QueueId, SpoolError};
-use crate::tls::client::Encryption;
 use std::time::Duration;
 
 /// What the scheduler does with the message next.

@@ -1,7 +1,7 @@
 //! Delivery from the spool to the downstream: the scheduler that decides
 //! which queued message is tried when (this file), one attempt at one
-//! message ([`attempt`]), and the targets it may go to ([`smtp_client`] for
-//! SMTP and LMTP, [`maildir`]).
+//! message ([`attempt`]), and the targets it may go to (the SMTP layer's
+//! client, `smtp::client`, for SMTP and LMTP; [`maildir`]).
 //!
 //! The scheduler keeps, for every queued message, the time of its next
 //! attempt; new messages come from sessions through a [`Handle`], due ones
@@ -14,7 +14,6 @@
 pub mod attempt;
 pub mod dsn;
 pub mod maildir;
-pub mod smtp_client;
 
 use crate::config::Config;
 use crate::log::Logger;

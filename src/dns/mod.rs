@@ -11,6 +11,7 @@
 //! must ask the configured server, which holds the real data.
 
 pub mod dnsbl;
+pub mod latency;
 
 use crate::config::checks::Dns as DnsConfig;
 use futures_util::StreamExt;
@@ -191,7 +192,7 @@ impl Dns {
         let answer = tokio::time::timeout(self.timeout, f)
             .await
             .unwrap_or_else(|_| Answer::Failed("timeout".into()));
-        crate::metrics::DNS_LATENCY.observe(started.elapsed());
+        latency::LATENCY.observe(started.elapsed());
         answer
     }
 

@@ -3,7 +3,7 @@
 //! way mxguard will read them: a `#` starts a comment there, and a regex
 //! must compile as a case-insensitive, linear-time pattern.
 
-/// The compiled size mxguard allows a list regex (see `policy::lists`).
+/// The compiled size mxguard allows a list regex (see `lists`).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Why an entry cannot be a line of an mxguard list.

@@ -21,7 +21,17 @@
 
 use super::auth_results;
 use super::body_hash::BodyHashes;
-use crate::config::LongLines;
+use serde::Deserialize;
+
+/// Lines over [`MAX_LINE`] octets (`limits.long_lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLines {
+    /// Header lines folded, body lines broken; nothing is cut.
+    Wrap,
+    /// The message is refused at the end of DATA (500 5.5.2).
+    Reject,
+}
 
 /// The longest line, CRLF aside (RFC 5321 section 4.5.3.1.6).
 pub const MAX_LINE: usize = 998;

@@ -12,11 +12,11 @@ pub mod ready;
 pub mod scrape;
 pub mod site;
 
+use crate::dns::latency::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Counters derived from log lines: family name → (labels → value).
 #[derive(Default)]
@@ -230,55 +230,11 @@ fn family_has_labels(family: &str) -> bool {
     )
 }
 
-/// Upper bounds of the DNS latency buckets, in seconds.
-const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-/// A latency histogram with fixed buckets, lock-free.
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    const fn new() -> Histogram {
-        Histogram {
-            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+impl crate::log::Observer for Metrics {
+    fn observe(&self, fields: &[(&'static str, String)]) {
+        Metrics::observe(self, fields);
     }
 }
-
-/// How long DNS queries took (the resolver fills it).
-pub static DNS_LATENCY: Histogram = Histogram::new();
 
 /// One gauge (or externally kept counter) line with its HELP and TYPE.
 pub fn gauge(out: &mut String, name: &str, kind: &str, help: &str, series: &[(String, f64)]) {
@@ -288,18 +244,34 @@ pub fn gauge(out: &mut String, name: &str, kind: &str, help: &str, series: &[(St
     }
 }
 
-/// The DNS latency histogram.
+/// The DNS latency histogram (which the resolver fills).
 pub fn render_dns(out: &mut String) {
-    DNS_LATENCY.render(
+    render_histogram(
+        &crate::dns::latency::LATENCY,
         "mxguard_dns_query_seconds",
         "Time taken by DNS queries (answers, failures and timeouts)",
         out,
     );
 }
 
+fn render_histogram(latency: &Histogram, name: &str, help: &str, out: &mut String) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, count) in latency.buckets() {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let count = latency.count();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {count}",
+        latency.sum_secs()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn line(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
@@ -366,7 +338,7 @@ mod tests {
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_millis(300));
         let mut out = String::new();
-        h.render("x", "help", &mut out);
+        render_histogram(&h, "x", "help", &mut out);
         assert!(out.contains("x_bucket{le=\"0.001\"} 0\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.5\"} 2\n"), "{out}");

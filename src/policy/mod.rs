@@ -6,12 +6,10 @@
 //! folded by [`verdict`]).
 
 pub mod helo;
-pub mod lists;
 pub mod rdns;
 pub mod relay;
 pub mod session_checks;
 pub mod stages;
-pub mod verdict;
 
 use crate::config::Config;
 use crate::dns::Dns;
@@ -19,32 +17,11 @@ use crate::log::Logger;
 use crate::recipients::Verifier;
 use crate::reload::FileError;
 use crate::smtp::address::{Mailbox, Path};
-use crate::smtp::reply::Reply;
+use crate::verdict::Refusal;
 use relay::{Destination, RelayControl};
 use stages::Checks;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// A check said no: its name for the log, and the reply for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub check: String,
-    pub reply: Reply,
-}
-
-impl Refusal {
-    pub fn new(check: &str, reply: Reply) -> Refusal {
-        Refusal {
-            check: check.to_string(),
-            reply,
-        }
-    }
-
-    /// `reject` for 5xx, `tempfail` for 4xx.
-    pub fn action(&self) -> &'static str {
-        self.reply.action()
-    }
-}
 
 /// Every check, built once from the configuration and shared by sessions.
 pub struct Policy {

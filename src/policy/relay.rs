@@ -4,10 +4,10 @@
 //! holding `@`) are refused from everyone; address literals never match a
 //! relay domain.
 
-use super::Refusal;
 use crate::config::{Network, Relay};
 use crate::smtp::address::{Mailbox, Path};
 use crate::smtp::reply::Reply;
+use crate::verdict::Refusal;
 use std::collections::HashSet;
 use std::net::IpAddr;
 

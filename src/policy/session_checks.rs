@@ -4,8 +4,8 @@
 //! for a decision over the stages it needs when it must answer.
 
 use super::stages::Checks;
-use super::verdict::{decide, CheckResult, Decision};
 use crate::smtp::address::Path;
+use crate::verdict::{decide, CheckResult, Decision};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -132,7 +132,7 @@ impl SessionChecks {
 
     /// Waits for the stages up to `upto` and decides over their results.
     /// Returns the decision and the warnings not logged before.
-    pub async fn decide(&mut self, upto: Upto) -> (Decision, Vec<super::Refusal>) {
+    pub async fn decide(&mut self, upto: Upto) -> (Decision, Vec<crate::verdict::Refusal>) {
         let mut results: Vec<CheckResult> = self.connect.finish().await.to_vec();
         results.extend_from_slice(self.helo.finish().await);
         if upto == Upto::Mail {
@@ -145,7 +145,7 @@ impl SessionChecks {
             policy.reject_score,
             &self.client.to_string(),
         );
-        let fresh: Vec<super::Refusal> = std::mem::take(&mut decision.warnings)
+        let fresh: Vec<crate::verdict::Refusal> = std::mem::take(&mut decision.warnings)
             .into_iter()
             .filter(|w| self.warned.insert(format!("{} {}", w.check, w.reply)))
             .collect();
@@ -159,7 +159,7 @@ pub fn allow_listed(results: &[CheckResult]) -> bool {
     results.iter().any(|r| {
         r.check.starts_with("dnsbl:")
             && r.setting.weight.is_some_and(|w| w < 0.0)
-            && matches!(r.outcome, super::verdict::Outcome::Hit(_))
+            && matches!(r.outcome, crate::verdict::Outcome::Hit(_))
     })
 }
 

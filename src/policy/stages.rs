@@ -4,16 +4,16 @@
 //! starts all its lookups at once, so it takes as long as its slowest
 //! lookup; checks that are off cost nothing.
 
-use super::lists::{AddressList, ClientExceptions};
 use super::rdns::looks_generic;
-use super::verdict::{CheckResult, Outcome, Stage};
 use crate::config::{CheckSetting, Config, ListZone, OnDnsError};
 use crate::dns::dnsbl::{self, HealthTable, Listing};
 use crate::dns::{Answer, Dns};
+use crate::lists::{AddressList, ClientExceptions};
 use crate::log::Logger;
 use crate::reload::FileError;
 use crate::smtp::address::{Mailbox, Path};
 use crate::smtp::reply::Reply;
+use crate::verdict::{CheckResult, Outcome, Stage};
 use mail_auth::SpfResult;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -22,10 +22,10 @@
 use super::protocol::{Answer, Request};
 use crate::abuse::rates::Rate;
 use crate::policy::session_checks::allow_listed;
-use crate::policy::verdict::{decide, CheckResult, Outcome, Stage};
-use crate::policy::Refusal;
 use crate::services::Services;
 use crate::smtp::address::{parse_path, Path};
+use crate::verdict::Refusal;
+use crate::verdict::{decide, CheckResult, Outcome, Stage};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -5,8 +5,8 @@
 //! (`downstream.tls`): `required` and `verify` never probe in plaintext.
 
 use crate::config::{Config, Target};
-use crate::delivery::smtp_client::{self, ClientError, Extensions, Peer};
 use crate::reload::FileError;
+use crate::smtp::client::{self as smtp_client, ClientError, Extensions, Peer};
 use crate::smtp::conn::Conn;
 use crate::tls::client::DownstreamTls;
 use std::time::{Duration, Instant};

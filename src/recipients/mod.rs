@@ -12,13 +12,13 @@ pub mod callout;
 pub mod table;
 
 use crate::config::{Action, Config};
+use crate::lists::AddressList;
 use crate::log::Logger;
-use crate::policy::lists::AddressList;
-use crate::policy::Refusal;
 use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
 use crate::state::{State, Unavailable};
+use crate::verdict::Refusal;
 use cache::{Known, RecipientCache};
 use callout::{Callout, Probe};
 use std::collections::HashSet;

@@ -5,7 +5,7 @@
 //! received before the handshake.
 
 use super::data::DataDecoder;
-use crate::tls::MaybeTls;
+use super::stream::MaybeTls;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

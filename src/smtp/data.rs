@@ -3,7 +3,17 @@
 //! refuses or normalises bare CR and LF so nothing can be smuggled past a
 //! downstream that reads line ends differently (SMTP smuggling).
 
-use crate::config::BareLineEndings;
+use serde::Deserialize;
+
+/// What to do with a bare CR or LF inside DATA (`server.bare_line_endings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Read to the real end of data, then refuse the message (550 5.5.2).
+    Reject,
+    /// Turn every bare CR or LF into CRLF, as Postfix can.
+    Normalize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

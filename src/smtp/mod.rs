@@ -1,14 +1,14 @@
-//! The SMTP front door: the command parser ([`command`], [`address`]), the
-//! DATA decoder ([`data`]), replies ([`reply`]), the buffered connection
-//! ([`conn`]), the trace header ([`received`]), a message on its way into
-//! the spool ([`receiving`]) and the per-connection state machine
-//! ([`session`]).
+//! The SMTP protocol, without policy: the command parser ([`command`],
+//! [`address`]), the DATA decoder ([`data`]), replies ([`reply`]), the
+//! buffered connection ([`conn`]) over a stream that STARTTLS may upgrade
+//! ([`stream`]), the trace header ([`received`]), and the SMTP/LMTP client
+//! ([`client`]). The conversation that uses them is [`crate::session`].
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod conn;
 pub mod data;
 pub mod received;
-pub mod receiving;
 pub mod reply;
-pub mod session;
+pub mod stream;

@@ -44,8 +44,8 @@ pub struct Unavailable;
 
 impl Unavailable {
     /// What the client hears.
-    pub fn refusal(&self) -> crate::policy::Refusal {
-        crate::policy::Refusal::new(
+    pub fn refusal(&self) -> crate::verdict::Refusal {
+        crate::verdict::Refusal::new(
             "state",
             crate::smtp::reply::Reply::new(
                 451,

@@ -8,6 +8,7 @@
 
 use crate::config::{Downstream, DownstreamTls as Mode};
 use crate::reload::FileError;
+use crate::smtp::client::TlsPolicy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -54,51 +55,22 @@ impl DownstreamTls {
             config,
         })
     }
+}
 
-    pub fn mode(&self) -> Mode {
-        self.mode
+impl TlsPolicy for DownstreamTls {
+    fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
     }
 
-    /// Whether a message may go in plaintext when TLS cannot be had (the
-    /// downstream does not offer it, refuses it, or the handshake fails).
-    pub fn plaintext_allowed(&self) -> bool {
+    fn plaintext_allowed(&self) -> bool {
         self.mode == Mode::Opportunistic
     }
 
-    pub fn config(&self) -> Arc<rustls::ClientConfig> {
-        self.config.clone()
-    }
-}
-
-/// The name a target's certificate must carry: its host name, or for an IP
-/// literal its address (checked against the IP SANs).
-pub fn server_name(host: &str) -> Option<ServerName<'static>> {
-    ServerName::try_from(host.to_string()).ok()
-}
-
-/// What one connection to the downstream ended up with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Encryption {
-    /// TLS, with the protocol version as rustls names it (`TLSv1_3`).
-    Tls(String),
-    /// No TLS, and why (`not offered`, `handshake failed: …`).
-    Plain(String),
-}
-
-impl Encryption {
-    /// The `tls=` of a delivery line: the version, or `none`.
-    pub fn version(&self) -> &str {
-        match self {
-            Encryption::Tls(version) => version,
-            Encryption::Plain(_) => "none",
-        }
-    }
-
-    /// The `tls_reason=` of a delivery line without TLS.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Encryption::Tls(_) => None,
-            Encryption::Plain(why) => Some(why),
+    fn name(&self) -> &'static str {
+        match self.mode {
+            Mode::Opportunistic => "opportunistic",
+            Mode::Required => "required",
+            Mode::Verify => "verify",
         }
     }
 }
@@ -261,6 +233,7 @@ impl ServerCertVerifier for AnyCertificate {
 mod tests {
     use super::*;
     use crate::config::DownstreamTls as Mode;
+    use crate::smtp::client::server_name;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use std::path::PathBuf;
 
@@ -392,16 +365,5 @@ mod tests {
         );
         let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
         assert!(load(Some(broken)).starts_with("downstream.tls_ca_file: PATH: "));
-    }
-
-    #[test]
-    fn what_the_log_says() {
-        let tls = Encryption::Tls("TLSv1_3".into());
-        assert_eq!((tls.version(), tls.reason()), ("TLSv1_3", None));
-        let plain = Encryption::Plain("not offered".into());
-        assert_eq!(
-            (plain.version(), plain.reason()),
-            ("none", Some("not offered"))
-        );
     }
 }

@@ -4,8 +4,8 @@
 
 use mxguard::config::Config;
 use mxguard::services::Services;
+use mxguard::session::replay;
 use mxguard::smtp::reply::check_stream;
-use mxguard::smtp::session::replay;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,13 +1,34 @@
-//! What checks say and how it becomes one decision: each check yields a
+//! What checks say and how it becomes one decision: a [`Refusal`] names
+//! the check that said no and the reply for the client; each check yields a
 //! [`CheckResult`] (passed, hit with the reply it would give, or could not
 //! tell because DNS failed); its setting turns that into an [`Effect`]
 //! (refuse, warn, add to the score, nothing); [`decide`] folds the effects
 //! of a session into the reply to give, if any.
 
-use super::Refusal;
 use crate::config::{Action, CheckSetting, Mode, OnDnsError};
 use crate::smtp::reply::Reply;
 use std::time::Duration;
+
+/// A check said no: its name for the log, and the reply for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub check: String,
+    pub reply: Reply,
+}
+
+impl Refusal {
+    pub fn new(check: &str, reply: Reply) -> Refusal {
+        Refusal {
+            check: check.to_string(),
+            reply,
+        }
+    }
+
+    /// `reject` for 5xx, `tempfail` for 4xx.
+    pub fn action(&self) -> &'static str {
+        self.reply.action()
+    }
+}
 
 /// Where in the conversation a check belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

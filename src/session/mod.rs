@@ -4,13 +4,15 @@
 //! and the hand-off of a finished message to the spool. Generic over the
 //! stream, so tests drive it from memory as well as over sockets.
 
-use super::address::{Domain, Mailbox, Path};
-use super::command::{self, Command, CommandError, MailParams};
-use super::conn::{Conn, ConnError, Line};
-use super::data::{DataDecoder, DataOutcome};
-use super::received::{self, Trace};
-use super::receiving::{ReceiveError, Received, Receiving};
-use super::reply::Reply;
+use crate::smtp::address::{Domain, Mailbox, Path};
+use crate::smtp::command::{self, Command, CommandError, MailParams};
+use crate::smtp::conn::{Conn, ConnError, Line};
+use crate::smtp::data::{DataDecoder, DataOutcome};
+use crate::smtp::received::{self, Trace};
+use crate::smtp::reply::Reply;
+use receiving::{ReceiveError, Received, Receiving};
+pub mod receiving;
+
 use crate::abuse::rates::Rate;
 use crate::config::RejectAt;
 use crate::config::{BanAction, OnDnsError};
@@ -18,10 +20,10 @@ use crate::lifecycle::Phase;
 use crate::message::intake::{Flaw, Intake};
 use crate::policy::relay::Destination;
 use crate::policy::session_checks::{SessionChecks, Upto};
-use crate::policy::verdict::{decide, CheckResult, Effect, Outcome, Stage};
-use crate::policy::Refusal;
 use crate::services::Services;
 use crate::spool::{Envelope, QueueId};
+use crate::verdict::Refusal;
+use crate::verdict::{decide, CheckResult, Effect, Outcome, Stage};
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;

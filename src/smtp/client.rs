@@ -1,15 +1,61 @@
-//! The SMTP and LMTP client that hands messages to the downstream:
-//! EHLO/LHLO, STARTTLS as `downstream.tls` says (opportunistic: when
-//! offered, once more in plaintext when the handshake fails; required and
-//! verify: never in plaintext), MAIL, RCPT and DATA pipelined when offered,
-//! a result per recipient (LMTP: one final reply per recipient),
-//! dot-stuffing on the way out. Every read has a timeout and every reply a
-//! size bound; every connection says what it got of TLS ([`Encryption`]).
+//! The SMTP and LMTP client that hands messages to the downstream (and
+//! asks it about recipients): EHLO/LHLO, STARTTLS as a [`TlsPolicy`] says
+//! (when plaintext is allowed: when offered, once more in plaintext when
+//! the handshake fails; else never in plaintext), MAIL, RCPT and DATA
+//! pipelined when offered, a result per recipient (LMTP: one final reply
+//! per recipient), dot-stuffing on the way out. Every read has a timeout
+//! and every reply a size bound; every connection says what it got of TLS
+//! ([`Encryption`]).
 
-use crate::smtp::conn::{Conn, ConnError, Line};
-use crate::tls::client::{self, DownstreamTls, Encryption};
+use super::conn::{Conn, ConnError, Line};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+
+/// What the client does about TLS (`downstream.tls`).
+pub trait TlsPolicy {
+    /// The configuration of the handshake (which certificates it accepts).
+    fn config(&self) -> Arc<rustls::ClientConfig>;
+    /// Whether a message may go in plaintext when TLS cannot be had (the
+    /// downstream does not offer it, refuses it, or the handshake fails).
+    fn plaintext_allowed(&self) -> bool;
+    /// The policy's name, for errors (`required`).
+    fn name(&self) -> &'static str;
+}
+
+/// What one connection to the downstream ended up with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// TLS, with the protocol version as rustls names it (`TLSv1_3`).
+    Tls(String),
+    /// No TLS, and why (`not offered`, `handshake failed: …`).
+    Plain(String),
+}
+
+impl Encryption {
+    /// The `tls=` of a delivery line: the version, or `none`.
+    pub fn version(&self) -> &str {
+        match self {
+            Encryption::Tls(version) => version,
+            Encryption::Plain(_) => "none",
+        }
+    }
+
+    /// The `tls_reason=` of a delivery line without TLS.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Encryption::Tls(_) => None,
+            Encryption::Plain(why) => Some(why),
+        }
+    }
+}
+
+/// The name a target's certificate must carry: its host name, or for an IP
+/// literal its address (checked against the IP SANs).
+pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(host.to_string()).ok()
+}
 
 /// A downstream host and how to talk to it.
 #[derive(Clone, Copy)]
@@ -69,10 +115,7 @@ pub enum ClientError {
     Tls(String),
     /// `downstream.tls` does not allow plaintext, and TLS could not be had.
     #[error("no TLS ({why}), and downstream.tls = {mode} never sends in plaintext")]
-    TlsRequired {
-        mode: crate::config::DownstreamTls,
-        why: String,
-    },
+    TlsRequired { mode: &'static str, why: String },
 }
 
 /// A downstream reply: code and the text of all its lines.
@@ -195,7 +238,7 @@ pub struct Attempt {
 }
 
 /// Delivers to one host, with TLS as `tls` says.
-pub async fn deliver(req: &Request<'_>, tls: &DownstreamTls) -> Attempt {
+pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
     let mut session = match open(&req.peer, tls).await {
         Ok(session) => session,
         Err(failed) => {
@@ -234,7 +277,7 @@ pub struct Failed {
 /// again) when offered. Without TLS to be had, `opportunistic` carries on
 /// in plaintext (after a failed handshake, on a new connection), the other
 /// modes fail with [`ClientError::TlsRequired`] or [`ClientError::Tls`].
-pub async fn open(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Failed> {
+pub async fn open(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Failed> {
     match open_once(peer, tls).await {
         Err(Failed {
             error: ClientError::Tls(why),
@@ -252,7 +295,7 @@ pub async fn open(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Faile
 }
 
 /// One connection, with STARTTLS when offered.
-async fn open_once(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Failed> {
+async fn open_once(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Failed> {
     let fail = |tls: Encryption| move |error: ClientError| Failed { error, tls };
     let (mut conn, ext) = greet(peer)
         .await
@@ -269,7 +312,7 @@ async fn open_once(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Fail
         let why = format!("STARTTLS refused: {} {}", reply.code, reply.text);
         return without_tls(peer, tls, conn, ext, why).await;
     }
-    let handshake = match client::server_name(peer.host) {
+    let handshake = match server_name(peer.host) {
         Some(name) => conn
             .connect_tls(tls.config(), name, t)
             .await
@@ -304,7 +347,7 @@ async fn open_once(peer: &Peer<'_>, tls: &DownstreamTls) -> Result<Session, Fail
 /// policy allows it; else it ends here, with QUIT.
 async fn without_tls(
     peer: &Peer<'_>,
-    tls: &DownstreamTls,
+    tls: &impl TlsPolicy,
     mut conn: Conn<TcpStream>,
     ext: Extensions,
     why: String,
@@ -321,7 +364,7 @@ async fn without_tls(
     conn.shutdown().await;
     Err(Failed {
         error: ClientError::TlsRequired {
-            mode: tls.mode(),
+            mode: tls.name(),
             why: why.clone(),
         },
         tls: Encryption::Plain(why),
@@ -527,6 +570,17 @@ fn end_of_data(len: u64, tail: [u8; 2]) -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_log_says() {
+        let tls = Encryption::Tls("TLSv1_3".into());
+        assert_eq!((tls.version(), tls.reason()), ("TLSv1_3", None));
+        let plain = Encryption::Plain("not offered".into());
+        assert_eq!(
+            (plain.version(), plain.reason()),
+            ("none", Some("not offered"))
+        );
+    }
 
     fn dot_stuff(message: &[u8], chunk: usize) -> Vec<u8> {
         let (mut out, mut line_start) = (Vec::new(), true);
