@@ -32,6 +32,8 @@ pub struct Listeners {
     caps: Arc<ConnectionCaps>,
     /// Accept loops by the address the configuration lists.
     open: HashMap<SocketAddr, JoinHandle<()>>,
+    /// Closed for good (the server is stopping): a reload binds nothing.
+    closed: bool,
 }
 
 impl Listeners {
@@ -40,6 +42,7 @@ impl Listeners {
             live,
             caps,
             open: HashMap::new(),
+            closed: false,
         }
     }
 
@@ -47,6 +50,9 @@ impl Listeners {
     /// `event=listen`), closes those no longer listed. The addresses that
     /// could not be bound are returned; the others are served either way.
     pub async fn apply(&mut self, addrs: &[SocketAddr]) -> Vec<BindError> {
+        if self.closed {
+            return Vec::new();
+        }
         let log = self.live.current().log.clone();
         let gone: Vec<SocketAddr> = self
             .open
@@ -82,8 +88,10 @@ impl Listeners {
         failed
     }
 
-    /// Closes every listener: new connections are refused by the system.
+    /// Closes every listener, for good: new connections are refused by
+    /// the system, and a reload opens none again.
     pub async fn close_all(&mut self) {
+        self.closed = true;
         for (_, task) in self.open.drain() {
             close(task).await;
         }

@@ -22,6 +22,12 @@ pub fn dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     fs::set_permissions(dir, Permissions::from_mode(mode))
 }
 
+/// Creates `dir` (and its parents) with `mode` if missing; an existing one
+/// is left as it is.
+pub fn new_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
 /// A new file, only for its owner; fails if it exists.
 pub fn new_file(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()

@@ -142,17 +142,19 @@ impl Reloader {
             problems: Vec::new(),
         };
         let old = self.live.current();
-        let config = match self.load() {
+        let loaded = self.load();
+        // First of all, a new log file (logrotate's HUP), whatever else
+        // goes wrong: as the new file says if it loads, else as before.
+        let log_config = loaded.as_ref().map_or(&old.config.log, |c| &c.log);
+        let mut problems = Vec::new();
+        if let Err(e) = self.shared.log.reopen(log_config) {
+            problems.push(format!("log: cannot reopen: {e}"));
+        }
+        let config = match loaded {
             Ok(config) => Arc::new(config),
-            Err(e) => {
-                // logrotate's HUP must get a new log file whatever the
-                // state of the configuration file.
-                let _ = self.shared.log.reopen(&old.config.log);
-                return failed(e.to_string());
-            }
+            Err(e) => return failed(e.to_string()),
         };
         let restart_needed = needs_restart(&old.config, &config);
-        let mut problems = Vec::new();
         let dns = if differs(&old.config.dns, &config.dns) {
             match crate::dns::Dns::new(&config.dns) {
                 Ok(dns) => Arc::new(dns),
@@ -178,9 +180,6 @@ impl Reloader {
             Ok(tls) => tls,
             Err(e) => return failed(e.to_string()),
         };
-        if let Err(e) = self.shared.log.reopen(&config.log) {
-            problems.push(format!("log: cannot reopen: {e}"));
-        }
         // Lists not tested yet (new ones) are tested before they can
         // refuse anyone, as at start.
         let untested = config.dnsbl.iter().chain(&config.rhsbl).any(|zone| {

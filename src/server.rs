@@ -162,9 +162,6 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
         listeners,
     ));
     let control_group = config.control.group.as_ref().map(|g| g.gid);
-    if let Some(gid) = control_group {
-        spool.share_with_group(gid)?;
-    }
     control::listen(
         &spool.control_socket(),
         control_group,
@@ -212,8 +209,9 @@ async fn open_spool(
     log: &Arc<Logger>,
 ) -> Result<(Spool, crate::spool::SpoolLock), ServeError> {
     let (dir, log) = (config.spool.dir.clone(), log.clone());
+    let group = config.control.group.as_ref().map(|g| g.gid);
     let opened = tokio::task::spawn_blocking(move || {
-        Spool::open_exclusive(&dir, SPOOL_LOCK_WAIT, |holder| {
+        Spool::open_exclusive(&dir, group, SPOOL_LOCK_WAIT, |holder| {
             log.event("spool_locked")
                 .opt("pid", holder)
                 .kv("action", "waiting")

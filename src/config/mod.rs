@@ -371,6 +371,9 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err((key, "must be at least 1".into()));
         }
+        if limits.max_recipients > 10_000 {
+            return Err(("limits.max_recipients", "must be at most 10000".into()));
+        }
         let timeouts = [
             ("limits.command_timeout", limits.command_timeout.0),
             ("limits.data_timeout", limits.data_timeout.0),

@@ -17,7 +17,9 @@
 //!   without the message in memory.
 //!
 //! The header block ends at the first empty line, or at the first line that
-//! is not a header field (which then starts the body).
+//! is not a header field — nor the continuation of one — which then starts
+//! the body, after an empty line put in so that no reader downstream takes
+//! it (or what follows) for a header.
 
 use super::auth_results;
 use super::body_hash::BodyHashes;
@@ -168,7 +170,10 @@ impl Intake {
     /// One whole line of the header block (or the line that ends it).
     fn header_line(&mut self, line: Vec<u8>, out: &mut Vec<u8>) {
         let empty = line == b"\r\n" || line == b"\n";
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        // A folded line continues the field before it; with none before
+        // it (the message's first line), it would continue the header we
+        // put on top of the message.
+        let continuation = matches!(line.first(), Some(b' ' | b'\t')) && !self.field.is_empty();
         if empty || !(continuation || starts_field(&line)) {
             self.flush_field(out);
             if self.part == Part::Discard {
@@ -182,6 +187,10 @@ impl Intake {
                 self.header_block.extend_from_slice(&line);
                 out.extend_from_slice(&line);
             } else {
+                // A line that is no header ends the header block; the empty
+                // line put before it makes every reader agree (Dovecot, for
+                // one, reads headers up to an empty line).
+                out.extend_from_slice(b"\r\n");
                 self.body(&line, out);
             }
             return;
@@ -300,6 +309,23 @@ pub fn authentication_input(
         .map(|hashes| (finished.header_block, hashes.finish())))
 }
 
+/// A header we write ourselves (our Authentication-Results, which quotes
+/// names taken from the message), with every line over [`MAX_LINE`] octets
+/// folded as the intake folds a received one.
+pub fn fold_header(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 8);
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let content = content_len(line);
+        if content > MAX_LINE {
+            fold(&line[..content], &mut out);
+            out.extend_from_slice(&line[content..]);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 /// Whether a line starts a header field: a name of printable characters
 /// (spaces allowed before the colon, as the obsolete syntax does).
 fn starts_field(line: &[u8]) -> bool {
@@ -338,10 +364,14 @@ fn fold(content: &[u8], out: &mut Vec<u8>) -> u32 {
     let mut breaks = 0;
     while rest.len() > budget {
         breaks += 1;
+        let wsp = |b: &u8| *b == b' ' || *b == b'\t';
+        // Before a space, unless what would stand on the line is only
+        // spaces (a line of white space may end a header block for some).
         let at_space = rest[1..=budget]
             .iter()
-            .rposition(|&b| b == b' ' || b == b'\t')
-            .map(|i| i + 1);
+            .rposition(wsp)
+            .map(|i| i + 1)
+            .filter(|&cut| !rest[..cut].iter().all(wsp));
         match at_space {
             Some(cut) => {
                 out.extend_from_slice(&rest[..cut]);
@@ -490,15 +520,58 @@ mod tests {
     }
 
     #[test]
-    fn a_line_that_is_no_header_starts_the_body() {
+    fn a_line_that_is_no_header_starts_the_body_after_an_empty_line() {
         let message = b"Subject: x\r\nthis is body\r\nAuthentication-Results: mx.test; x\r\n";
         let (out, finished) = run(message, LongLines::Wrap, 1);
-        assert_eq!(out, message);
+        assert_eq!(
+            out,
+            b"Subject: x\r\n\r\nthis is body\r\nAuthentication-Results: mx.test; x\r\n"
+        );
         assert_eq!(finished.header_block, b"Subject: x\r\n");
+        // `X Bad: y` is no field name: what follows is not a header either.
+        let message =
+            b"Subject: x\r\nX Bad: y\r\nAuthentication-Results: mx.test; dkim=pass\r\n\r\nbody\r\n";
+        let (out, _) = run(message, LongLines::Wrap, 3);
+        assert!(out.starts_with(b"Subject: x\r\n\r\nX Bad: y\r\n"));
+        // A folded first line continues nothing: it does not extend the
+        // header we put on top.
+        let message = b" ; dkim=pass header.d=bank.test\r\nFrom: a@bank.test\r\n\r\nbody\r\n";
+        let (out, finished) = run(message, LongLines::Wrap, 2);
+        assert!(
+            out.starts_with(b"\r\n ; dkim=pass"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(finished.header_block.is_empty());
         let (out, _) = run(b"", LongLines::Wrap, 1);
         assert!(out.is_empty());
         let (out, _) = run(b"Authentication-Results: mx.test; none", LongLines::Wrap, 1);
         assert!(out.is_empty(), "an unended last field is still judged");
+    }
+
+    #[test]
+    fn our_own_header_is_folded_too() {
+        let long = format!(
+            "Authentication-Results: mx.test;\r\n\tdmarc=fail header.from={}\r\n",
+            "d".repeat(3000)
+        );
+        let folded = fold_header(long.as_bytes());
+        assert!(folded
+            .split(|&b| b == b'\n')
+            .all(|l| l.len() <= MAX_LINE + 1));
+        assert_eq!(fold_header(b"X: short\r\n"), b"X: short\r\n");
+    }
+
+    #[test]
+    fn a_fold_never_leaves_a_line_of_white_space() {
+        let content = format!("X-A:{}  {}", "a".repeat(994), "y".repeat(2000));
+        let mut out = Vec::new();
+        fold(content.as_bytes(), &mut out);
+        for line in out.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            assert!(line.len() <= MAX_LINE);
+            assert!(!line.iter().all(|b| *b == b' ' || *b == b'\t'), "{out:?}");
+        }
     }
 
     #[test]

@@ -973,7 +973,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let setting = self.svc.config.checks.dmarc.0;
         let hashes = received.finished.body_hashes.take();
         let (Some(hashes), false) = (hashes, setting.is_off()) else {
-            return self.queue(envelope, received, size, String::new()).await;
+            return self.queue(envelope, received, size, Vec::new()).await;
         };
         let digests = hashes.finish();
         let sender = envelope
@@ -1022,7 +1022,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 _ => {}
             }
         }
-        self.queue(envelope, received, size, auth.header).await
+        let header = crate::message::intake::fold_header(auth.header.as_bytes());
+        self.queue(envelope, received, size, header).await
     }
 
     /// Makes the message durable; answers 250 only once it is on disk.
@@ -1031,7 +1032,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         envelope: Envelope,
         received: Received,
         size: u64,
-        header: String,
+        header: Vec<u8>,
     ) -> Flow {
         let Received {
             pending,
@@ -1039,8 +1040,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             finished,
         } = received;
         let written =
-            tokio::task::spawn_blocking(move || pending.commit_with(header.as_bytes(), &tail))
-                .await;
+            tokio::task::spawn_blocking(move || pending.commit_with(&header, &tail)).await;
         match written {
             Ok(Ok(())) => {
                 let id = envelope.id;

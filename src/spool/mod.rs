@@ -152,8 +152,9 @@ pub struct Entry {
     pub size: u64,
 }
 
-/// The longest envelope read back (1,000 recipients of 1,000 octets).
-const MAX_ENVELOPE: usize = 1 << 20;
+/// The longest envelope read back: `limits.max_recipients` (at most
+/// 10,000) recipients of up to 1,000 octets each, and the rest.
+const MAX_ENVELOPE: usize = 16 << 20;
 
 impl Entry {
     /// The message file, positioned at the message (blocking).
@@ -230,19 +231,43 @@ impl Spool {
             tmp: root.join("tmp"),
             quarantine: root.join("quarantine"),
         };
+        // Missing directories are made 0700; existing ones keep their mode
+        // (the server sets it, under its lock: a command run by root or by
+        // a member of control.group must not change it).
         for dir in [&spool.root, &spool.queue, &spool.tmp, &spool.quarantine] {
-            crate::owned::dir(dir, crate::owned::DIR_MODE).map_err(io_err(dir))?;
+            crate::owned::new_dir(dir).map_err(io_err(dir))?;
         }
         Ok(spool)
     }
 
-    /// Lets group `gid` reach the control socket: the spool directory
-    /// becomes 0710 and the group's (its contents stay mxguard's alone).
-    pub fn share_with_group(&self, gid: u32) -> Result<(), SpoolError> {
+    /// The modes the serving process keeps: everything 0700, but the
+    /// spool directory itself 0710 and group `gid`'s when a group may use
+    /// the control socket (set-group-ID, so the socket made in it gets the
+    /// group without a chown; the group must already be the directory's
+    /// where mxguard may not chown, as under the packaged unit).
+    fn tighten(&self, gid: Option<u32>) -> Result<(), SpoolError> {
         use std::os::unix::fs::PermissionsExt;
-        crate::owned::chgrp(&self.root, gid)
-            .and_then(|()| fs::set_permissions(&self.root, fs::Permissions::from_mode(0o710)))
-            .map_err(io_err(&self.root))
+        for dir in [&self.queue, &self.tmp, &self.quarantine] {
+            crate::owned::dir(dir, crate::owned::DIR_MODE).map_err(io_err(dir))?;
+        }
+        let root = &self.root;
+        let shared = |gid: u32| {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::metadata(root)?;
+            if meta.gid() == gid && meta.mode() & 0o7777 == 0o2710 {
+                // As the administrator made it (install -d -m 2710 -g
+                // GROUP): a chmod by a user outside the group would clear
+                // the set-group-ID bit.
+                return Ok(());
+            }
+            crate::owned::chgrp(root, gid)?;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o2710))
+        };
+        match gid {
+            None => crate::owned::dir(root, crate::owned::DIR_MODE),
+            Some(gid) => shared(gid),
+        }
+        .map_err(io_err(root))
     }
 
     /// Opens the spool for the one server that owns it: takes the lock
@@ -251,9 +276,12 @@ impl Spool {
     /// `tmp/` (never acknowledged) and state files whose message is gone.
     /// While another process holds the lock — one that is still dying
     /// after `kill -9`, say — this waits for it, up to `wait`, calling
-    /// `waiting` once with the holder's process ID (blocking).
+    /// `waiting` once with the holder's process ID (blocking). The modes
+    /// are then made right (see `tighten`; `group` may use the control
+    /// socket).
     pub fn open_exclusive(
         root: &Path,
+        group: Option<u32>,
         wait: std::time::Duration,
         waiting: impl FnOnce(Option<u32>),
     ) -> Result<(Spool, SpoolLock), SpoolError> {
@@ -285,6 +313,7 @@ impl Spool {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        spool.tighten(group)?;
         let pid = format!("{}\n", std::process::id());
         lock.set_len(0)
             .and_then(|()| lock.seek(SeekFrom::Start(0)))
@@ -571,18 +600,19 @@ mod tests {
         .unwrap();
         drop(spool);
         let none = std::time::Duration::ZERO;
-        let (_spool, lock) = Spool::open_exclusive(dir.path(), none, |_| {}).unwrap();
+        let (_spool, lock) = Spool::open_exclusive(dir.path(), None, none, |_| {}).unwrap();
         // The lock file names its holder (flock locks are per open file,
         // so a second open in this process is refused as another's would be).
         let mut told = None;
-        let second = Spool::open_exclusive(dir.path(), none, |pid| told = pid);
+        let second = Spool::open_exclusive(dir.path(), None, none, |pid| told = pid);
         let me = Some(std::process::id());
         assert!(matches!(second, Err(SpoolError::Locked { holder, .. }) if holder == me));
         assert_eq!(told, me);
         // A start that waits gets the spool once the holder is gone (here
         // it goes when told someone waits).
         let wait = std::time::Duration::from_secs(30);
-        let (_spool, _lock) = Spool::open_exclusive(dir.path(), wait, move |_| drop(lock)).unwrap();
+        let (_spool, _lock) =
+            Spool::open_exclusive(dir.path(), None, wait, move |_| drop(lock)).unwrap();
         assert!(fs::read_dir(dir.path().join("tmp"))
             .unwrap()
             .next()

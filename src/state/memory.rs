@@ -115,25 +115,29 @@ impl Entries {
     }
 
     /// Makes room in `key`'s family for a new key, if it is full: drops its
-    /// expired keys; if that is not enough, the tenth that expires soonest.
+    /// expired keys; if that is not enough, the tenth that expires soonest
+    /// (by expiry, then key: keys of one second and lifetime all expire
+    /// together, and only a tenth of them goes).
     fn make_room(&mut self, key: &str, now: u64, max: usize) {
         let fam = family(key).to_string();
         if self.count(&fam) < max || self.map.contains_key(key) {
             return;
         }
         self.retain(|k, e| e.expires > now || family(k) != fam);
-        if self.count(&fam) < max {
+        let count = self.count(&fam);
+        if count < max {
             return;
         }
-        let mut expiries: Vec<u64> = self
+        let mut soonest: Vec<(u64, String)> = self
             .map
             .iter()
             .filter(|(k, _)| family(k) == fam)
-            .map(|(_, e)| e.expires)
+            .map(|(k, e)| (e.expires, k.clone()))
             .collect();
-        expiries.sort_unstable();
-        let cutoff = expiries[expiries.len() / 10];
-        self.retain(|k, e| e.expires > cutoff || family(k) != fam);
+        soonest.sort_unstable();
+        for (_, gone) in soonest.into_iter().take(count.div_ceil(10)) {
+            self.remove(&gone);
+        }
     }
 }
 
@@ -504,6 +508,21 @@ mod tests {
         assert_eq!(entries.map.len(), entries.families.values().sum::<usize>());
         drop(entries);
         assert_eq!(m.list("ban:", 200).len(), 10);
+    }
+
+    #[test]
+    fn a_full_family_loses_a_tenth_even_when_all_expire_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Memory::load(dir.path().join("state"), 100).unwrap();
+        let hour = Duration::from_secs(3600);
+        for i in 0..101 {
+            m.put(&format!("grey:{i:03}"), "1", 100, hour);
+        }
+        assert_eq!(
+            m.lock().count("grey"),
+            91,
+            "100 at the cap, a tenth gone, one added"
+        );
     }
 
     #[test]

@@ -188,3 +188,26 @@ async fn long_lines_can_be_refused_instead() {
     let messages = delivered(dir.path(), 1);
     assert!(messages[0].ends_with(format!("\r\n\r\n{}\r\n", "x".repeat(998)).as_bytes()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_cannot_extend_our_headers_nor_hide_a_header_from_us() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), &maildir_config(dir.path()));
+    // A folded first line would continue our Received: header.
+    let folded = b" ; dkim=pass header.d=bank.test\r\nFrom: <a@bank.test>\r\n\r\nhi\r\n";
+    // A line that is no header (`X Bad`) before a forged verdict: readers
+    // that take it for a header read on.
+    let hidden = b"Subject: x\r\nX Bad: y\r\nAuthentication-Results: mx.test; dkim=pass header.d=bank.test\r\n\r\nhi\r\n";
+    for message in [&folded[..], &hidden[..]] {
+        assert!(send(&mx, message).await.starts_with("250 2.0.0"));
+    }
+    for message in delivered(dir.path(), 2) {
+        let headers = header_block(&message);
+        assert!(!headers.contains("bank.test"), "{headers}");
+        // Our own headers end where they should: at an empty line.
+        assert!(
+            headers.starts_with("Received: from client.test"),
+            "{headers}"
+        );
+    }
+}

@@ -288,3 +288,33 @@ async fn a_start_right_after_kill_9_always_succeeds_and_nothing_acknowledged_is_
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_fails_late_still_reopens_the_log_and_a_stopping_server_opens_no_port() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocked"), "@spam.test\n").unwrap();
+    let sections = format!(
+        "{}[lists]\nsender_blocklist = \"blocked\"\n[checks]\nsender_blocklist = \"reject\"\ndmarc = \"off\"\n",
+        relay(&["example.test"], dir.path())
+    );
+    let mut mx = Mxguard::start(dir.path(), &sections);
+    // The file parses, but a list it names is gone: the reload fails after
+    // the log was reopened.
+    std::fs::rename(mx.log_path(), dir.path().join("mxguard.log.1")).unwrap();
+    std::fs::remove_file(dir.path().join("blocked")).unwrap();
+    mx.signal(libc::SIGHUP);
+    let line = mx.wait_log(&["event=reload", "status=failed"]);
+    assert!(line.contains("lists.sender_blocklist"), "{line}");
+
+    // Stopping: a reload binds no listener again.
+    std::fs::write(dir.path().join("blocked"), "@spam.test\n").unwrap();
+    let mut c = Client::greet(mx.addr).await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    mx.signal(libc::SIGTERM);
+    mx.wait_log(&["event=stop", "phase=draining"]);
+    assert_eq!(mx.control("reload"), "ok reloaded\n");
+    assert!(tokio::net::TcpStream::connect(mx.addr).await.is_err());
+    c.cmd("RSET").await;
+    assert!(c.rest().await.starts_with("421 4.3.2"));
+    assert_eq!(mx.wait_exit().code(), Some(0));
+}

@@ -53,12 +53,13 @@ fn fail2ban_addresses(log: &Path) -> Vec<String> {
 #[test]
 fn the_fail2ban_filter_matches_bans_and_bot_lines_only() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fail2ban/sample.log");
-    // 18 lines: bans (file and syslog, IPv4 and IPv6 /64s), protocol
-    // errors (IPv4 and IPv6), max_errors, a dictionary attack, pregreet;
+    // 19 lines: bans (file and syslog, IPv4 and IPv6 /64s), protocol
+    // errors (IPv4 and IPv6), max_errors, a dictionary attack, pregreet,
+    // improper pipelining;
     // not a relay refusal, an accept, a disconnect summary, nor the lines
     // whose client-controlled HELO, sender or recipient says `check=…`
     // (nor such a line in the field order of older versions).
-    assert_eq!(fail2ban_regex(&sample), (18, 11));
+    assert_eq!(fail2ban_regex(&sample), (19, 12));
     assert_eq!(
         fail2ban_addresses(&sample),
         [
@@ -74,6 +75,7 @@ fn the_fail2ban_filter_matches_bans_and_bot_lines_only() {
             "192.0.2.98",
             "2001:db8:1:2::77",
             "2001:db8:5:6::/64",
+            "203.0.113.22",
         ]
     );
 }

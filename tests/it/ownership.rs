@@ -1,7 +1,8 @@
 //! What mxguard creates is its own, whatever the umask: the spool
 //! directories 0700, queue, state and lock files 0600, Maildir files 0600
 //! in 0700 directories, the log 0640, the control socket 0600 — or 0660
-//! with the spool directory 0710 for `control.group`.
+//! with the spool directory 0710 (set-group-ID) for `control.group`;
+//! commands such as `mxguard queue` change none of them.
 
 use crate::harness::*;
 use std::os::unix::fs::MetadataExt;
@@ -105,7 +106,8 @@ async fn a_control_group_gets_the_socket_and_nothing_else() {
     let spool = mx.spool();
     let daemon = std::fs::metadata(&spool).unwrap().gid();
     assert_ne!(daemon, 0);
-    assert_eq!(mode(&spool), 0o710);
+    // Set-group-ID: the socket made in it gets the group without a chown.
+    assert_eq!(mode(&spool), 0o2710);
     assert_eq!(mode(&spool.join("control.sock")), 0o660);
     assert_eq!(
         std::fs::metadata(spool.join("control.sock")).unwrap().gid(),
@@ -113,6 +115,9 @@ async fn a_control_group_gets_the_socket_and_nothing_else() {
     );
     assert_eq!(mode(&spool.join("queue")), 0o700);
     assert_eq!(mx.control("ban list"), "ok\n");
+    // A command run by root (`mxguard queue`) leaves the modes alone.
+    assert!(mx.cli(&["queue", "list"]).status.success());
+    assert_eq!(mode(&spool), 0o2710);
 
     // An unknown group is a configuration error naming the key.
     let bad = dir.path().join("bad.toml");
