@@ -1,9 +1,8 @@
 //! Any message content, split at any point, through the intake: the same
-//! verdict however the bytes arrive, and the same output when the message
-//! is taken (what was written of a refused one is thrown away); no line
-//! over 998 octets
-//! leaves when lines are wrapped; no header field left in the header
-//! block claims our host name.
+//! verdict however the bytes arrive, and for the CRLF-only content the
+//! DATA decoder gives, when the message is taken, the same output with no
+//! line over 998 octets; no header field left in the header block claims
+//! our host name.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mxguard::config::LongLines;
@@ -62,8 +61,11 @@ fuzz_target!(|input: (u16, &[u8])| {
         if flaw.is_some() {
             continue;
         }
-        assert_eq!((&out, wrapped), (&parts.0, parts.2));
+        // What the DATA decoder gives, and so all a taken message can be,
+        // has CRLF line ends only: that output does not depend on how the
+        // bytes arrive, and holds no line over 998 octets.
         if crlf_only(bytes) {
+            assert_eq!((&out, wrapped), (&parts.0, parts.2));
             for line in out.split(|&b| b == b'\n') {
                 assert!(line.strip_suffix(b"\r").unwrap_or(line).len() <= 998);
             }
