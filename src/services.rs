@@ -12,6 +12,7 @@ use crate::delivery;
 use crate::dns::dnsbl::HealthTable;
 use crate::lifecycle;
 use crate::log::Logger;
+use crate::policy::pipeline::{Front, Pipeline};
 use crate::policy::Policy;
 use crate::reload::FileError;
 use crate::spool::Spool;
@@ -90,6 +91,11 @@ impl Services {
             delivery: shared.delivery.clone(),
             phase: shared.phase.clone(),
         })
+    }
+
+    /// The pipeline of these services, for `front`.
+    pub fn pipeline(&self, front: Front) -> Pipeline<'_> {
+        Pipeline::new(&self.config, &self.policy, &self.abuse, front)
     }
 
     /// Services for sessions driven from memory rather than a listener

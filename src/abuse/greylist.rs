@@ -122,6 +122,44 @@ impl Greylist {
         self.config.greylist.enabled
     }
 
+    /// What [`Greylist::check`] would answer now, remembering nothing.
+    pub async fn peek(
+        &self,
+        client: IpAddr,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Refusal>, Unavailable> {
+        let net = network(client);
+        if self.state.get(&format!("greyok:{net}")).await?.is_some() {
+            return Ok(None);
+        }
+        let stored = self.state.get(&triplet(&net, from, to)).await?;
+        let g = &self.config.greylist;
+        let now = crate::time::unix_now();
+        Ok(
+            match judge(
+                stored.as_deref(),
+                now,
+                g.delay.0.as_secs(),
+                g.retry_window.0.as_secs(),
+            ) {
+                Verdict::Known | Verdict::Passed => None,
+                Verdict::Wait { first } => Some(self.refusal(to, first, now)),
+            },
+        )
+    }
+
+    fn refusal(&self, to: &str, first: u64, now: u64) -> Refusal {
+        let delay = self.config.greylist.delay.0.as_secs();
+        let wait = first.saturating_add(delay).saturating_sub(now).max(1);
+        let reply = Reply::new(
+            451,
+            "4.7.1",
+            format!("<{to}>: Recipient address rejected: Greylisted, try again in {wait} seconds"),
+        );
+        Refusal::new("greylist", reply)
+    }
+
     /// `Ok(None)` to go on, or the `451 4.7.1` for this attempt.
     pub async fn check(
         &self,
@@ -135,8 +173,7 @@ impl Greylist {
         if self.state.get(&allowed_key).await?.is_some() {
             return Ok(None);
         }
-        let sender = normalize_sender(from);
-        let key = format!("grey:{net}/{}:{sender}/{}", sender.len(), to.to_lowercase());
+        let key = triplet(&net, from, to);
         let now = crate::time::unix_now();
         let stored = self.state.get(&key).await?;
         if self.state.failing() {
@@ -193,18 +230,17 @@ impl Greylist {
                         return Ok(None);
                     }
                 }
-                let wait = first.saturating_add(delay).saturating_sub(now).max(1);
-                let reply = Reply::new(
-                    451,
-                    "4.7.1",
-                    format!(
-                        "<{to}>: Recipient address rejected: Greylisted, try again in {wait} seconds"
-                    ),
-                );
-                Ok(Some(Refusal::new("greylist", reply)))
+                Ok(Some(self.refusal(to, first, now)))
             }
         }
     }
+}
+
+/// The state key of a triplet: the client's network, the normalized
+/// sender, the recipient.
+fn triplet(net: &str, from: &str, to: &str) -> String {
+    let sender = normalize_sender(from);
+    format!("grey:{net}/{}:{sender}/{}", sender.len(), to.to_lowercase())
 }
 
 fn stored_first(stored: &Option<String>) -> u64 {

@@ -102,10 +102,26 @@ impl Rates {
         if limit == 0 {
             return Ok(None);
         }
-        let key = format!("rate:{}:{}", rate.key(), who.to_lowercase());
-        let counted = self.state.hit(&key, rate.window(), limit).await?;
+        let counted = self
+            .state
+            .hit(&key(rate, who), rate.window(), limit)
+            .await?;
         Ok(counted
             .is_none()
             .then(|| rate.refusal(&self.config.server.hostname, who)))
     }
+
+    /// What [`Rates::count`] would answer now, counting nothing.
+    pub async fn peek(&self, rate: Rate, who: &str) -> Result<Option<Refusal>, Unavailable> {
+        let limit = rate.limit(&self.config);
+        if limit == 0 {
+            return Ok(None);
+        }
+        let seen = self.state.count(&key(rate, who), rate.window()).await?;
+        Ok((seen >= limit).then(|| rate.refusal(&self.config.server.hostname, who)))
+    }
+}
+
+fn key(rate: Rate, who: &str) -> String {
+    format!("rate:{}:{}", rate.key(), who.to_lowercase())
 }

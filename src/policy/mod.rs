@@ -6,6 +6,7 @@
 //! folded by [`verdict`]).
 
 pub mod helo;
+pub mod pipeline;
 pub mod rdns;
 pub mod relay;
 pub mod session_checks;

@@ -1,12 +1,13 @@
 //! The checks of one SMTP session: each stage's checks start as soon as
 //! their input is known (connect at accept, HELO at HELO, MAIL at MAIL) and
-//! run in the background while the conversation goes on; the session asks
-//! for a decision over the stages it needs when it must answer.
+//! run in the background while the conversation goes on; the pipeline
+//! waits for the stages it needs when the session must answer
+//! ([`Evidence`]).
 
+use super::pipeline::{Evidence, Upto};
 use super::stages::Checks;
 use crate::smtp::address::Path;
-use crate::verdict::{decide, CheckResult, Decision};
-use std::collections::HashSet;
+use crate::verdict::CheckResult;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -48,13 +49,6 @@ impl Slot {
     }
 }
 
-/// Which stages a decision covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upto {
-    Helo,
-    Mail,
-}
-
 pub struct SessionChecks {
     checks: Arc<Checks>,
     client: IpAddr,
@@ -63,9 +57,6 @@ pub struct SessionChecks {
     connect: Slot,
     helo: Slot,
     mail: Slot,
-    /// Warnings already logged (check and reply), so each is logged once
-    /// per session; a new sender's would-reject has another reply.
-    warned: HashSet<String>,
 }
 
 impl SessionChecks {
@@ -83,7 +74,6 @@ impl SessionChecks {
             connect,
             helo: Slot::Empty,
             mail: Slot::Empty,
-            warned: HashSet::new(),
         }
     }
 
@@ -110,57 +100,20 @@ impl SessionChecks {
     pub fn end_transaction(&mut self) {
         self.mail.clear();
     }
-
-    /// The decision over the connect checks alone (for the tarpit); its
-    /// warnings are not marked as logged.
-    pub async fn connect_decision(&mut self) -> Decision {
-        let policy = &self.checks.config.policy;
-        let results = self.connect.finish().await;
-        decide(
-            results,
-            policy.mode,
-            policy.reject_score,
-            &self.client.to_string(),
-        )
-    }
-
-    /// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight)
-    /// lists the client.
-    pub async fn allow_listed(&mut self) -> bool {
-        allow_listed(self.connect.finish().await)
-    }
-
-    /// Waits for the stages up to `upto` and decides over their results.
-    /// Returns the decision and the warnings not logged before.
-    pub async fn decide(&mut self, upto: Upto) -> (Decision, Vec<crate::verdict::Refusal>) {
-        let mut results: Vec<CheckResult> = self.connect.finish().await.to_vec();
-        results.extend_from_slice(self.helo.finish().await);
-        if upto == Upto::Mail {
-            results.extend_from_slice(self.mail.finish().await);
-        }
-        let policy = &self.checks.config.policy;
-        let mut decision = decide(
-            &results,
-            policy.mode,
-            policy.reject_score,
-            &self.client.to_string(),
-        );
-        let fresh: Vec<crate::verdict::Refusal> = std::mem::take(&mut decision.warnings)
-            .into_iter()
-            .filter(|w| self.warned.insert(format!("{} {}", w.check, w.reply)))
-            .collect();
-        (decision, fresh)
-    }
 }
 
-/// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight) lists
-/// the client, among these results.
-pub fn allow_listed(results: &[CheckResult]) -> bool {
-    results.iter().any(|r| {
-        r.check.starts_with("dnsbl:")
-            && r.setting.weight.is_some_and(|w| w < 0.0)
-            && matches!(r.outcome, crate::verdict::Outcome::Hit(_))
-    })
+impl Evidence for SessionChecks {
+    /// Waits for the stages up to `upto` and gives their results.
+    async fn results(&mut self, upto: Upto) -> Vec<CheckResult> {
+        let mut results: Vec<CheckResult> = self.connect.finish().await.to_vec();
+        if upto >= Upto::Helo {
+            results.extend_from_slice(self.helo.finish().await);
+        }
+        if upto >= Upto::Mail {
+            results.extend_from_slice(self.mail.finish().await);
+        }
+        results
+    }
 }
 
 impl Drop for SessionChecks {

@@ -20,12 +20,11 @@
 //! logged, and whether its message was counted.
 
 use super::protocol::{Answer, Request};
-use crate::abuse::rates::Rate;
-use crate::policy::session_checks::allow_listed;
+use crate::policy::pipeline::{Decision, Front, Known, Upto};
 use crate::services::Services;
 use crate::smtp::address::{parse_path, Path};
 use crate::verdict::Refusal;
-use crate::verdict::{decide, CheckResult, Outcome, Stage};
+use crate::verdict::{CheckResult, Outcome, Stage};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -70,11 +69,6 @@ impl Address {
             shown: path.as_ref().map_or(bracketed, ToString::to_string),
             path,
         }
-    }
-
-    /// The address without brackets, as greylisting takes it.
-    fn bare(&self) -> &str {
-        self.shown.trim_start_matches('<').trim_end_matches('>')
     }
 }
 
@@ -255,9 +249,6 @@ impl Decider {
                 ..Transaction::default()
             };
         }
-        if self.svc.policy.exemption(env.client).is_some() {
-            return Answer::Dunno;
-        }
         let Err(refused) = self.judge(&env).await else {
             return Answer::Dunno;
         };
@@ -281,64 +272,43 @@ impl Decider {
         }
     }
 
-    /// Every defense that applies at the request's stage, in the order of
-    /// an SMTP session; `Err` is the first refusal.
+    /// The pipeline at the request's stage; `Err` is the first refusal.
     async fn judge(&mut self, env: &Envelope) -> Result<(), Refused> {
         let svc = self.svc.clone();
-        let abuse = &svc.abuse;
-        let client_id = crate::abuse::client_id(env.client);
-        match abuse.bans.active(env.client).await {
-            Ok(Some(ban)) => {
-                return Err(ban.refusal(&svc.config.server.hostname, env.client).into())
-            }
-            Ok(None) => {}
-            Err(unavailable) => return Err(unavailable.refusal().into()),
-        }
-        // Postfix asks at CONNECT once per connection, and about MAIL (or
-        // later) once or more per transaction: each is counted once.
-        if env.stage == Stage::Connect {
-            count(&svc, Rate::Connections, &client_id).await?;
-        }
-        if self.counts_message(env) {
-            let sender = env.sender_shown();
-            count(&svc, Rate::Messages, &client_id).await?;
-            if sender != "<>" {
-                count(&svc, Rate::SenderMessages, sender).await?;
-            }
-        }
-        let results = self.envelope_checks(env).await;
-        self.fold(env, &results)?;
-        if env.stage != Stage::Rcpt {
-            return Ok(());
-        }
-        let mailbox = env
-            .recipient
-            .as_ref()
-            .and_then(|r| r.path.as_ref())
-            .and_then(|p| p.mailbox.as_ref());
-        if let Some(mailbox) = mailbox {
-            let rcpt = svc.policy.checks.rcpt(mailbox);
-            self.fold(env, &rcpt)?;
-        }
-        let (Some(sender), Some(recipient)) = (&env.sender, &env.recipient) else {
-            return Ok(());
+        let counts = svc.config.policy_server.count_offences;
+        let pipeline = svc.pipeline(Front::PolicyServer { counts });
+        // Postfix asks at CONNECT once per connection: admission then; at
+        // every other request, a ban in force.
+        let admission = if env.stage == Stage::Connect {
+            pipeline.admit(env.client).await
+        } else {
+            pipeline.ban(env.client).await
         };
-        if abuse.greylist.enabled() && !allow_listed(&results) {
-            match abuse
-                .greylist
-                .check(env.client, sender.bare(), recipient.bare())
-                .await
-            {
-                Ok(None) => {}
-                Ok(Some(refusal)) => return Err(refusal.into()),
-                Err(unavailable) => return Err(unavailable.refusal().into()),
+        self.apply(env, admission)?;
+        // A sender mxguard cannot parse (Postfix is more lenient) goes
+        // without the MAIL stage rather than being refused for it.
+        let from = env.sender.as_ref().and_then(|s| s.path.clone());
+        if let Some(from) = &from {
+            if self.counts_message(env) {
+                self.apply(env, pipeline.mail(env.client, from).await)?;
             }
         }
-        count(&svc, Rate::Recipients, &client_id).await?;
-        if sender.shown != "<>" {
-            count(&svc, Rate::SenderRecipients, &sender.shown).await?;
-        }
-        Ok(())
+        let mut evidence = Known(self.envelope_checks(env).await);
+        let to = env.recipient.as_ref().and_then(|r| r.path.clone());
+        let decision = match (env.stage, &from, &to) {
+            (Stage::Rcpt, Some(from), Some(to)) => {
+                pipeline.rcpt(env.client, from, to, &mut evidence).await
+            }
+            (stage, ..) => {
+                let upto = match stage {
+                    Stage::Connect => Upto::Connect,
+                    Stage::Helo => Upto::Helo,
+                    _ => Upto::Mail,
+                };
+                pipeline.envelope(env.client, &mut evidence, upto).await
+            }
+        };
+        self.apply(env, decision)
     }
 
     /// Whether this request's message is new to the message rate limits:
@@ -411,16 +381,9 @@ impl Decider {
         wanted
     }
 
-    /// Folds results as a session does; logs the warnings not logged in
-    /// this transaction; `Err` is the refusal.
-    fn fold(&mut self, env: &Envelope, results: &[CheckResult]) -> Result<(), Refused> {
-        let policy = &self.svc.config.policy;
-        let decision = decide(
-            results,
-            policy.mode,
-            policy.reject_score,
-            &env.client.to_string(),
-        );
+    /// Logs the warnings not logged in this transaction; `Err` is the
+    /// refusal, deferred if a DNS failure made it.
+    fn apply(&mut self, env: &Envelope, decision: Decision) -> Result<(), Refused> {
         for warning in decision.warnings {
             if self
                 .tx
@@ -432,7 +395,7 @@ impl Decider {
         }
         match decision.refusal {
             Some(refusal) => Err(Refused {
-                form: form(&refusal, results),
+                form: form(&refusal, &decision.results),
                 refusal,
             }),
             None => Ok(()),
@@ -457,26 +420,12 @@ impl Decider {
     }
 }
 
-/// Counts one event for `who` against a rate limit; `Err` when over it
-/// (or when the state store fails closed). Nothing is counted, and no
-/// limit applies, unless `policy_server.count_offences` is set: the store
-/// has no way to read a counter without moving it.
-async fn count(svc: &Services, rate: Rate, who: &str) -> Result<(), Refused> {
-    if !svc.config.policy_server.count_offences {
-        return Ok(());
-    }
-    match svc.abuse.rates.count(rate, who).await {
-        Ok(None) => Ok(()),
-        Ok(Some(refusal)) => Err(refusal.into()),
-        Err(unavailable) => Err(unavailable.refusal().into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Action, CheckSetting, OnDnsError};
     use crate::smtp::reply::Reply;
+    use crate::verdict::decide;
     use std::time::Duration;
 
     fn request(state: &str) -> Request {
@@ -507,7 +456,7 @@ mod tests {
         let env = Envelope::read(&request("RCPT")).unwrap().unwrap();
         assert_eq!(env.stage, Stage::Rcpt);
         assert_eq!(env.sender_shown(), "<a@example.org>");
-        assert_eq!(env.recipient.as_ref().unwrap().bare(), "b@example.test");
+        assert_eq!(env.recipient.as_ref().unwrap().shown, "<b@example.test>");
         assert_eq!(env.checks_depth(), depth(Stage::Mail));
 
         let mut null = request("MAIL");

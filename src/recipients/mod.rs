@@ -224,15 +224,25 @@ impl Verifier {
         Ok(Some(Refusal::new("spamtrap", reply)))
     }
 
-    /// Whether `mailbox` is a spam trap; if so, its sender is blocked now.
-    pub async fn spring_trap(&self, client: IpAddr, mailbox: &Mailbox) -> Option<Refusal> {
-        let traps = self.spamtraps.as_ref()?;
+    /// The trap pattern `mailbox` matches, if it is a spam trap.
+    fn trap(&self, mailbox: &Mailbox) -> Option<String> {
         let address = format!(
             "{}@{}",
             mailbox.local_unquoted(),
             mailbox.domain_name().unwrap_or("")
         );
-        let pattern = traps.find(&address, &self.log)?;
+        self.spamtraps.as_ref()?.find(&address, &self.log)
+    }
+
+    /// What [`Verifier::spring_trap`] would answer, blocking no one.
+    pub fn is_trap(&self, mailbox: &Mailbox) -> Option<Refusal> {
+        self.trap(mailbox)
+            .map(|_| unknown(mailbox, "spamtrap", "User unknown"))
+    }
+
+    /// Whether `mailbox` is a spam trap; if so, its sender is blocked now.
+    pub async fn spring_trap(&self, client: IpAddr, mailbox: &Mailbox) -> Option<Refusal> {
+        let pattern = self.trap(mailbox)?;
         let block = self.config.recipients.spamtrap_block_time.0;
         let until = crate::time::unix_now() + block.as_secs();
         // The trap answers 550 even when the block cannot be stored.

@@ -13,17 +13,15 @@ use crate::smtp::reply::Reply;
 use receiving::{ReceiveError, Received, Receiving};
 pub mod receiving;
 
-use crate::abuse::rates::Rate;
-use crate::config::RejectAt;
-use crate::config::{BanAction, OnDnsError};
+use crate::config::BanAction;
 use crate::lifecycle::Phase;
 use crate::message::intake::{Flaw, Intake};
-use crate::policy::relay::Destination;
-use crate::policy::session_checks::{SessionChecks, Upto};
+use crate::policy::pipeline::{Front, Upto};
+use crate::policy::session_checks::SessionChecks;
 use crate::services::Services;
 use crate::spool::{Envelope, QueueId};
 use crate::verdict::Refusal;
-use crate::verdict::{decide, CheckResult, Effect, Outcome, Stage};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -98,11 +96,15 @@ struct Session<'a, S> {
     deadline: Instant,
     /// The server's phase: a stop ends the session between transactions.
     phase: crate::lifecycle::Watch,
+    /// Warnings already logged (check and reply), so each is logged once
+    /// per session; a new sender's would-reject has another reply.
+    warned: HashSet<String>,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, client: IpAddr) {
-    let exemption = svc.policy.exemption(client);
+    let pipeline = svc.pipeline(Front::Session);
+    let exemption = pipeline.exemption(client);
     if let Some(why) = &exemption {
         svc.log
             .event("exempt")
@@ -112,7 +114,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
     }
     let mut conn = Conn::new(stream);
     if exemption.is_none() {
-        if let Some(refusal) = Box::pin(admit(svc, client)).await {
+        if let Some(refusal) = Box::pin(pipeline.admit(client)).await.refusal {
             let drop = refusal.check == "ban" && svc.config.ban.action == BanAction::Drop;
             if !drop {
                 conn.write_reply(&refusal.reply);
@@ -148,6 +150,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         tarpit: None,
         deadline: Instant::now() + svc.config.limits.session_timeout.0,
         phase: svc.phase.clone(),
+        warned: HashSet::new(),
     };
     session.serve().await;
 }
@@ -167,34 +170,6 @@ pub async fn replay(svc: &Services, input: &[u8], client: IpAddr) -> Vec<u8> {
     };
     let ((), out) = tokio::join!(run(svc, stream, client), talk);
     out
-}
-
-/// What a client that is not exempt meets before anything else, without a
-/// DNS lookup: its ban, the connection rate limit, a failing state store.
-async fn admit(svc: &Services, client: IpAddr) -> Option<Refusal> {
-    let host = &svc.config.server.hostname;
-    let ban = match svc.abuse.bans.active(client).await {
-        Ok(ban) => ban,
-        Err(unavailable) => return Some(connect_refusal(host, unavailable.refusal())),
-    };
-    if let Some(ban) = ban {
-        return Some(ban.refusal(host, client));
-    }
-    match svc
-        .abuse
-        .rates
-        .count(Rate::Connections, &crate::abuse::client_id(client))
-        .await
-    {
-        Ok(refusal) => refusal,
-        Err(unavailable) => Some(connect_refusal(host, unavailable.refusal())),
-    }
-}
-
-/// Before the banner, a refusal is a 421 (the connection closes).
-fn connect_refusal(host: &str, refusal: Refusal) -> Refusal {
-    let text = format!("{host} {}", refusal.reply.lines.join(" "));
-    Refusal::new(&refusal.check, Reply::new(421, "4.3.0", text))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
@@ -240,11 +215,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.exempt {
             return Flow::Continue;
         }
-        let abuse = &self.svc.abuse;
+        let svc = self.svc;
+        let (abuse, pipeline) = (&svc.abuse, svc.pipeline(Front::Session));
         let must_wait = match abuse.must_wait_for_greeting(self.client).await {
             Ok(must) => must,
             Err(unavailable) => {
-                let refusal = connect_refusal(self.hostname(), unavailable.refusal());
+                let refusal = pipeline.refusal_before_banner(unavailable.refusal());
                 return self.close(&refusal.check, refusal.reply);
             }
         };
@@ -255,11 +231,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .await
             {
                 Ok(true) => {
-                    self.offences.push("pregreet".into());
-                    let reply = Reply::new(554, "5.5.1", "Protocol error");
-                    self.conn.write_reply(&reply);
-                    self.log_decision("reject", "connect", "pregreet", "reject", &reply, None);
-                    self.counts.refused(&reply);
+                    let refusal = pipeline.pregreet();
+                    self.offences.push(refusal.check.clone());
+                    self.conn.write_reply(&refusal.reply);
+                    let reply = &refusal.reply;
+                    self.log_decision("reject", "connect", &refusal.check, "reject", reply, None);
+                    self.counts.refused(reply);
                     return Flow::Close;
                 }
                 Ok(false) => {
@@ -268,16 +245,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 Err(_) => return Flow::Close,
             }
         }
-        let config = &self.svc.config.abuse;
-        if !config.tarpit_enabled() {
+        let config = &svc.config.abuse;
+        let Some((reason, score)) = pipeline.tarpit(&mut self.checks).await else {
             return Flow::Continue;
-        }
-        let decision = self.checks.connect_decision().await;
-        let by_score = config.tarpit_score.is_some_and(|t| decision.score > t);
-        let by_warning = config.tarpit_on_warn && !decision.warnings.is_empty();
-        if !by_score && !by_warning {
-            return Flow::Continue;
-        }
+        };
         match abuse.enter_tarpit() {
             Some(permit) => {
                 self.tarpit = Some(permit);
@@ -285,8 +256,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     .log
                     .event("tarpit")
                     .kv("client", self.client)
-                    .kv("score", decision.score)
-                    .kv("reason", if by_score { "score" } else { "warn" })
+                    .kv("score", score)
+                    .kv("reason", reason)
                     .emit();
                 Flow::Continue
             }
@@ -297,7 +268,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     .log
                     .event("tarpit_full")
                     .kv("client", self.client)
-                    .kv("score", decision.score)
+                    .kv("score", score)
                     .kv("tarpit_max", config.tarpit_max)
                     .emit();
                 Flow::Continue
@@ -615,7 +586,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn greet(&mut self, name: String, esmtp: bool) -> Flow {
         self.tx = None;
         self.checks.on_helo(&name);
-        if self.svc.config.policy.reject_at == RejectAt::Immediate {
+        if self.svc.pipeline(Front::Session).refuses_at_once() {
             if let Some(refusal) = self.decide(Upto::Helo, None).await {
                 self.helo = None;
                 return self.refuse("helo", &refusal.check, None, refusal.reply);
@@ -643,19 +614,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// The verdict of the connect, HELO (and MAIL) checks; warnings not
     /// logged yet are logged now, with `to` when there is one.
     async fn decide(&mut self, upto: Upto, to: Option<&Path>) -> Option<Refusal> {
-        let (decision, warnings) = self.checks.decide(upto).await;
-        for warning in warnings {
-            let stage = if upto == Upto::Helo { "helo" } else { "rcpt" };
-            self.log_decision(
-                "would_reject",
-                stage,
-                &warning.check,
-                "warn",
-                &warning.reply,
-                to,
-            );
-        }
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        let decision = pipeline.envelope(self.client, &mut self.checks, upto).await;
+        let stage = if upto == Upto::Helo { "helo" } else { "rcpt" };
+        self.warn(decision.warnings, stage, to);
         decision.refusal
+    }
+
+    /// Logs each warning (a check in warn mode that would refuse) once per
+    /// session.
+    fn warn(&mut self, warnings: Vec<Refusal>, stage: &'static str, to: Option<&Path>) {
+        for warning in warnings {
+            if self
+                .warned
+                .insert(format!("{} {}", warning.check, warning.reply))
+            {
+                self.log_decision(
+                    "would_reject",
+                    stage,
+                    &warning.check,
+                    "warn",
+                    &warning.reply,
+                    to,
+                );
+            }
+        }
     }
 
     async fn mail(&mut self, from: Path, params: MailParams) -> Flow {
@@ -674,14 +658,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
             return self.refuse("mail", "message_size", None, reply);
         }
-        if !self.exempt {
-            let sender = from.to_string();
-            let limited = self
-                .count_rates(Rate::Messages, Rate::SenderMessages, &sender)
-                .await;
-            if let Some(refusal) = limited {
-                return self.refuse("mail", &refusal.check, None, refusal.reply);
-            }
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        if let Some(refusal) = pipeline.mail(self.client, &from).await.refusal {
+            return self.refuse("mail", &refusal.check, None, refusal.reply);
         }
         self.checks.on_mail(&helo, &from);
         self.tx = Some(Transaction {
@@ -689,7 +669,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             body_8bit: params.body_8bit,
             rcpts: Vec::new(),
         });
-        if self.svc.config.policy.reject_at == RejectAt::Immediate {
+        if pipeline.refuses_at_once() {
             if let Some(refusal) = self.decide(Upto::Mail, None).await {
                 let flow = self.refuse("mail", &refusal.check, None, refusal.reply);
                 self.tx = None;
@@ -709,59 +689,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
         }
-        let policy = &self.svc.policy;
-        let local = match policy.relay(self.client, &to) {
-            Err(refusal) => return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply),
-            Ok(Destination::Local(mailbox)) => Some(mailbox.clone()),
-            Ok(Destination::Relayed) => None,
-        };
-        // A client that sent to a spam trap gets nothing through for a while.
-        let trapped = match policy.recipients.trapped(self.client).await {
-            Ok(trapped) => trapped,
-            Err(unavailable) => Some(unavailable.refusal()),
-        };
-        if let Some(refusal) = trapped {
-            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
-        }
-        if let Some(mailbox) = &local {
-            if let Some(refusal) = policy.recipients.spring_trap(self.client, mailbox).await {
+        let from = tx.from.clone();
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        let decision = pipeline
+            .rcpt(self.client, &from, &to, &mut self.checks)
+            .await;
+        self.warn(decision.warnings, "rcpt", Some(&to));
+        if let Some(refusal) = decision.refusal {
+            if decision.unknown_recipient {
                 return self.unknown_recipient(&to, refusal);
             }
-        }
-        // Connect, HELO and MAIL rejections are delivered here, so the log
-        // line carries the whole envelope.
-        if let Some(refusal) = self.decide(Upto::Mail, Some(&to)).await {
-            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
-        }
-        if let Some(mailbox) = &to.mailbox {
-            let results = self.svc.policy.checks.rcpt(mailbox);
-            let policy = &self.svc.config.policy;
-            let decision = decide(
-                &results,
-                policy.mode,
-                policy.reject_score,
-                &self.client.to_string(),
-            );
-            for warning in decision.warnings {
-                self.log_decision(
-                    "would_reject",
-                    "rcpt",
-                    &warning.check,
-                    "warn",
-                    &warning.reply,
-                    Some(&to),
-                );
-            }
-            if let Some(refusal) = decision.refusal {
-                return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
-            }
-        }
-        if let Some(mailbox) = &local {
-            if let Err(refusal) = self.svc.policy.recipient_known(mailbox).await {
-                return self.unknown_recipient(&to, refusal);
-            }
-        }
-        if let Some(refusal) = self.greylist_and_rates(&to).await {
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
@@ -770,60 +708,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.ok(Reply::new(250, "2.1.5", "Ok"))
     }
 
-    /// For a recipient that passed every other check: greylisting, then
-    /// the recipient rate limits (a greylisted recipient is not counted).
-    async fn greylist_and_rates(&mut self, to: &Path) -> Option<Refusal> {
-        if self.exempt {
-            return None;
-        }
-        let from = self.tx.as_ref().map(|t| t.from.to_string())?;
-        let abuse = &self.svc.abuse;
-        if abuse.greylist.enabled() && !self.checks.allow_listed().await {
-            let to = to.to_string();
-            let to = to.trim_start_matches('<').trim_end_matches('>');
-            let from = from.trim_start_matches('<').trim_end_matches('>');
-            match abuse.greylist.check(self.client, from, to).await {
-                Ok(None) => {}
-                Ok(Some(refusal)) => return Some(refusal),
-                Err(unavailable) => return Some(unavailable.refusal()),
-            }
-        }
-        self.count_rates(Rate::Recipients, Rate::SenderRecipients, &from)
-            .await
-    }
-
-    /// Counts one event against the client's limit and the sender's.
-    async fn count_rates(
-        &self,
-        client_rate: Rate,
-        sender_rate: Rate,
-        from: &str,
-    ) -> Option<Refusal> {
-        let rates = &self.svc.abuse.rates;
-        let mut counts = vec![(client_rate, crate::abuse::client_id(self.client))];
-        if from != "<>" {
-            counts.push((sender_rate, from.to_string()));
-        }
-        for (rate, who) in counts {
-            match rates.count(rate, &who).await {
-                Ok(None) => {}
-                Ok(Some(refusal)) => return Some(refusal),
-                Err(unavailable) => return Some(unavailable.refusal()),
-            }
-        }
-        None
-    }
-
     /// A recipient that does not exist: refused, and counted; too many in
     /// one session is a dictionary attack, which ends it.
     fn unknown_recipient(&mut self, to: &Path, refusal: Refusal) -> Flow {
-        let counts = refusal.reply.code >= 500;
         self.refuse("rcpt", &refusal.check, Some(to), refusal.reply);
         let limit = self.svc.config.recipients.max_unknown;
-        if counts {
-            self.unknown += 1;
-        }
-        if !counts || limit == 0 || self.unknown < limit {
+        self.unknown += 1;
+        if limit == 0 || self.unknown < limit {
             return Flow::Continue;
         }
         let text = format!("{} Error: too many unknown recipients", self.hostname());
@@ -842,11 +733,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn data(&mut self) -> Flow {
-        let trapped = match self.svc.policy.recipients.trapped(self.client).await {
-            Ok(trapped) => trapped,
-            Err(unavailable) => Some(unavailable.refusal()),
-        };
-        if let Some(refusal) = trapped {
+        let transaction = self.tx.as_ref().map(|tx| (tx.from.clone(), tx.rcpts.len()));
+        let svc = self.svc;
+        let decision = svc
+            .pipeline(Front::Session)
+            .data(self.client, transaction.as_ref().map(|(f, n)| (f, *n)))
+            .await;
+        if let Some(refusal) = decision.refusal {
             // Recipients accepted before the trap was hit get nothing either.
             self.tx = None;
             self.checks.end_transaction();
@@ -861,16 +754,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         if let Some(reply) = reply {
             return self.protocol_error("data", "protocol", None, reply);
-        }
-        if self
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.from.mailbox.is_none() && tx.rcpts.len() > 1)
-        {
-            self.tx = None;
-            self.checks.end_transaction();
-            let text = "Error: a message from the null sender (a bounce) has exactly one recipient";
-            return self.refuse("data", "null_sender", None, Reply::new(550, "5.7.1", text));
         }
         self.conn
             .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
@@ -1000,27 +883,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 &digests,
             )
             .await;
-        if let Some(domain) = &auth.dmarc_rejects {
-            let result = CheckResult {
-                check: "dmarc".into(),
-                stage: Stage::Data,
-                setting,
-                dns_error_default: OnDnsError::Ignore,
-                outcome: Outcome::Hit(Reply::new(
-                    550,
-                    "5.7.1",
-                    format!("Message rejected: it fails the DMARC policy (p=reject) of {domain}"),
-                )),
-                detail: auth.header.trim_end().to_string(),
-                elapsed: std::time::Duration::ZERO,
-            };
-            match result.effect(self.svc.config.policy.mode) {
-                Effect::Refuse(reply) => return self.refuse("data", "dmarc", None, reply),
-                Effect::Warn(reply) => {
-                    self.log_decision("would_reject", "data", "dmarc", "warn", &reply, None)
-                }
-                _ => {}
-            }
+        let svc = self.svc;
+        let decision = svc
+            .pipeline(Front::Session)
+            .dmarc(auth.dmarc_rejects.as_deref(), &auth.header);
+        for warning in decision.warnings {
+            self.log_decision(
+                "would_reject",
+                "data",
+                &warning.check,
+                "warn",
+                &warning.reply,
+                None,
+            );
+        }
+        if let Some(refusal) = decision.refusal {
+            return self.refuse("data", &refusal.check, None, refusal.reply);
         }
         let header = crate::message::intake::fold_header(auth.header.as_bytes());
         self.queue(envelope, received, size, header).await

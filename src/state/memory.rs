@@ -274,6 +274,21 @@ impl Memory {
         counted
     }
 
+    /// See [`super::Store::count`].
+    pub fn count(&self, key: &str, now: u64, window: Duration) -> u32 {
+        let window = window.as_secs().max(1);
+        match self.lock().map.get(key) {
+            Some(Entry {
+                expires,
+                data: Data::Log(times),
+            }) if *expires > now => times
+                .iter()
+                .filter(|&&t| t.saturating_add(window) > now)
+                .count() as u32,
+            _ => 0,
+        }
+    }
+
     pub fn list(&self, prefix: &str, now: u64) -> Vec<(String, String)> {
         let mut found: Vec<(String, String)> = self
             .lock()
@@ -431,6 +446,11 @@ mod tests {
         assert_eq!(m.hit("k", 4600, hour, 3), Some(3));
         // Long after: an empty window.
         assert_eq!(m.hit("k", 100_000, hour, 3), Some(1));
+        // Counting changes nothing.
+        assert_eq!(m.count("k", 100_000, hour), 1);
+        assert_eq!(m.count("k", 100_000, hour), 1);
+        assert_eq!(m.count("k", 103_600, hour), 0);
+        assert_eq!(m.count("nothing", 0, hour), 0);
         assert_eq!(m.hit("z", 0, hour, 0), None);
     }
 

@@ -127,6 +127,16 @@ impl Store {
         }
     }
 
+    /// The events at `key` in the sliding window of `window`, without
+    /// counting one (what [`Store::hit`] would see).
+    pub async fn count(&self, key: &str, window: Duration) -> Result<u32, StateError> {
+        let now = crate::time::unix_now();
+        match self {
+            Store::Memory(m) => Ok(m.count(key, now, window)),
+            Store::Redis(r) => r.count(key, now, window).await,
+        }
+    }
+
     /// Every live key starting with `prefix`, with its value.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
         match self {
@@ -251,6 +261,12 @@ impl State {
     ) -> Result<Option<u32>, Unavailable> {
         let counted = self.store.hit(key, window, limit).await;
         self.outcome("hit", counted, Some(0))
+    }
+
+    /// As [`Store::count`]; a failing backend counts nothing.
+    pub async fn count(&self, key: &str, window: Duration) -> Result<u32, Unavailable> {
+        let counted = self.store.count(key, window).await;
+        self.outcome("count", counted, 0)
     }
 
     /// Operations that failed since start.

@@ -158,6 +158,16 @@ impl Redis {
         Ok(u32::try_from(counted).ok())
     }
 
+    /// See [`super::Store::count`]: the events of the window, changing
+    /// nothing.
+    pub async fn count(&self, key: &str, now: u64, window: Duration) -> Result<u32, StateError> {
+        let cutoff = i128::from(now) - i128::from(window.as_secs().max(1));
+        let mut cmd = ::redis::cmd("ZCOUNT");
+        cmd.arg(self.key(key)).arg(format!("({cutoff}")).arg("+inf");
+        let n: i64 = self.query(cmd).await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// Every string key starting with `prefix` (after the configured one),
     /// without the configured prefix, with its value, sorted by key.
     /// Counters are skipped. Each round trip is bounded by the timeout,
@@ -423,6 +433,10 @@ mod tests {
         assert_eq!(r.hit("k", 1200, hour, 3).await.unwrap(), Some(3));
         // Full: refused and not counted.
         assert_eq!(r.hit("k", 4599, hour, 3).await.unwrap(), None);
+        // Counting changes nothing.
+        assert_eq!(r.count("k", 4599, hour).await.unwrap(), 3);
+        assert_eq!(r.count("k", 4600, hour).await.unwrap(), 2);
+        assert_eq!(r.count("none", 4600, hour).await.unwrap(), 0);
         // The first event leaves the window at 1000 + 3600.
         assert_eq!(r.hit("k", 4600, hour, 3).await.unwrap(), Some(3));
         // Long after: an empty window.
