@@ -3,7 +3,8 @@
 //! connection; the answer is lines of text up to the close, the first
 //! starting with `ok` or `error`. Commands: `flush`, `ban list`,
 //! `ban add IP SECONDS`, `ban remove IP`, `reload` (as SIGHUP, answering
-//! with the outcome), `tls reload` (re-read every certificate and key of
+//! with the outcome), `check` (`mxguard check` judged with the server's
+//! live state: `ok` and the report), `tls reload` (re-read every certificate and key of
 //! `[tls]` now; after `ok`, a line for each pair: `NAME unchanged`, `NAME
 //! ok not_after=TIME`, `NAME failed: ERROR`, with NAME `tls` or
 //! `tls.certificate[N]`), and — only in a test build
@@ -57,6 +58,9 @@ pub fn listen(
                         let command = String::from_utf8_lossy(&line);
                         match command.trim() {
                             "reload" => reloader.reload().await.answer(),
+                            other if other.starts_with("check\t") => {
+                                check(&live.current(), other).await
+                            }
                             other => answer(&live.current(), other).await,
                         }
                     }
@@ -66,6 +70,26 @@ pub fn listen(
         }
     });
     Ok(())
+}
+
+/// `check` (from `mxguard check`): the trial judged with this server's
+/// configuration and live state; `ok` and the report.
+async fn check(svc: &Services, command: &str) -> String {
+    let fields: Vec<&str> = command.split('\t').skip(1).collect();
+    let Some(trial) = crate::dry_run::Trial::from_fields(&fields) else {
+        return "error usage: check CLIENT HELO FROM RCPT (tab-separated)\n".into();
+    };
+    let cx = crate::dry_run::Context {
+        config: &svc.config,
+        policy: &svc.policy,
+        abuse: &svc.abuse,
+        state: crate::dry_run::StateSource::Live,
+        test_dnsbls: false,
+    };
+    match crate::dry_run::run(&cx, &trial).await {
+        Ok((report, _)) => format!("ok\n{report}"),
+        Err(e) => format!("error {e}\n"),
+    }
 }
 
 /// The answer to one command.
@@ -136,9 +160,9 @@ async fn answer(svc: &Services, command: &str) -> String {
     }
 }
 
-/// The longest command line, and how much of a longer one is read and
-/// thrown away.
-const MAX_COMMAND: usize = 256;
+/// The longest command line (a `check` carries four addresses), and how
+/// much of a longer one is read and thrown away.
+const MAX_COMMAND: usize = 2048;
 const MAX_READ: u64 = 64 * 1024;
 
 /// Longest answer read back (a long ban list).

@@ -350,14 +350,37 @@ fn policy_runtime(
 }
 
 fn check(config: Option<&Path>, trial: mxguard::dry_run::Trial) -> Result<ExitCode, ExitCode> {
-    use mxguard::dry_run::Verdict;
-    let (config, policy, runtime) = policy_runtime(config)?;
-    let (report, verdict) = runtime
-        .block_on(mxguard::dry_run::run(&config, &policy, &trial))
-        .map_err(|e| {
-            eprintln!("mxguard: {e}");
-            ExitCode::from(2)
-        })?;
+    use mxguard::dry_run::{CheckError, Verdict};
+    let config = std::sync::Arc::new(load(config)?);
+    // A running server judges with the state it holds now.
+    let socket = Spool::control_socket_in(&config.spool.dir);
+    let asked = mxguard::control::request(&socket, &trial.to_command());
+    let (report, verdict) = match asked {
+        Ok(Some(answer)) if answer.starts_with("ok\n") => {
+            let report = format!("{}\n", &answer[3..]);
+            let verdict = Verdict::of_report(&report).unwrap_or(Verdict::Tempfail);
+            (report, verdict)
+        }
+        Ok(Some(answer)) if answer.starts_with("error ") => {
+            eprintln!("mxguard: {}", &answer[6..]);
+            return Err(ExitCode::from(2));
+        }
+        _ => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+                eprintln!("mxguard: cannot start the runtime: {e}");
+                ExitCode::from(EX_SOFTWARE)
+            })?;
+            runtime
+                .block_on(mxguard::dry_run::run_here(config, &trial))
+                .map_err(|e| {
+                    eprintln!("mxguard: {e}");
+                    ExitCode::from(match e {
+                        CheckError::Trial(_) => 2,
+                        CheckError::Setup(_) => EX_CONFIG,
+                    })
+                })?
+        }
+    };
     print!("{report}");
     Ok(ExitCode::from(match verdict {
         Verdict::Accept => 0,

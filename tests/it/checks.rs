@@ -461,3 +461,71 @@ weight = -5
     );
     assert_eq!(code, 0);
 }
+
+#[test]
+fn check_without_a_server_reads_the_state_file_and_says_what_it_cannot_judge() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n[spool]\ndir = \"spool\"\n{}[checks]\ndmarc = \"off\"\n",
+            dns.config()
+        ),
+    );
+    let args = [
+        "--client",
+        "127.0.0.11",
+        "--helo",
+        "mail1.client.test",
+        "--from",
+        "a@client.test",
+        "--rcpt",
+        "user@example.test",
+    ];
+    // No server and no state file: nothing of the state can be judged.
+    let (code, report) = check(&config, &args);
+    assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
+    assert!(report.contains("state    none\n"), "{report}");
+    assert!(
+        report.contains("not judged: bans, spam traps, greylisting, rate limits: no running server and no state file"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "not judged: message authentication (DKIM, SPF, DMARC): it needs the message"
+        ),
+        "{report}"
+    );
+    // A ban written to the state file (no server running) is seen.
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .args(["ban", "--config"])
+        .arg(&config)
+        .args(["add", "127.0.0.11", "--for", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, report) = check(&config, &args);
+    assert_eq!(code, 75, "{report}");
+    assert!(
+        verdict(&report).starts_with("verdict: tempfail by ban: 421 4.7.0"),
+        "{report}"
+    );
+    let state = dir.path().join("spool/state");
+    assert!(
+        report.contains(&format!("state    {}\n", state.display())),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "not judged: rate limits: no running server, and the state file keeps no rate counters"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("(delivered before the banner)"), "{report}");
+}

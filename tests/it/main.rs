@@ -13,6 +13,7 @@ mod content;
 mod crash;
 mod delivery;
 mod downstream_tls;
+mod equivalence;
 mod fleet;
 mod import;
 mod lifecycle;
