@@ -16,7 +16,7 @@ use mxguard::config::Config;
 use mxguard::dns::dnsbl::test_all;
 use mxguard::dns::Dns;
 use mxguard::log::Logger;
-use mxguard::policy::stages::Checks;
+use mxguard::policy::checks::Checks;
 use mxguard::verdict::Outcome;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -2,22 +2,28 @@
 //! during the SMTP conversation, spools accepted mail durably and relays it
 //! to the real mail server.
 //!
-//! The way of a connection, one module per box:
+//! The way of a connection and of a message, one module per box (see
+//! ARCHITECTURE.md for the layers and what each may import):
 //!
 //! ```text
-//! server     TCP accept, connection caps ──► smtp::session (per connection)
-//! smtp       parser (command, address), DATA decoder, replies, conn, session
-//!   └─ asks  policy: relay control, recipients (table) ──► Refusal or Ok
-//!   └─ end of DATA ──► spool: write, fsync file + dir ──► "250 queued as ID"
-//! delivery   scheduler ──► attempt ──► smtp_client (SMTP/LMTP) | maildir
-//!            permanent failure ──► quarantine (never a bounce)
-//! log        one key=value line per decision
+//! listeners   TCP accept, connection caps ──► session (per connection)
+//! session     the SMTP conversation, over smtp (parser, DATA decoder,
+//!             replies, conn); at each stage it asks
+//!   └─ policy::pipeline  every decision, in order ──► Decision
+//!   └─ end of DATA: message::intake ──► spool (fsync file + dir) ──► 250
+//! delivery    scheduler ──► attempt ──► smtp::client (SMTP/LMTP) | maildir
+//!             permanent failure ──► a DSN to a verified sender, else the
+//!             quarantine
+//! log         one key=value line per decision
 //! ```
 //!
-//! Around them: [`config`] (TOML schema and validation), [`services`] (what
-//! sessions share), [`tls`], [`control`] (the control socket),
-//! [`queue_admin`] (`mxguard queue`), [`time`] and [`net`] helpers,
-//! [`peers`] (who may use the policy and metrics listeners).
+//! The other front ends of the pipeline: [`policy_server`] (Postfix's
+//! policy delegation) and [`dry_run`] (`mxguard check`). Around them:
+//! [`config`], [`services`] (what connections share, [`reconfigure`] on
+//! SIGHUP, [`lifecycle`] at a stop), [`server`] (start, signals), [`tls`],
+//! [`control`] (the control socket), [`queue_admin`], [`ban_admin`],
+//! [`metrics`], [`report`], [`import`], and the helpers [`time`], [`net`],
+//! [`owned`], [`peers`], [`lists`], [`reload`].
 
 pub mod abuse;
 pub mod ban_admin;

@@ -1,8 +1,10 @@
 //! One delivery attempt of one queued message: the targets in order until
 //! one answers, per-recipient results honoured (delivered, deferred, failed),
-//! the state saved, and the message removed when done, or moved to the
-//! quarantine when a recipient failed for good or the queue lifetime ran
-//! out. No bounce is ever sent from here.
+//! the state saved, and the message removed when done. When a recipient
+//! failed for good or the queue lifetime ran out, a bounce (DSN) is queued
+//! to the sender only if it is verified for the message (SPF pass, or an
+//! aligned DKIM pass) and `delivery.dsn` allows it; otherwise the message
+//! goes to the quarantine. Never a bounce to a sender that could be forged.
 
 use super::{maildir, Context};
 use crate::config::{Dsn, Target};

@@ -3,9 +3,113 @@
 //! DNS: whether it resolves, whether it is the client's PTR name, and the
 //! SPF result of the HELO identity.
 
+use super::checks::{join_ips, spf_name, Checks, Timer};
+use crate::config::OnDnsError;
+use crate::dns::Answer;
 use crate::smtp::address::is_domain;
 use crate::smtp::reply::Reply;
+use crate::verdict::{CheckResult, Outcome, Stage};
+use mail_auth::SpfResult;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+impl Checks {
+    /// HELO stage.
+    pub async fn helo(self: Arc<Self>, client: IpAddr, helo: String) -> Vec<CheckResult> {
+        let c = &self.config.checks;
+        let hostname = &self.config.server.hostname;
+        let t = Timer::start(Stage::Helo);
+        let tempfail = OnDnsError::Tempfail;
+        let mut results = Vec::new();
+        let bad_syntax = syntax(&helo, client, hostname);
+        if !c.helo.is_off() {
+            let outcome = bad_syntax.clone().map_or(Outcome::Pass, Outcome::Hit);
+            results.push(t.result("helo", c.helo, tempfail, outcome, helo.clone()));
+        }
+        // The DNS checks only make sense for a well-formed host name.
+        let is_name = bad_syntax.is_none() && !helo.starts_with('[');
+        let name = helo.trim_end_matches('.').to_ascii_lowercase();
+        let rejected = |code, status, why: &str| {
+            Reply::new(
+                code,
+                status,
+                format!("<{helo}>: Helo command rejected: {why}"),
+            )
+        };
+        let resolves = async {
+            if c.helo_dns.is_off() || !is_name {
+                return None;
+            }
+            let (outcome, detail) = match self.dns.addresses(&name).await {
+                Answer::Found(ips) => (Outcome::Pass, format!("resolves to {}", join_ips(&ips))),
+                Answer::NotFound => (
+                    Outcome::Hit(rejected(550, "5.7.1", "Host not found")),
+                    "no A/AAAA".into(),
+                ),
+                Answer::Failed(why) => (
+                    Outcome::DnsError(rejected(450, "4.7.1", "Host not found")),
+                    format!("lookup failed: {why}"),
+                ),
+            };
+            Some(t.result("helo_dns", c.helo_dns, tempfail, outcome, detail))
+        };
+        let matches_ptr = async {
+            if c.helo_ptr_mismatch.is_off() || !is_name {
+                return None;
+            }
+            let (outcome, detail) = match self.dns.ptr(client).await {
+                Answer::Found(names) if names.contains(&name) => {
+                    (Outcome::Pass, format!("ptr={}", names.join(",")))
+                }
+                Answer::Failed(why) => (
+                    Outcome::DnsError(rejected(450, "4.7.1", "reverse hostname lookup failed")),
+                    format!("PTR lookup failed: {why}"),
+                ),
+                other => (
+                    Outcome::Hit(rejected(
+                        550,
+                        "5.7.1",
+                        "does not match your reverse hostname",
+                    )),
+                    match other {
+                        Answer::Found(names) => format!("ptr={}", names.join(",")),
+                        _ => "no PTR".into(),
+                    },
+                ),
+            };
+            Some(t.result(
+                "helo_ptr_mismatch",
+                c.helo_ptr_mismatch,
+                OnDnsError::Ignore,
+                outcome,
+                detail,
+            ))
+        };
+        let spf = async {
+            if c.helo_spf.is_off() || !is_name {
+                return None;
+            }
+            let result = self.dns.spf_helo(client, &name, hostname).await;
+            let outcome = match result {
+                SpfResult::Fail => Outcome::Hit(rejected(550, "5.7.23", "SPF check failed")),
+                SpfResult::TempError => {
+                    Outcome::DnsError(rejected(451, "4.7.24", "SPF temporary error"))
+                }
+                _ => Outcome::Pass,
+            };
+            Some(t.result(
+                "helo_spf",
+                c.helo_spf,
+                tempfail,
+                outcome,
+                format!("spf={}", spf_name(result)),
+            ))
+        };
+        let (a, b, s) = tokio::join!(resolves, matches_ptr, spf);
+        results.extend([a, b, s].into_iter().flatten());
+        results
+    }
+}
 
 /// The syntax part of the `helo` check: the reply if the name is bad.
 pub fn syntax(helo: &str, client: IpAddr, our_hostname: &str) -> Option<Reply> {

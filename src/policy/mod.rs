@@ -1,16 +1,21 @@
-//! The policy: the checks a session asks about at each stage, each answering
-//! with a [`Refusal`] that names the check, or nothing. The policy never
-//! writes to the socket; the session never decides by itself.
-//! Relay control ([`relay`]), the recipient table, and the DNS and list
-//! checks of each stage ([`stages`], run per session by [`session_checks`],
-//! folded by [`verdict`]).
+//! The policy: every decision about a client, its sender and recipients
+//! and its message is made here, by the [`pipeline`], whichever front end
+//! asks (the SMTP session, the Postfix policy server, `mxguard check`); the
+//! front ends speak their protocol and apply the decision. [`Policy`]
+//! holds what the pipeline judges with: relay control ([`relay`]), the
+//! recipient verifier, and the DNS and list checks of each stage
+//! ([`checks`], one file per family: [`rdns`], [`dnsbl`], [`helo`],
+//! [`sender`]), run in the background of a session by [`session_checks`]
+//! and folded by [`crate::verdict`].
 
+pub mod checks;
+pub mod dnsbl;
 pub mod helo;
 pub mod pipeline;
 pub mod rdns;
 pub mod relay;
+pub mod sender;
 pub mod session_checks;
-pub mod stages;
 
 use crate::config::Config;
 use crate::dns::Dns;
@@ -19,8 +24,8 @@ use crate::recipients::Verifier;
 use crate::reload::FileError;
 use crate::smtp::address::{Mailbox, Path};
 use crate::verdict::Refusal;
+use checks::Checks;
 use relay::{Destination, RelayControl};
-use stages::Checks;
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -3,7 +3,134 @@
 //! (`forged_reverse_dns`, forward-confirmed reverse DNS), and PTR names
 //! that look generic or dynamic (`generic_reverse_dns`).
 
+use super::checks::{Checks, Timer};
+use crate::config::OnDnsError;
+use crate::dns::Answer;
+use crate::smtp::reply::Reply;
+use crate::verdict::{CheckResult, Outcome, Stage};
 use std::net::IpAddr;
+
+impl Checks {
+    pub(super) async fn rdns(&self, client: IpAddr) -> Vec<CheckResult> {
+        let c = &self.config.checks;
+        if c.reverse_dns.is_off() && c.forged_reverse_dns.is_off() && c.generic_reverse_dns.is_off()
+        {
+            return Vec::new();
+        }
+        let t = Timer::start(Stage::Connect);
+        let tempfail = OnDnsError::Tempfail;
+        let failed = Outcome::DnsError(Reply::new(
+            451,
+            "4.7.1",
+            format!("Client host rejected: IP name lookup failed [{client}]"),
+        ));
+        let names = match self.dns.ptr(client).await {
+            Answer::Failed(why) => {
+                return vec![
+                    t.result(
+                        "reverse_dns",
+                        c.reverse_dns,
+                        tempfail,
+                        failed.clone(),
+                        format!("PTR lookup failed: {why}"),
+                    ),
+                    t.result(
+                        "forged_reverse_dns",
+                        c.forged_reverse_dns,
+                        tempfail,
+                        failed.clone(),
+                        "no PTR to confirm",
+                    ),
+                ];
+            }
+            Answer::NotFound => {
+                let reply = Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Client host rejected: cannot find your reverse hostname, [{client}]"),
+                );
+                return vec![
+                    t.result(
+                        "reverse_dns",
+                        c.reverse_dns,
+                        tempfail,
+                        Outcome::Hit(reply),
+                        "no PTR record",
+                    ),
+                    t.result(
+                        "forged_reverse_dns",
+                        c.forged_reverse_dns,
+                        tempfail,
+                        Outcome::Pass,
+                        "no PTR to confirm",
+                    ),
+                ];
+            }
+            Answer::Found(names) => names,
+        };
+        let mut results = vec![t.result(
+            "reverse_dns",
+            c.reverse_dns,
+            tempfail,
+            Outcome::Pass,
+            format!("ptr={}", names.join(",")),
+        )];
+        // Forward-confirm: one of (at most five) PTR names resolves back.
+        let mut confirmed = None;
+        let mut failure = None;
+        for name in names.iter().take(5) {
+            // Only the client's address family: an answer of the other
+            // family must not hide a failed lookup of this one.
+            match self.dns.addresses_like(name, client).await {
+                Answer::Found(ips)
+                    if ips.iter().any(|ip| crate::net::canonical_ip(*ip) == client) =>
+                {
+                    confirmed = Some(name.clone());
+                    break;
+                }
+                Answer::Failed(why) => failure = Some(why),
+                _ => {}
+            }
+        }
+        let forged = match (&confirmed, failure) {
+            (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {client}")),
+            (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),
+            (None, None) => (
+                Outcome::Hit(Reply::new(
+                    550,
+                    "5.7.25",
+                    format!("Client host rejected: IP name possibly forged [{client}]"),
+                )),
+                format!("{} does not resolve to {client}", names.join(",")),
+            ),
+        };
+        results.push(t.result(
+            "forged_reverse_dns",
+            c.forged_reverse_dns,
+            tempfail,
+            forged.0,
+            forged.1,
+        ));
+        let shown = confirmed.unwrap_or_else(|| names[0].clone());
+        let generic = if looks_generic(&shown, client) {
+            Outcome::Hit(Reply::new(
+                550,
+                "5.7.1",
+                format!("Client host rejected: generic reverse hostname {shown} [{client}]"),
+            ))
+        } else {
+            Outcome::Pass
+        };
+        results.push(t.result(
+            "generic_reverse_dns",
+            c.generic_reverse_dns,
+            tempfail,
+            generic,
+            shown,
+        ));
+        results
+    }
+}
 
 /// Whether a PTR name carries the client's address, as ISPs' generic
 /// names do (`ip-192-0-2-1.isp.example`, `1.2.0.192.dyn.example`,

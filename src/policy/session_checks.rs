@@ -4,8 +4,8 @@
 //! waits for the stages it needs when the session must answer
 //! ([`Evidence`]).
 
+use super::checks::Checks;
 use super::pipeline::{Evidence, Upto};
-use super::stages::Checks;
 use crate::smtp::address::Path;
 use crate::verdict::CheckResult;
 use std::net::IpAddr;

@@ -1,0 +1,202 @@
+//! The DNS and list checks of each stage, [`Checks`]: built once from the
+//! configuration, shared by all sessions. This file holds what they share
+//! (the lists, the timer of a result, the rendering of a list's message),
+//! the connect stage's start (reverse DNS and the DNSBLs, at once) and the
+//! RCPT stage (the recipient block list); each family of checks is a file
+//! of its own: [`super::rdns`], [`super::dnsbl`] (DNSBLs and RHSBLs, one
+//! code path), [`super::helo`], [`super::sender`]. Each stage starts all its
+//! lookups at once, so it takes as long as its slowest lookup; checks that
+//! are off cost nothing.
+
+use crate::config::{CheckSetting, Config, OnDnsError};
+use crate::dns::dnsbl::HealthTable;
+use crate::dns::Dns;
+use crate::lists::{AddressList, ClientExceptions};
+use crate::log::Logger;
+use crate::reload::FileError;
+use crate::smtp::address::Mailbox;
+use crate::smtp::reply::Reply;
+use crate::verdict::{CheckResult, Outcome, Stage};
+use mail_auth::SpfResult;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+/// Everything the DNS checks need, shared by all sessions.
+pub struct Checks {
+    pub config: Arc<Config>,
+    pub dns: Arc<Dns>,
+    pub health: Arc<HealthTable>,
+    pub log: Arc<Logger>,
+    exceptions: Option<ClientExceptions>,
+    pub(super) sender_blocklist: Option<AddressList>,
+    recipient_blocklist: Option<AddressList>,
+}
+
+/// Builds one result, timing it from `started`.
+pub(super) struct Timer {
+    stage: Stage,
+    started: Instant,
+}
+
+impl Timer {
+    pub(super) fn start(stage: Stage) -> Timer {
+        Timer {
+            stage,
+            started: Instant::now(),
+        }
+    }
+
+    pub(super) fn result(
+        &self,
+        check: &str,
+        setting: CheckSetting,
+        dns_error_default: OnDnsError,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> CheckResult {
+        CheckResult {
+            check: check.to_string(),
+            stage: self.stage,
+            setting,
+            dns_error_default,
+            outcome,
+            detail: detail.into(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+pub(super) fn render(
+    template: &str,
+    client: IpAddr,
+    zone: &str,
+    txt: &str,
+    sender: &str,
+) -> String {
+    template
+        .replace("{client_ip}", &client.to_string())
+        .replace("{zone}", zone)
+        .replace("{txt}", txt)
+        .replace("{sender_domain}", sender)
+}
+
+impl Checks {
+    pub fn new(
+        config: Arc<Config>,
+        dns: Arc<Dns>,
+        log: Arc<Logger>,
+        health: Arc<HealthTable>,
+    ) -> Result<Checks, FileError> {
+        let lists = &config.lists;
+        let exceptions = lists
+            .client_exceptions
+            .as_deref()
+            .map(ClientExceptions::open)
+            .transpose()?;
+        let sender_blocklist = lists
+            .sender_blocklist
+            .as_deref()
+            .map(|p| AddressList::open("lists.sender_blocklist", p))
+            .transpose()?;
+        let recipient_blocklist = lists
+            .recipient_blocklist
+            .as_deref()
+            .map(|p| AddressList::open("lists.recipient_blocklist", p))
+            .transpose()?;
+        Ok(Checks {
+            config,
+            dns,
+            health,
+            log,
+            exceptions,
+            sender_blocklist,
+            recipient_blocklist,
+        })
+    }
+
+    /// The exception entry that exempts `client` from the client checks.
+    pub fn exception(&self, client: IpAddr) -> Option<String> {
+        self.exceptions.as_ref()?.find(client, &self.log)
+    }
+
+    /// Whether any connect-stage check is configured (else no task is
+    /// started for a connection).
+    pub fn has_connect_checks(&self) -> bool {
+        let c = &self.config.checks;
+        !(self.config.dnsbl.is_empty()
+            && c.reverse_dns.is_off()
+            && c.forged_reverse_dns.is_off()
+            && c.generic_reverse_dns.is_off())
+    }
+
+    /// Connect stage: reverse DNS and every DNSBL, in parallel.
+    pub async fn connect(self: Arc<Self>, client: IpAddr) -> Vec<CheckResult> {
+        let mut tasks = JoinSet::new();
+        for zone in self.config.dnsbl.clone() {
+            let checks = self.clone();
+            tasks.spawn(async move { checks.dnsbl(client, &zone).await });
+        }
+        let mut results = self.rdns(client).await;
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(result) = done {
+                results.push(result);
+            }
+        }
+        results
+    }
+
+    /// RCPT stage: the recipient block list.
+    pub fn rcpt(&self, to: &Mailbox) -> Vec<CheckResult> {
+        let c = &self.config.checks;
+        let (Some(list), false) = (&self.recipient_blocklist, c.recipient_blocklist.is_off())
+        else {
+            return Vec::new();
+        };
+        let t = Timer::start(Stage::Rcpt);
+        let addr = format!("{}@{}", to.local_unquoted(), domain_of(to));
+        let (outcome, detail) = match list.find(&addr, &self.log) {
+            Some(pattern) => (
+                Outcome::Hit(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("<{addr}>: Recipient address rejected: Access denied"),
+                )),
+                format!("matches {pattern}"),
+            ),
+            None => (Outcome::Pass, "not listed".to_string()),
+        };
+        vec![t.result(
+            "recipient_blocklist",
+            c.recipient_blocklist,
+            OnDnsError::Ignore,
+            outcome,
+            detail,
+        )]
+    }
+}
+pub(super) fn domain_of(m: &Mailbox) -> &str {
+    match &m.domain {
+        crate::smtp::address::Domain::Name(d) | crate::smtp::address::Domain::Literal(d) => d,
+    }
+}
+
+pub(super) fn join_ips(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn spf_name(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}

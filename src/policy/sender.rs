@@ -1,0 +1,196 @@
+//! The checks of the sender at MAIL: the sender block list (qmail's
+//! badmailfrom: an exact address, `@domain`, or `/regex/`), whether the
+//! domain exists (MX, else an address; RFC 7505 null MX refused), and SPF
+//! of the MAIL FROM identity (fail, soft fail, temporary error). The
+//! RHSBLs of the sender domain are [`super::dnsbl`]'s.
+
+use super::checks::{domain_of, join_ips, spf_name, Checks, Timer};
+use super::dnsbl::Listed;
+use crate::config::OnDnsError;
+use crate::dns::Answer;
+use crate::smtp::address::Path;
+use crate::smtp::reply::Reply;
+use crate::verdict::{CheckResult, Outcome, Stage};
+use mail_auth::SpfResult;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+impl Checks {
+    /// MAIL stage.
+    pub async fn mail(
+        self: Arc<Self>,
+        client: IpAddr,
+        helo: String,
+        from: Path,
+    ) -> Vec<CheckResult> {
+        let c = &self.config.checks;
+        let t = Timer::start(Stage::Mail);
+        let mut results = Vec::new();
+        let address = from
+            .mailbox
+            .as_ref()
+            .map(|m| format!("{}@{}", m.local_unquoted(), domain_of(m)));
+        if let (Some(list), Some(addr)) = (&self.sender_blocklist, &address) {
+            if !c.sender_blocklist.is_off() {
+                let outcome = match list.find(addr, &self.log) {
+                    Some(pattern) => (
+                        Outcome::Hit(Reply::new(
+                            554,
+                            "5.7.1",
+                            format!("<{addr}>: Sender address rejected: Access denied"),
+                        )),
+                        format!("matches {pattern}"),
+                    ),
+                    None => (Outcome::Pass, "not listed".to_string()),
+                };
+                results.push(t.result(
+                    "sender_blocklist",
+                    c.sender_blocklist,
+                    OnDnsError::Ignore,
+                    outcome.0,
+                    outcome.1,
+                ));
+            }
+        }
+        let domain = from
+            .mailbox
+            .as_ref()
+            .and_then(|m| m.domain_name().map(str::to_string));
+        let exists = async {
+            let (Some(domain), Some(addr)) = (&domain, &address) else {
+                return Vec::new();
+            };
+            if c.sender_domain.is_off() && c.null_mx.is_off() {
+                return Vec::new();
+            }
+            self.sender_domain(&t, domain, addr).await
+        };
+        let rhsbls = async {
+            let Some(domain) = &domain else {
+                return Vec::new();
+            };
+            let lookups = self
+                .config
+                .rhsbl
+                .iter()
+                .map(|zone| self.listed(&t, client, zone, Listed::Domain(domain)));
+            futures_util::future::join_all(lookups).await
+        };
+        let spf = async {
+            if c.spf.is_off() && c.spf_softfail.is_off() {
+                return Vec::new();
+            }
+            let sender = address
+                .clone()
+                .unwrap_or_else(|| format!("postmaster@{}", helo.trim_end_matches('.')));
+            let result = self
+                .dns
+                .spf_mail_from(client, &helo, &self.config.server.hostname, &sender)
+                .await;
+            let rejected = |status, why: &str| {
+                Reply::new(
+                    550,
+                    status,
+                    format!("<{sender}>: Sender address rejected: {why}"),
+                )
+            };
+            let fail = match result {
+                SpfResult::Fail => Outcome::Hit(rejected("5.7.23", "SPF check failed")),
+                SpfResult::TempError => Outcome::DnsError(Reply::new(
+                    451,
+                    "4.7.24",
+                    format!("<{sender}>: Sender address rejected: SPF temporary error"),
+                )),
+                _ => Outcome::Pass,
+            };
+            let soft = match result {
+                SpfResult::SoftFail => Outcome::Hit(rejected("5.7.23", "SPF soft fail")),
+                _ => Outcome::Pass,
+            };
+            let detail = format!("spf={}", spf_name(result));
+            vec![
+                t.result("spf", c.spf, OnDnsError::Tempfail, fail, detail.clone()),
+                t.result(
+                    "spf_softfail",
+                    c.spf_softfail,
+                    OnDnsError::Ignore,
+                    soft,
+                    detail,
+                ),
+            ]
+        };
+        let (a, b, s) = tokio::join!(exists, rhsbls, spf);
+        results.extend(
+            a.into_iter()
+                .chain(b)
+                .chain(s)
+                .filter(|r| !r.setting.is_off()),
+        );
+        results
+    }
+
+    async fn sender_domain(&self, t: &Timer, domain: &str, addr: &str) -> Vec<CheckResult> {
+        let c = &self.config.checks;
+        let tempfail = OnDnsError::Tempfail;
+        let rejected = |code, status, why: &str| {
+            Reply::new(
+                code,
+                status,
+                format!("<{addr}>: Sender address rejected: {why}"),
+            )
+        };
+        let lookup_failed = |why: String| {
+            (
+                Outcome::DnsError(rejected(451, "4.1.8", "Domain lookup failed")),
+                format!("lookup failed: {why}"),
+            )
+        };
+        let (exists, null_mx) = match self.dns.mx(domain).await {
+            Answer::Found(mx) => {
+                let null = mx.iter().any(|(_, exchange)| exchange.is_empty());
+                let shown = mx
+                    .iter()
+                    .map(|(p, e)| format!("{p} {e}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let null_outcome = if null {
+                    Outcome::Hit(rejected(
+                        550,
+                        "5.7.27",
+                        "Domain does not accept mail (null MX)",
+                    ))
+                } else {
+                    Outcome::Pass
+                };
+                (
+                    (Outcome::Pass, format!("mx={shown}")),
+                    (null_outcome, format!("mx={shown}")),
+                )
+            }
+            Answer::Failed(why) => (lookup_failed(why.clone()), lookup_failed(why)),
+            Answer::NotFound => {
+                let exists = match self.dns.addresses(domain).await {
+                    Answer::Found(ips) => {
+                        (Outcome::Pass, format!("no MX; address {}", join_ips(&ips)))
+                    }
+                    Answer::NotFound => (
+                        Outcome::Hit(rejected(550, "5.1.8", "Domain not found")),
+                        "no MX, A or AAAA".into(),
+                    ),
+                    Answer::Failed(why) => lookup_failed(why),
+                };
+                (exists, (Outcome::Pass, "no MX".into()))
+            }
+        };
+        vec![
+            t.result(
+                "sender_domain",
+                c.sender_domain,
+                tempfail,
+                exists.0,
+                exists.1,
+            ),
+            t.result("null_mx", c.null_mx, tempfail, null_mx.0, null_mx.1),
+        ]
+    }
+}
