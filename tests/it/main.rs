@@ -16,6 +16,7 @@ mod downstream_tls;
 mod equivalence;
 mod fleet;
 mod import;
+mod layers;
 mod lifecycle;
 mod limits;
 mod logging;

@@ -1,0 +1,400 @@
+//! The mail transaction of a session, command by command: HELO/EHLO, MAIL,
+//! RCPT (each asking the pipeline), and DATA, from its 354 to the 250
+//! that only a message durable in the spool gets.
+
+use super::receiving::{ReceiveError, Received, Receiving};
+use super::{Flow, Session, Transaction, SPOOL_CHUNK};
+use crate::lifecycle::Phase;
+use crate::message::intake::{Flaw, Intake};
+use crate::policy::pipeline::{Front, Upto};
+use crate::smtp::address::Path;
+use crate::smtp::command::MailParams;
+use crate::smtp::conn::ConnError;
+use crate::smtp::data::{DataDecoder, DataOutcome};
+use crate::smtp::received::{self, Trace};
+use crate::smtp::reply::Reply;
+use crate::spool::{Envelope, QueueId};
+use crate::verdict::Refusal;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    pub(super) async fn greet(&mut self, name: String, esmtp: bool) -> Flow {
+        self.tx = None;
+        self.checks.on_helo(&name);
+        if self.svc.pipeline(Front::Session).refuses_at_once() {
+            if let Some(refusal) = self.decide(Upto::Helo, None).await {
+                self.helo = None;
+                return self.refuse("helo", &refusal.check, None, refusal.reply);
+            }
+        }
+        self.helo = Some(name);
+        self.esmtp = esmtp;
+        let host = self.hostname().to_string();
+        if !esmtp {
+            return self.ok(Reply::plain(250, vec![host]));
+        }
+        let mut lines = vec![
+            host,
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.svc.config.limits.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if self.svc.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STARTTLS".to_string());
+        }
+        self.ok(Reply::plain(250, lines))
+    }
+
+    /// The verdict of the connect, HELO (and MAIL) checks; warnings not
+    /// logged yet are logged now, with `to` when there is one.
+    pub(super) async fn decide(&mut self, upto: Upto, to: Option<&Path>) -> Option<Refusal> {
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        let decision = pipeline.envelope(self.client, &mut self.checks, upto).await;
+        let stage = if upto == Upto::Helo { "helo" } else { "rcpt" };
+        self.warn(decision.warnings, stage, to);
+        decision.refusal
+    }
+
+    /// Logs each warning (a check in warn mode that would refuse) once per
+    /// session.
+    pub(super) fn warn(&mut self, warnings: Vec<Refusal>, stage: &'static str, to: Option<&Path>) {
+        for warning in warnings {
+            if self
+                .warned
+                .insert(format!("{} {}", warning.check, warning.reply))
+            {
+                self.log_decision(
+                    "would_reject",
+                    stage,
+                    &warning.check,
+                    "warn",
+                    &warning.reply,
+                    to,
+                );
+            }
+        }
+    }
+
+    pub(super) async fn mail(&mut self, from: Path, params: MailParams) -> Flow {
+        let Some(helo) = self.helo.clone() else {
+            let reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
+            return self.protocol_error("mail", "protocol", None, reply);
+        };
+        if self.tx.is_some() {
+            let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
+            return self.protocol_error("mail", "protocol", None, reply);
+        }
+        if params
+            .size
+            .is_some_and(|s| s > self.svc.config.limits.max_message_size)
+        {
+            let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+            return self.refuse("mail", "message_size", None, reply);
+        }
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        if let Some(refusal) = pipeline.mail(self.client, &from).await.refusal {
+            return self.refuse("mail", &refusal.check, None, refusal.reply);
+        }
+        self.checks.on_mail(&helo, &from);
+        self.tx = Some(Transaction {
+            from,
+            body_8bit: params.body_8bit,
+            rcpts: Vec::new(),
+        });
+        if pipeline.refuses_at_once() {
+            if let Some(refusal) = self.decide(Upto::Mail, None).await {
+                let flow = self.refuse("mail", &refusal.check, None, refusal.reply);
+                self.tx = None;
+                self.checks.end_transaction();
+                return flow;
+            }
+        }
+        self.ok(Reply::new(250, "2.1.0", "Ok"))
+    }
+
+    pub(super) async fn rcpt(&mut self, to: Path) -> Flow {
+        let Some(tx) = &self.tx else {
+            let reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
+            return self.protocol_error("rcpt", "protocol", Some(&to), reply);
+        };
+        if tx.rcpts.len() >= self.svc.config.limits.max_recipients {
+            let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
+            return self.refuse("rcpt", "max_recipients", Some(&to), reply);
+        }
+        let from = tx.from.clone();
+        let svc = self.svc;
+        let pipeline = svc.pipeline(Front::Session);
+        let decision = pipeline
+            .rcpt(self.client, &from, &to, &mut self.checks)
+            .await;
+        self.warn(decision.warnings, "rcpt", Some(&to));
+        if let Some(refusal) = decision.refusal {
+            if decision.unknown_recipient {
+                return self.unknown_recipient(&to, refusal);
+            }
+            return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+        }
+        if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
+            tx.rcpts.push(mailbox);
+        }
+        self.ok(Reply::new(250, "2.1.5", "Ok"))
+    }
+
+    /// A recipient that does not exist: refused, and counted; too many in
+    /// one session is a dictionary attack, which ends it.
+    pub(super) fn unknown_recipient(&mut self, to: &Path, refusal: Refusal) -> Flow {
+        self.refuse("rcpt", &refusal.check, Some(to), refusal.reply);
+        let limit = self.svc.config.recipients.max_unknown;
+        self.unknown += 1;
+        if limit == 0 || self.unknown < limit {
+            return Flow::Continue;
+        }
+        let text = format!("{} Error: too many unknown recipients", self.hostname());
+        let reply = Reply::new(421, "4.7.0", text);
+        self.conn.write_reply(&reply);
+        self.offences.push("dictionary_attack".into());
+        self.log_decision(
+            "dictionary_attack",
+            "rcpt",
+            "max_unknown",
+            "disconnect",
+            &reply,
+            Some(to),
+        );
+        Flow::Close
+    }
+
+    pub(super) async fn data(&mut self) -> Flow {
+        let transaction = self.tx.as_ref().map(|tx| (tx.from.clone(), tx.rcpts.len()));
+        let svc = self.svc;
+        let decision = svc
+            .pipeline(Front::Session)
+            .data(self.client, transaction.as_ref().map(|(f, n)| (f, *n)))
+            .await;
+        if let Some(refusal) = decision.refusal {
+            // Recipients accepted before the trap was hit get nothing either.
+            self.tx = None;
+            self.checks.end_transaction();
+            return self.refuse("data", &refusal.check, None, refusal.reply);
+        }
+        let reply = match &self.tx {
+            None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+            Some(tx) if tx.rcpts.is_empty() => {
+                Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+            }
+            Some(_) => None,
+        };
+        if let Some(reply) = reply {
+            return self.protocol_error("data", "protocol", None, reply);
+        }
+        self.conn
+            .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
+        let limits = &self.svc.config.limits;
+        if self.conn.flush(limits.command_timeout.0).await.is_err() {
+            return Flow::Close;
+        }
+        let Some(envelope) = self.envelope() else {
+            return Flow::Continue;
+        };
+        let trace = received::header(&Trace {
+            helo: &envelope.helo,
+            client: self.client,
+            hostname: self.hostname(),
+            esmtp: self.esmtp,
+            tls: self.conn.is_tls(),
+            id: envelope.id.as_str(),
+            rcpts: &envelope.rcpts,
+            time: crate::time::now(),
+        });
+        let config = &self.svc.config;
+        let intake = Intake::new(
+            self.hostname(),
+            limits.max_header_size,
+            limits.long_lines,
+            !config.checks.dmarc.0.is_off(),
+        );
+        let mut receiving =
+            Receiving::new(self.svc.spool.start(&envelope, trace.as_bytes()), intake);
+        let mut decoder =
+            DataDecoder::new(limits.max_message_size, config.server.bare_line_endings);
+        let deadline = (Instant::now() + limits.data_timeout.0).min(self.deadline);
+        loop {
+            let read = tokio::select! {
+                read = self.conn.read_data(&mut decoder, deadline, SPOOL_CHUNK) => read,
+                // The drain time is up: the message is not taken.
+                _ = self.phase.past(Phase::Draining) => {
+                    self.shutting_down();
+                    return Flow::Close;
+                }
+            };
+            match read {
+                Ok(true) => break,
+                Ok(false) => receiving.take(decoder.take()).await,
+                Err(ConnError::Timeout) => return self.timed_out("data_timeout"),
+                Err(_) => return Flow::Close,
+            }
+        }
+        self.tx = None;
+        self.checks.end_transaction();
+        let size = decoder.size();
+        match decoder.finish() {
+            DataOutcome::Message(rest) => match receiving.finish(rest).await {
+                Ok(received) => self.authenticate_and_queue(envelope, received, size).await,
+                Err(ReceiveError::Spool(error)) => self.spool_failed(error),
+                Err(ReceiveError::Flaw(Flaw::HeaderTooBig)) => {
+                    let reply =
+                        Reply::new(552, "5.3.4", "Error: message header size exceeds limit");
+                    self.refuse("data", "max_header_size", None, reply)
+                }
+                Err(ReceiveError::Flaw(Flaw::LongLine)) => {
+                    let reply =
+                        Reply::new(500, "5.5.2", "Error: message line longer than 998 octets");
+                    self.refuse("data", "long_lines", None, reply)
+                }
+            },
+            DataOutcome::TooBig => {
+                let reply = Reply::new(552, "5.3.4", "Error: message file too big");
+                self.refuse("data", "message_size", None, reply)
+            }
+            DataOutcome::BareLineEnding => {
+                let reply = Reply::new(550, "5.5.2", "Error: bare <CR> or <LF> received");
+                self.protocol_error("data", "bare_line_ending", None, reply)
+            }
+        }
+    }
+
+    /// The envelope of the current transaction, with a new queue ID.
+    pub(super) fn envelope(&self) -> Option<Envelope> {
+        let tx = self.tx.as_ref()?;
+        Some(Envelope {
+            id: QueueId::generate(),
+            arrival: crate::time::unix_now(),
+            client: self.client,
+            helo: self.helo.clone().unwrap_or_default(),
+            from: tx.from.to_string(),
+            body_8bit: tx.body_8bit,
+            rcpts: tx.rcpts.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// DKIM, SPF and DMARC at the end of DATA (when `checks.dmarc` is on):
+    /// the Authentication-Results header, and the DMARC verdict.
+    pub(super) async fn authenticate_and_queue(
+        &mut self,
+        envelope: Envelope,
+        mut received: Received,
+        size: u64,
+    ) -> Flow {
+        let setting = self.svc.config.checks.dmarc.0;
+        let hashes = received.finished.body_hashes.take();
+        let (Some(hashes), false) = (hashes, setting.is_off()) else {
+            return self.queue(envelope, received, size, Vec::new()).await;
+        };
+        let digests = hashes.finish();
+        let sender = envelope
+            .from
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
+        let helo = if envelope.helo.is_empty() {
+            "unknown"
+        } else {
+            envelope.helo.as_str()
+        };
+        let auth = self
+            .svc
+            .policy
+            .checks
+            .dns
+            .authenticate(
+                self.client,
+                helo,
+                self.hostname(),
+                &sender,
+                &received.finished.header_block,
+                &digests,
+            )
+            .await;
+        let svc = self.svc;
+        let decision = svc
+            .pipeline(Front::Session)
+            .dmarc(auth.dmarc_rejects.as_deref(), &auth.header);
+        for warning in decision.warnings {
+            self.log_decision(
+                "would_reject",
+                "data",
+                &warning.check,
+                "warn",
+                &warning.reply,
+                None,
+            );
+        }
+        if let Some(refusal) = decision.refusal {
+            return self.refuse("data", &refusal.check, None, refusal.reply);
+        }
+        let header = crate::message::intake::fold_header(auth.header.as_bytes());
+        self.queue(envelope, received, size, header).await
+    }
+
+    /// Makes the message durable; answers 250 only once it is on disk.
+    pub(super) async fn queue(
+        &mut self,
+        envelope: Envelope,
+        received: Received,
+        size: u64,
+        header: Vec<u8>,
+    ) -> Flow {
+        let Received {
+            pending,
+            tail,
+            finished,
+        } = received;
+        let written =
+            tokio::task::spawn_blocking(move || pending.commit_with(&header, &tail)).await;
+        match written {
+            Ok(Ok(())) => {
+                let id = envelope.id;
+                self.svc.delivery.enqueue(id.clone());
+                self.counts.accepted += 1;
+                self.counts.rcpts += envelope.rcpts.len() as u32;
+                self.counts.bytes += size;
+                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+                self.svc
+                    .log
+                    .event("accept")
+                    .kv("client", self.client)
+                    .kv("helo", &envelope.helo)
+                    .kv("from", &envelope.from)
+                    .kv("to", crate::log::join_addresses(&envelope.rcpts))
+                    .kv("stage", "data")
+                    .kv("action", "accept")
+                    .kv("queue_id", &id)
+                    .kv("size", size)
+                    .opt(
+                        "wrapped",
+                        (finished.wrapped > 0).then_some(finished.wrapped),
+                    )
+                    .kv("reply", &reply)
+                    .emit();
+                self.ok(reply)
+            }
+            Ok(Err(e)) => self.spool_failed(e.to_string()),
+            Err(e) => self.spool_failed(e.to_string()),
+        }
+    }
+
+    pub(super) fn spool_failed(&mut self, error: String) -> Flow {
+        self.svc
+            .log
+            .event("spool_error")
+            .kv("client", self.client)
+            .kv("error", error)
+            .emit();
+        let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
+        self.refuse("data", "spool", None, reply)
+    }
+}
