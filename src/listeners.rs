@@ -6,8 +6,8 @@
 //! stop closes them all (the port closes, new clients go elsewhere).
 
 use crate::peers::{Caps, Refusal};
+use crate::policy::pipeline::Front;
 use crate::services::{Live, Services};
-use crate::smtp::reply::Reply;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -137,28 +137,16 @@ async fn accept_loop(listener: TcpListener, live: Arc<Live>, caps: Arc<Connectio
     }
 }
 
-/// `421 4.7.0` before the banner, logged, and the connection closed.
+/// `421 4.7.0` before the banner (the pipeline words it), logged, and the
+/// connection closed.
 async fn refuse_connection(
     svc: Arc<Services>,
     mut stream: TcpStream,
     client: IpAddr,
     cap: Refusal,
 ) {
-    let host = &svc.config.server.hostname;
-    let (check, text) = match cap {
-        Refusal::Total | Refusal::NotAllowed => (
-            "max_connections",
-            format!("{host} Error: too many connections"),
-        ),
-        Refusal::PerPeer => (
-            "max_connections_per_client",
-            format!(
-                "{host} Error: too many connections from {}",
-                crate::net::client_id(client)
-            ),
-        ),
-    };
-    let reply = Reply::new(421, "4.7.0", text);
+    let refusal = svc.pipeline(Front::Session).connection_cap(client, cap);
+    let (check, reply) = (refusal.check, refusal.reply);
     let mut wire = Vec::new();
     reply.write_to(&mut wire);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
