@@ -206,6 +206,27 @@ pub struct Checks {
     pub dmarc: WarnByDefault,
 }
 
+impl Checks {
+    /// Every key of `[checks]`: the names those checks log and count
+    /// under (`ban.events`). A unit test keeps it equal to the fields.
+    pub const NAMES: &'static [&'static str] = &[
+        "reverse_dns",
+        "forged_reverse_dns",
+        "generic_reverse_dns",
+        "helo",
+        "helo_dns",
+        "helo_ptr_mismatch",
+        "helo_spf",
+        "sender_domain",
+        "null_mx",
+        "spf",
+        "spf_softfail",
+        "sender_blocklist",
+        "recipient_blocklist",
+        "dmarc",
+    ];
+}
+
 /// A check setting whose default is `"warn"`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(transparent)]
@@ -292,6 +313,44 @@ impl<'de> Deserialize<'de> for CodeRange {
 
 #[cfg(test)]
 mod tests {
+    /// The field names serde knows for a struct: it hands them to
+    /// `deserialize_struct`, where this deserializer keeps them.
+    struct Fields(std::cell::Cell<&'static [&'static str]>);
+
+    impl<'de> serde::Deserializer<'de> for &Fields {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only a struct"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(serde::de::Error::custom("fields taken"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    #[test]
+    fn the_names_of_the_checks_are_the_keys_of_the_section() {
+        let fields = Fields(std::cell::Cell::new(&[]));
+        let _ = <super::Checks as serde::Deserialize>::deserialize(&fields);
+        assert_eq!(fields.0.get(), super::Checks::NAMES);
+    }
+
     use super::*;
 
     #[derive(Deserialize)]

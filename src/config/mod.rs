@@ -11,7 +11,7 @@ pub mod duration;
 pub mod schema;
 
 pub use abuse::{Backend, BanAction, OnStateError};
-pub use checks::{Action, CheckSetting, ListZone, Mode, OnDnsError, RejectAt};
+pub use checks::{Action, CheckSetting, Checks, ListZone, Mode, OnDnsError, RejectAt};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};
@@ -222,22 +222,8 @@ impl Config {
             "recipient_rate",
             "sender_message_rate",
             "sender_recipient_rate",
-            "reverse_dns",
-            "forged_reverse_dns",
-            "generic_reverse_dns",
-            "helo",
-            "helo_dns",
-            "helo_ptr_mismatch",
-            "helo_spf",
-            "sender_domain",
-            "null_mx",
-            "spf",
-            "spf_softfail",
-            "sender_blocklist",
-            "recipient_blocklist",
-            "dmarc",
         ];
-        if NAMES.contains(&name) {
+        if NAMES.contains(&name) || Checks::NAMES.contains(&name) {
             return true;
         }
         let zone = |list: &[ListZone], z: &str| list.iter().any(|l| l.zone == z);
