@@ -1,7 +1,7 @@
 //! Abuse defense, in front of every other check: bans earned by offences
 //! ([`bans`]), rate limits ([`rates`]), greylisting ([`greylist`]), the
 //! pregreet memory and the tarpit's global cap. All state goes through the
-//! [`State`] store, so a fleet shares it; the session decides when to ask.
+//! [`State`] store, so a fleet shares it; the pipeline decides when to ask.
 
 pub mod bans;
 pub mod greylist;
