@@ -318,14 +318,8 @@ impl<'a> Pipeline<'a> {
         if self.exemption(client).is_some() {
             return Decision::default();
         }
-        let by_client = self
-            .rate(Rate::Messages, &crate::net::client_id(client))
-            .await;
-        let sender = from.to_string();
-        if by_client.refuses() || sender == "<>" {
-            return by_client;
-        }
-        by_client.then(self.rate(Rate::SenderMessages, &sender).await)
+        self.rates(client, from, Rate::Messages, Rate::SenderMessages)
+            .await
     }
 
     // RCPT.
@@ -399,7 +393,10 @@ impl<'a> Pipeline<'a> {
         if decision.refuses() {
             return decision;
         }
-        decision.then(self.recipient_rates(client, from).await)
+        decision.then(
+            self.rates(client, from, Rate::Recipients, Rate::SenderRecipients)
+                .await,
+        )
     }
 
     /// Greylisting, unless a DNS allow list lists the client.
@@ -421,16 +418,21 @@ impl<'a> Pipeline<'a> {
         })
     }
 
-    /// The recipient rates of the client and of the sender.
-    async fn recipient_rates(&self, client: IpAddr, from: &Path) -> Decision {
-        let by_client = self
-            .rate(Rate::Recipients, &crate::net::client_id(client))
-            .await;
+    /// A rate of the client, then (unless it refuses, or for the null
+    /// sender) the matching rate of the sender.
+    async fn rates(
+        &self,
+        client: IpAddr,
+        from: &Path,
+        of_client: Rate,
+        of_sender: Rate,
+    ) -> Decision {
+        let by_client = self.rate(of_client, &crate::net::client_id(client)).await;
         let sender = from.to_string();
         if by_client.refuses() || sender == "<>" {
             return by_client;
         }
-        by_client.then(self.rate(Rate::SenderRecipients, &sender).await)
+        by_client.then(self.rate(of_sender, &sender).await)
     }
 
     // DATA.

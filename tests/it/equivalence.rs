@@ -7,7 +7,6 @@
 
 use crate::dns_fixture::DnsFixture;
 use crate::harness::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REVERSE: &str = "$ORIGIN 127.in-addr.arpa.\n$TTL 60\n\
 @ IN SOA ns.eq.test. hostmaster.eq.test. ( 1 3600 600 86400 60 )\n@ IN NS ns.eq.test.\n\
@@ -192,18 +191,7 @@ async fn by_policy_server(port: u16, p: &Profile) -> Option<String> {
          helo_name={}\nsender={}\nrecipient={}\ninstance={}\n\n",
         p.client, p.helo, p.from, p.rcpt, p.name
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8];
-    while !answer.ends_with(b"\n\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
-            .await
-            .expect("no answer in time")
-            .unwrap();
-        assert_eq!(n, 1);
-        answer.push(byte[0]);
-    }
-    let answer = String::from_utf8(answer).unwrap();
+    let answer = policy_ask(&mut stream, request.as_bytes()).await;
     let action = answer.trim().strip_prefix("action=").unwrap().to_string();
     (action != "DUNNO").then(|| normalized(action.trim_start_matches("DEFER_IF_PERMIT ")))
 }

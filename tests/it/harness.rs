@@ -676,3 +676,39 @@ async fn capture_session(
         c.send(format!("{reply}\r\n").as_bytes()).await;
     }
 }
+
+/// A TCP connection to `addr` from the loopback address `source`.
+pub async fn tcp_from(source: &str, addr: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// What the server sends until it closes: nothing, for a connection
+/// closed unanswered (a reset counts as a close).
+pub async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    match read.expect("the server did not close the connection in time") {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    rest
+}
+
+/// Asks a policy server one request on `stream`; the answer, up to its
+/// empty line.
+pub async fn policy_ask(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8];
+    while !answer.ends_with(b"\n\n") {
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
+            .await
+            .expect("no answer in time")
+            .unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.push(byte[0]);
+    }
+    String::from_utf8(answer).unwrap()
+}

@@ -97,25 +97,6 @@ async fn metrics_count_what_a_session_did() {
     assert!(out.starts_with("HTTP/1.1 405 "), "{out}");
 }
 
-/// A TCP connection to `addr` from the loopback address `source`.
-async fn connect_from(source: &str, addr: &str) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr.parse().unwrap()).await.unwrap()
-}
-
-/// What the server sends until it closes (a reset counts as a close).
-async fn until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
-    match read.expect("the server did not close the connection in time") {
-        Ok(_) => {}
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-    }
-    rest
-}
-
 /// mxguard with metrics on a loopback port, `extra` in `[metrics]`; the
 /// metrics address.
 fn start_with_metrics(dir: &std::path::Path, extra: &str) -> (Mxguard, String) {
@@ -140,7 +121,7 @@ async fn a_peer_outside_allow_is_closed_unanswered_and_logged_once() {
     let dir = tempfile::tempdir().unwrap();
     let (mx, addr) = start_with_metrics(dir.path(), "allow = [\"127.0.0.1\"]\n");
     for _ in 0..3 {
-        let mut c = connect_from("127.0.0.2", &addr).await;
+        let mut c = tcp_from("127.0.0.2", &addr).await;
         assert_eq!(until_closed(&mut c).await, b"");
     }
     // Served after the three refusals: they are all done with.
@@ -162,7 +143,7 @@ async fn a_scrape_is_answered_while_idle_sockets_sit_open() {
     let (mx, addr) = start_with_metrics(dir.path(), "");
     let mut idle = Vec::new();
     for _ in 0..50 {
-        idle.push(connect_from("127.0.0.2", &addr).await);
+        idle.push(tcp_from("127.0.0.2", &addr).await);
     }
     // The peer's first 16 are held; the rest were closed (and logged once).
     mx.wait_log(&["event=metrics_refused"]);

@@ -12,7 +12,7 @@ use crate::dns_fixture::DnsFixture;
 use crate::harness::*;
 use crate::postfix::Postfix;
 use std::io::{Read, Write};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// mxguard's policy server at `listen`, with the fixture DNS, the DNSBL
 /// bl.test (lists 127.0.0.20 and 127.0.0.21) and reverse DNS required.
@@ -471,41 +471,6 @@ async fn requests_ban_and_count_with_count_offences() {
 const VRFY_REQUEST: &[u8] =
     b"request=smtpd_access_policy\nprotocol_state=VRFY\nclient_address=192.0.2.1\n\n";
 
-/// A TCP connection to `addr` from the loopback address `source`.
-async fn connect_from(source: &str, addr: &str) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr.parse().unwrap()).await.unwrap()
-}
-
-/// What the server sends until it closes: nothing, for a connection
-/// closed unanswered (a reset counts as a close).
-async fn until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
-    match read.expect("the server did not close the connection in time") {
-        Ok(_) => {}
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-    }
-    rest
-}
-
-/// Asks `stream` one request; the answer, up to its empty line.
-async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) -> String {
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8];
-    while !answer.ends_with(b"\n\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
-            .await
-            .expect("no answer in time")
-            .unwrap();
-        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&answer));
-        answer.push(byte[0]);
-    }
-    String::from_utf8(answer).unwrap()
-}
-
 #[tokio::test]
 async fn a_peer_outside_allow_is_closed_unanswered_and_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -513,7 +478,7 @@ async fn a_peer_outside_allow_is_closed_unanswered_and_logged() {
         dir.path(),
         "[policy_server]\nlisten = \"127.0.0.1:0\"\nallow = [\"192.0.2.0/24\"]\n",
     );
-    let mut c = connect_from("127.0.0.1", &mx.addr.to_string()).await;
+    let mut c = tcp_from("127.0.0.1", &mx.addr.to_string()).await;
     c.write_all(VRFY_REQUEST).await.unwrap();
     assert_eq!(until_closed(&mut c).await, b"");
     let line = mx.wait_log(&["event=policy_refused"]);
@@ -536,10 +501,10 @@ async fn idle_sockets_of_one_peer_do_not_keep_another_out() {
     // 127.0.0.2 holds two silent connections; its third is closed at once
     // (so the two before it were accepted).
     let _held = [
-        connect_from("127.0.0.2", &addr).await,
-        connect_from("127.0.0.2", &addr).await,
+        tcp_from("127.0.0.2", &addr).await,
+        tcp_from("127.0.0.2", &addr).await,
     ];
-    let mut third = connect_from("127.0.0.2", &addr).await;
+    let mut third = tcp_from("127.0.0.2", &addr).await;
     assert_eq!(until_closed(&mut third).await, b"");
     let line = mx.wait_log(&["event=policy_refused"]);
     assert!(
@@ -549,8 +514,11 @@ async fn idle_sockets_of_one_peer_do_not_keep_another_out() {
         "{line}"
     );
     // Another peer is still served.
-    let mut other = connect_from("127.0.0.3", &addr).await;
-    assert_eq!(ask(&mut other, VRFY_REQUEST).await, "action=DUNNO\n\n");
+    let mut other = tcp_from("127.0.0.3", &addr).await;
+    assert_eq!(
+        policy_ask(&mut other, VRFY_REQUEST).await,
+        "action=DUNNO\n\n"
+    );
 }
 
 /// The policy server on a unix socket `policy.sock` in `dir`.
