@@ -270,9 +270,30 @@ pub struct ListZone {
     pub message: Option<String>,
     #[serde(default)]
     pub on_dns_error: Option<OnDnsError>,
+    /// Whether IPv4 clients are looked up (`[[dnsbl]]` only): off for a
+    /// list that covers only IPv6 addresses.
+    #[serde(default = "yes")]
+    pub ipv4: bool,
+    /// Whether IPv6 clients are looked up (`[[dnsbl]]` only): off for a
+    /// list that covers only IPv4 addresses, as most do.
+    #[serde(default = "yes")]
+    pub ipv6: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ListZone {
+    /// Whether the list is asked about `client` (its family not skipped).
+    pub fn covers(&self, client: std::net::IpAddr) -> bool {
+        if client.is_ipv4() {
+            self.ipv4
+        } else {
+            self.ipv6
+        }
+    }
+
     pub fn setting(&self) -> CheckSetting {
         CheckSetting::from_parts(self.action, self.weight, self.on_dns_error)
     }

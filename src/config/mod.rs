@@ -261,6 +261,31 @@ impl Config {
                 zone.zone = normal;
             }
         }
+        for zone in &self.dnsbl {
+            if !zone.ipv4 && !zone.ipv6 {
+                return Err((
+                    "dnsbl.ipv4",
+                    format!(
+                        "`{}`: with ipv4 and ipv6 both false it is never asked",
+                        zone.zone
+                    ),
+                ));
+            }
+        }
+        for zone in &self.rhsbl {
+            if let Some(key) = [("rhsbl.ipv4", zone.ipv4), ("rhsbl.ipv6", zone.ipv6)]
+                .into_iter()
+                .find_map(|(key, on)| (!on).then_some(key))
+            {
+                return Err((
+                    key,
+                    format!(
+                        "`{}`: an RHSBL looks up sender domains, not addresses",
+                        zone.zone
+                    ),
+                ));
+            }
+        }
         if !self.policy.reject_score.is_finite() || self.policy.reject_score <= 0.0 {
             return Err(("policy.reject_score", "must be a number above 0".into()));
         }
@@ -469,6 +494,25 @@ mod tests {
             text.starts_with("test.toml:3: server.lisen: unknown field `lisen`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_list_family_switch_that_cannot_be_right_is_named() {
+        let err = parse("[[dnsbl]]\nzone = \"bl.test\"\nipv4 = false\nipv6 = false\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("dnsbl.ipv4: `bl.test`: with ipv4 and ipv6 both false"),
+            "{err}"
+        );
+        let err = parse("[[rhsbl]]\nzone = \"rhs.test\"\nipv6 = false\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rhsbl.ipv6: `rhs.test`: an RHSBL looks up sender domains"),
+            "{err}"
+        );
+        let ok = parse("[[dnsbl]]\nzone = \"bl.test\"\nipv6 = false\n").unwrap();
+        assert!(ok.dnsbl[0].covers("192.0.2.1".parse().unwrap()));
+        assert!(!ok.dnsbl[0].covers("2001:db8::1".parse().unwrap()));
     }
 
     #[test]

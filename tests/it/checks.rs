@@ -529,3 +529,33 @@ fn check_without_a_server_reads_the_state_file_and_says_what_it_cannot_judge() {
     );
     assert!(report.contains("(delivered before the banner)"), "{report}");
 }
+
+#[test]
+fn a_dnsbl_is_not_asked_about_a_family_it_does_not_cover() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let with = |family: &str| {
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "[relay]\ndomains = [\"example.test\"]\n{}\n[[dnsbl]]\nzone = \"bl.test\"\n{family} = false\n",
+                dns.config()
+            ),
+        );
+        let mut args = vec!["--client", "127.0.0.20"];
+        args.extend_from_slice(CLEAN);
+        check(&config, &args)
+    };
+    // 127.0.0.20 is listed in bl.test; a list said to cover no IPv4
+    // address is not asked about it.
+    let (code, report) = with("ipv4");
+    assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
+    assert!(report.contains("not asked: ipv4 = false"), "{report}");
+    // Skipping IPv6 changes nothing for an IPv4 client.
+    let (code, report) = with("ipv6");
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        verdict(&report).starts_with("verdict: reject by dnsbl:bl.test: 554 5.7.1 "),
+        "{report}"
+    );
+}
