@@ -161,6 +161,9 @@ pub struct Pipeline<'a> {
     policy: &'a Policy,
     abuse: &'a Abuse,
     front: Front,
+    /// The exemption of the client last asked about: looked up (a list
+    /// file's stamp, a scan of its networks) once, not at every stage.
+    exemption: std::sync::OnceLock<(IpAddr, Option<String>)>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -170,6 +173,7 @@ impl<'a> Pipeline<'a> {
             policy,
             abuse,
             front,
+            exemption: std::sync::OnceLock::new(),
         }
     }
 
@@ -179,7 +183,14 @@ impl<'a> Pipeline<'a> {
 
     /// Why `client` skips the client checks, if it does.
     pub fn exemption(&self, client: IpAddr) -> Option<String> {
-        self.policy.exemption(client)
+        if let Some((known, exemption)) = self.exemption.get() {
+            if *known == client {
+                return exemption.clone();
+            }
+        }
+        let exemption = self.policy.exemption(client);
+        let _ = self.exemption.set((client, exemption.clone()));
+        exemption
     }
 
     /// A count against a rate limit, or — for a front end that does not

@@ -2,7 +2,6 @@
 //! tarpit before the banner, and STARTTLS.
 
 use super::{Flow, Session};
-use crate::policy::pipeline::Front;
 use crate::smtp::reply::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -13,7 +12,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Flow::Continue;
         }
         let svc = self.svc;
-        let (abuse, pipeline) = (&svc.abuse, svc.pipeline(Front::Session));
+        let (abuse, pipeline) = (&svc.abuse, &self.pipeline);
         let must_wait = match abuse.must_wait_for_greeting(self.client).await {
             Ok(must) => must,
             Err(unavailable) => {

@@ -15,7 +15,7 @@ mod transaction;
 
 use crate::config::BanAction;
 use crate::lifecycle::Phase;
-use crate::policy::pipeline::Front;
+use crate::policy::pipeline::{Front, Pipeline};
 use crate::policy::session_checks::SessionChecks;
 use crate::services::Services;
 use crate::smtp::address::{Domain, Mailbox, Path};
@@ -76,6 +76,8 @@ impl Counts {
 
 struct Session<'a, S> {
     svc: &'a Services,
+    /// The pipeline of the session's services, asked at every stage.
+    pipeline: Pipeline<'a>,
     conn: Conn<S>,
     client: IpAddr,
     helo: Option<String>,
@@ -136,6 +138,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
     let checks = SessionChecks::start(svc.policy.checks.clone(), client, exemption.is_none());
     let session = Session {
         svc,
+        pipeline,
         conn,
         client,
         helo: None,

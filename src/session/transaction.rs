@@ -6,7 +6,7 @@ use super::receiving::{ReceiveError, Received, Receiving};
 use super::{Flow, Session, Transaction, SPOOL_CHUNK};
 use crate::lifecycle::Phase;
 use crate::message::intake::{Flaw, Intake};
-use crate::policy::pipeline::{Front, Upto};
+use crate::policy::pipeline::Upto;
 use crate::smtp::address::Path;
 use crate::smtp::command::MailParams;
 use crate::smtp::conn::ConnError;
@@ -22,7 +22,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     pub(super) async fn greet(&mut self, name: String, esmtp: bool) -> Flow {
         self.tx = None;
         self.checks.on_helo(&name);
-        if self.svc.pipeline(Front::Session).refuses_at_once() {
+        if self.pipeline.refuses_at_once() {
             if let Some(refusal) = self.decide(Upto::Helo, None).await {
                 self.helo = None;
                 return self.refuse("helo", &refusal.check, None, refusal.reply);
@@ -50,9 +50,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// The verdict of the connect, HELO (and MAIL) checks; warnings not
     /// logged yet are logged now, with `to` when there is one.
     pub(super) async fn decide(&mut self, upto: Upto, to: Option<&Path>) -> Option<Refusal> {
-        let svc = self.svc;
-        let pipeline = svc.pipeline(Front::Session);
-        let decision = pipeline.envelope(self.client, &mut self.checks, upto).await;
+        let decision = self
+            .pipeline
+            .envelope(self.client, &mut self.checks, upto)
+            .await;
         let stage = if upto == Upto::Helo { "helo" } else { "rcpt" };
         self.warn(decision.warnings, stage, to);
         decision.refusal
@@ -94,9 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
             return self.refuse("mail", "message_size", None, reply);
         }
-        let svc = self.svc;
-        let pipeline = svc.pipeline(Front::Session);
-        if let Some(refusal) = pipeline.mail(self.client, &from).await.refusal {
+        if let Some(refusal) = self.pipeline.mail(self.client, &from).await.refusal {
             return self.refuse("mail", &refusal.check, None, refusal.reply);
         }
         self.checks.on_mail(&helo, &from);
@@ -105,7 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             body_8bit: params.body_8bit,
             rcpts: Vec::new(),
         });
-        if pipeline.refuses_at_once() {
+        if self.pipeline.refuses_at_once() {
             if let Some(refusal) = self.decide(Upto::Mail, None).await {
                 let flow = self.refuse("mail", &refusal.check, None, refusal.reply);
                 self.tx = None;
@@ -126,9 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
         }
         let from = tx.from.clone();
-        let svc = self.svc;
-        let pipeline = svc.pipeline(Front::Session);
-        let decision = pipeline
+        let decision = self
+            .pipeline
             .rcpt(self.client, &from, &to, &mut self.checks)
             .await;
         self.warn(decision.warnings, "rcpt", Some(&to));
@@ -170,9 +168,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     pub(super) async fn data(&mut self) -> Flow {
         let transaction = self.tx.as_ref().map(|tx| (tx.from.clone(), tx.rcpts.len()));
-        let svc = self.svc;
-        let decision = svc
-            .pipeline(Front::Session)
+        let decision = self
+            .pipeline
             .data(self.client, transaction.as_ref().map(|(f, n)| (f, *n)))
             .await;
         if let Some(refusal) = decision.refusal {
@@ -319,9 +316,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 &digests,
             )
             .await;
-        let svc = self.svc;
-        let decision = svc
-            .pipeline(Front::Session)
+        let decision = self
+            .pipeline
             .dmarc(auth.dmarc_rejects.as_deref(), &auth.header);
         for warning in decision.warnings {
             self.log_decision(

@@ -2,7 +2,7 @@
 //! [`address`]), the DATA decoder ([`data`]), replies ([`reply`]), the
 //! buffered connection ([`conn`]) over a stream that STARTTLS may upgrade
 //! ([`stream`]), the trace header ([`received`]), and the SMTP/LMTP client
-//! ([`client`]). The conversation that uses them is [`crate::session`].
+//! ([`client`]). The conversation that uses them lives a layer up, in `session/`.
 
 pub mod address;
 pub mod client;
