@@ -5,7 +5,7 @@
 //! — relay domains, recipient table and lists, checks and their actions,
 //! DNSBLs, abuse settings, downstream targets, limits, TLS certificates —
 //! the log is reopened (so logrotate works), the SMTP listeners are made
-//! to match `server.listen`, and new connections get the new services
+//! to match `server.listen` and `server.proxy_listen`, and new connections get the new services
 //! while those in progress finish with the ones they began with. What only
 //! a restart can change (the spool, the state backend, the metrics and
 //! policy listeners, the control socket's group) is named in the log line
@@ -95,7 +95,7 @@ impl Reloader {
         let Some(listeners) = &self.listeners else {
             return Vec::new();
         };
-        let addrs = self.live.current().config.server.listen.clone();
+        let addrs = crate::listeners::Listen::all(&self.live.current().config.server);
         listeners.lock().await.apply(&addrs).await
     }
 
@@ -216,7 +216,11 @@ impl Reloader {
         }
         self.live.replace(services);
         if let Some(listeners) = &self.listeners {
-            let unbound = listeners.lock().await.apply(&config.server.listen).await;
+            let unbound = listeners
+                .lock()
+                .await
+                .apply(&crate::listeners::Listen::all(&config.server))
+                .await;
             problems.extend(unbound.iter().map(ToString::to_string));
         }
         Outcome {

@@ -239,8 +239,28 @@ impl Config {
         if !crate::smtp::address::is_domain(host) {
             return Err(("server.hostname", format!("`{host}` is not a host name")));
         }
-        if self.server.listen.is_empty() {
-            return Err(("server.listen", "needs at least one address".into()));
+        let server = &self.server;
+        if server.listen.is_empty() && server.proxy_listen.is_empty() {
+            return Err((
+                "server.listen",
+                "needs at least one address (or server.proxy_listen)".into(),
+            ));
+        }
+        if !server.proxy_listen.is_empty() && server.proxy_from.is_empty() {
+            return Err((
+                "server.proxy_from",
+                "is needed with server.proxy_listen: the load balancers' addresses, \
+                 the only peers whose PROXY header is believed"
+                    .into(),
+            ));
+        }
+        // Port 0 (any free port) is never the same address twice.
+        let shared = |a: &&std::net::SocketAddr| a.port() != 0 && server.proxy_listen.contains(a);
+        if let Some(addr) = server.listen.iter().find(shared) {
+            return Err((
+                "server.proxy_listen",
+                format!("{addr} is also in server.listen: one address, one kind of listener"),
+            ));
         }
         for domain in &mut self.relay.domains {
             let normal = crate::smtp::address::normalize_domain(domain);
@@ -513,6 +533,35 @@ mod tests {
         let ok = parse("[[dnsbl]]\nzone = \"bl.test\"\nipv6 = false\n").unwrap();
         assert!(ok.dnsbl[0].covers("192.0.2.1".parse().unwrap()));
         assert!(!ok.dnsbl[0].covers("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_proxy_listener_needs_its_balancers_and_its_own_address() {
+        let err = parse("[server]\nproxy_listen = [\"127.0.0.1:2526\"]\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("server.proxy_from: is needed with server.proxy_listen"),
+            "{err}"
+        );
+        let err = parse(
+            "[server]\nlisten = [\"127.0.0.1:25\"]\nproxy_listen = [\"127.0.0.1:25\"]\n\
+             proxy_from = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("server.proxy_listen: 127.0.0.1:25 is also in server.listen"),
+            "{err}"
+        );
+        let only_proxied = parse(
+            "[server]\nlisten = []\nproxy_listen = [\"[::]:25\"]\nproxy_from = [\"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        assert!(only_proxied.server.proxy_from[0].contains("10.0.0.5".parse().unwrap()));
+        let err = parse("[server]\nlisten = []\n").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("server.listen: needs at least one"));
     }
 
     #[test]

@@ -270,6 +270,12 @@ pub struct Server {
     pub forbid_unauth_pipelining: bool,
     /// At an orderly stop, how long sessions may finish their transaction.
     pub drain_timeout: HumanDuration,
+    /// Listeners behind a load balancer: every connection starts with a
+    /// PROXY protocol header (v1 or v2) naming the real client.
+    pub proxy_listen: Vec<SocketAddr>,
+    /// The balancers allowed to send that header; a connection from
+    /// anywhere else to a `proxy_listen` address is closed.
+    pub proxy_from: Vec<Network>,
 }
 
 impl Default for Server {
@@ -280,6 +286,8 @@ impl Default for Server {
             bare_line_endings: BareLineEndings::Reject,
             forbid_unauth_pipelining: true,
             drain_timeout: HumanDuration(Duration::from_secs(20)),
+            proxy_listen: Vec::new(),
+            proxy_from: Vec::new(),
         }
     }
 }

@@ -20,11 +20,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What keeps mxguard from being ready; empty when it is. `smtp`: it
-/// should have the SMTP listeners of `server.listen` (not in
-/// `policy-server` mode).
+/// should have the SMTP listeners of `server.listen` and
+/// `server.proxy_listen` (not in `policy-server` mode).
 pub async fn problems(svc: &Services, metrics: &Metrics, smtp: bool) -> Vec<String> {
     let wanted = if smtp {
-        svc.config.server.listen.len()
+        svc.config.server.listen.len() + svc.config.server.proxy_listen.len()
     } else {
         0
     };

@@ -177,7 +177,7 @@ fn config_text(server_extra: &str, sections: &str) -> String {
         } else {
             format!("{sections}\n[abuse]\ngreet_wait = \"0s\"\n")
         };
-        let listen = if server_extra.contains("listen =") {
+        let listen = if server_extra.lines().any(|l| l.starts_with("listen =")) {
             ""
         } else {
             "listen = [\"127.0.0.1:0\"]\n"
@@ -235,7 +235,7 @@ impl Mxguard {
             }
             self.log_lines()
                 .into_iter()
-                .filter(|l| l.contains("event=listen"))
+                .filter(|l| l.contains("event=listen") && !l.contains(" proxy=yes"))
                 .filter(|l| {
                     if self.command == "policy-server" {
                         l.contains(" service=policy")
@@ -260,6 +260,12 @@ impl Mxguard {
             .rfind(|l| l.contains("event=listen") && l.contains(" service=policy"))
             .expect("a policy server listens");
         listen_address(&line).to_string()
+    }
+
+    /// The address of the (first) `server.proxy_listen` listener.
+    pub fn proxy_listen(&self) -> SocketAddr {
+        let line = self.wait_log(&["event=listen", " proxy=yes"]);
+        listen_address(&line).parse().unwrap()
     }
 
     /// The server's process id.

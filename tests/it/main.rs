@@ -25,6 +25,7 @@ mod ownership;
 mod policy_server;
 mod postfix;
 mod props;
+mod proxy;
 mod queue;
 mod recipients;
 mod redis_server;
