@@ -122,8 +122,11 @@ impl Config {
         {
             join(file);
         }
-        for target in &mut self.downstream.targets {
-            if let Target::Maildir(p) = target {
+        let routes = self.downstream.route.iter_mut();
+        for target in
+            (self.downstream.targets.iter_mut()).chain(routes.flat_map(|r| &mut r.targets))
+        {
+            if let Target::Maildir(p) | Target::LmtpUnix(p) = target {
                 join(p);
             }
         }
@@ -320,6 +323,28 @@ impl Config {
         }
         if self.downstream.targets.is_empty() {
             return Err(("downstream.targets", "needs at least one target".into()));
+        }
+        for route in &mut self.downstream.route {
+            if route.domains.is_empty() {
+                return Err((
+                    "downstream.route.domains",
+                    "needs at least one domain".into(),
+                ));
+            }
+            if route.targets.is_empty() {
+                return Err((
+                    "downstream.route.targets",
+                    "needs at least one target".into(),
+                ));
+            }
+            for domain in &mut route.domains {
+                let normal = crate::smtp::address::normalize_domain(domain);
+                if !crate::smtp::address::is_domain(&normal) {
+                    let why = format!("`{domain}` is not a domain name");
+                    return Err(("downstream.route.domains", why));
+                }
+                *domain = normal;
+            }
         }
         let r = &mut self.recipients;
         let smtp_target = self
@@ -562,6 +587,41 @@ mod tests {
         assert!(err
             .to_string()
             .contains("server.listen: needs at least one"));
+    }
+
+    #[test]
+    fn routes_and_unix_lmtp_targets() {
+        let c = parse(
+            "[downstream]\ntargets = [\"smtp://mail.example.com\"]\n\
+             [[downstream.route]]\ndomains = [\"Example.ORG.\"]\n\
+             targets = [\"lmtp:unix:/run/dovecot/lmtp\", \"maildir:spare\"]\n",
+        )
+        .unwrap();
+        let org = c.downstream.targets_for("example.org");
+        assert_eq!(org[0], Target::LmtpUnix("/run/dovecot/lmtp".into()));
+        assert_eq!(org[0].to_string(), "lmtp:unix:/run/dovecot/lmtp");
+        assert_eq!(org[1], Target::Maildir("/etc/mxguard/spare".into()));
+        assert_eq!(
+            c.downstream.targets_for("example.com")[0].to_string(),
+            "smtp://mail.example.com:25"
+        );
+        let err = parse("[[downstream.route]]\ndomains = [\"a b\"]\ntargets = [\"smtp://x\"]\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("downstream.route.domains: `a b`"),
+            "{err}"
+        );
+        let err =
+            parse("[[downstream.route]]\ndomains = [\"a.test\"]\ntargets = []\n").unwrap_err();
+        assert!(
+            err.to_string().contains("downstream.route.targets"),
+            "{err}"
+        );
+        let err = parse("[downstream]\ntargets = [\"lmtp:unix:\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("`lmtp:unix:` needs a socket"),
+            "{err}"
+        );
     }
 
     #[test]

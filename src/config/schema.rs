@@ -432,6 +432,9 @@ impl Default for Recipients {
 #[serde(deny_unknown_fields, default)]
 pub struct Downstream {
     pub targets: Vec<Target>,
+    /// `[[downstream.route]]`: targets for some recipient domains (the
+    /// first route naming a domain wins; `targets` for all others).
+    pub route: Vec<Route>,
     pub max_queue_lifetime: HumanDuration,
     pub retry_min: HumanDuration,
     pub retry_max: HumanDuration,
@@ -477,6 +480,7 @@ impl Default for Downstream {
     fn default() -> Self {
         Downstream {
             targets: vec![Target::Maildir(PathBuf::from("mxguard-data/Maildir"))],
+            route: Vec::new(),
             max_queue_lifetime: HumanDuration(Duration::from_secs(5 * 86_400)),
             retry_min: HumanDuration(Duration::from_secs(60)),
             retry_max: HumanDuration(Duration::from_secs(3600)),
@@ -487,6 +491,25 @@ impl Default for Downstream {
             tls_ca_file: None,
         }
     }
+}
+
+impl Downstream {
+    /// The targets for recipients in `domain` (lower case, A-labels): those
+    /// of the first route that names it, else the global ones.
+    pub fn targets_for(&self, domain: &str) -> &[Target] {
+        self.route
+            .iter()
+            .find(|r| r.domains.iter().any(|d| d == domain))
+            .map_or(&self.targets, |r| &r.targets)
+    }
+}
+
+/// One `[[downstream.route]]`: where mail for `domains` goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub domains: Vec<String>,
+    pub targets: Vec<Target>,
 }
 
 /// `[spool]`: the durable queue.
@@ -587,12 +610,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// A downstream target: `smtp://host:port`, `lmtp://host:port` or
-/// `maildir:/path`.
+/// A downstream target: `smtp://host:port`, `lmtp://host:port`,
+/// `lmtp:unix:/path` (Dovecot's socket) or `maildir:/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Smtp { host: String, port: u16 },
     Lmtp { host: String, port: u16 },
+    LmtpUnix(PathBuf),
     Maildir(PathBuf),
 }
 
@@ -607,13 +631,22 @@ impl FromStr for Target {
             }
             return Ok(Target::Maildir(PathBuf::from(path)));
         }
+        if let Some(path) = s.strip_prefix("lmtp:unix:") {
+            if path.is_empty() {
+                return Err(
+                    "`lmtp:unix:` needs a socket, e.g. \"lmtp:unix:/run/dovecot/lmtp\"".into(),
+                );
+            }
+            return Ok(Target::LmtpUnix(PathBuf::from(path)));
+        }
         let (scheme, rest, default_port) = if let Some(r) = s.strip_prefix("smtp://") {
             ("smtp", r, 25)
         } else if let Some(r) = s.strip_prefix("lmtp://") {
             ("lmtp", r, 24)
         } else {
             return Err(format!(
-                "`{s}` is not a target (use smtp://host:port, lmtp://host:port or maildir:/path)"
+                "`{s}` is not a target (use smtp://host:port, lmtp://host:port, \
+                 lmtp:unix:/path or maildir:/path)"
             ));
         };
         let rest = rest.trim_end_matches('/');
@@ -631,6 +664,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Smtp { host, port } => write!(f, "smtp://{}", join_host_port(host, *port)),
             Target::Lmtp { host, port } => write!(f, "lmtp://{}", join_host_port(host, *port)),
+            Target::LmtpUnix(p) => write!(f, "lmtp:unix:{}", p.display()),
             Target::Maildir(p) => write!(f, "maildir:{}", p.display()),
         }
     }

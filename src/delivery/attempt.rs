@@ -1,5 +1,6 @@
-//! One delivery attempt of one queued message: the targets in order until
-//! one answers, per-recipient results honoured (delivered, deferred, failed),
+//! One delivery attempt of one queued message: its recipients split by
+//! route (`[[downstream.route]]`), each route's targets in order until one
+//! answers, per-recipient results honoured (delivered, deferred, failed),
 //! the state saved, and the message removed when done. When a recipient
 //! failed for good or the queue lifetime ran out, a bounce (DSN) is queued
 //! to the sender only if it is verified for the message (SPF pass, or an
@@ -10,6 +11,7 @@ use super::{maildir, Context};
 use crate::config::{Dsn, Target};
 use crate::smtp::client::Encryption;
 use crate::smtp::client::{self as smtp_client, RcptResult};
+use crate::smtp::link::Endpoint;
 use crate::spool::{DeliveryState, Entry, QueueId, SpoolError};
 use std::time::Duration;
 
@@ -104,78 +106,120 @@ pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
     finish(ctx, id, &entry, state, now).await
 }
 
-/// Tries the targets in order; records each recipient's result in `state`.
+/// Delivers each route's recipients (`[[downstream.route]]` by their
+/// domain, the global targets for the others); records each recipient's
+/// result in `state`.
 async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut DeliveryState) {
+    let downstream = &ctx.config.downstream;
+    let mut routes: Vec<(&[Target], Vec<String>)> = Vec::new();
+    for rcpt in pending {
+        let targets = downstream.targets_for(&crate::smtp::address::routing_domain(rcpt));
+        match routes.iter_mut().find(|(t, _)| std::ptr::eq(*t, targets)) {
+            Some((_, rcpts)) => rcpts.push(rcpt.clone()),
+            None => routes.push((targets, vec![rcpt.clone()])),
+        }
+    }
+    for (targets, rcpts) in routes {
+        deliver_route(ctx, entry, targets, &rcpts, state).await;
+    }
+}
+
+/// Tries `targets` in order for `pending`; records each recipient's
+/// result in `state`.
+async fn deliver_route(
+    ctx: &Context,
+    entry: &Entry,
+    targets: &[Target],
+    pending: &[String],
+    state: &mut DeliveryState,
+) {
     let id = &entry.envelope.id;
     let mut last_error = String::from("no target");
-    for target in &ctx.config.downstream.targets {
+    for target in targets {
         // What the connection got of TLS (none for a maildir).
-        let (results, tls) = match target {
+        let endpoint = match target {
             Target::Maildir(dir) => {
                 let results =
                     maildir::deliver(dir, &ctx.config.server.hostname, &entry.path, entry.body)
                         .await
                         .map(|()| vec![RcptResult::Delivered("maildir".into()); pending.len()])
                         .map_err(|e| e.to_string());
-                (results, None)
-            }
-            Target::Smtp { host, port } | Target::Lmtp { host, port } => {
-                let request = smtp_client::Request {
-                    peer: smtp_client::Peer {
-                        host,
-                        port: *port,
-                        lmtp: matches!(target, Target::Lmtp { .. }),
-                        helo: &ctx.config.server.hostname,
-                        connect_timeout: ctx.config.downstream.connect_timeout.0,
-                        command_timeout: ctx.config.downstream.command_timeout.0,
-                    },
-                    from: &entry.envelope.from,
-                    rcpts: pending,
-                    body_8bit: entry.envelope.body_8bit,
-                    message: smtp_client::Message {
-                        path: &entry.path,
-                        offset: entry.body,
-                        len: entry.size,
-                    },
-                };
-                let attempt = smtp_client::deliver(&request, &ctx.tls).await;
-                (
-                    attempt.results.map_err(|e| e.to_string()),
-                    Some(attempt.tls),
-                )
-            }
-        };
-        let tls = tls.as_ref();
-        let relay = target.to_string();
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                for rcpt in pending {
-                    log_result(ctx, id, rcpt, &relay, "deferred", &e, tls);
+                match record(ctx, id, target, pending, results, None, state) {
+                    Ok(()) => return,
+                    Err(e) => last_error = format!("{target}: {e}"),
                 }
-                last_error = format!("{target}: {e}");
                 continue;
             }
-        };
-        for (rcpt, result) in pending.iter().zip(results) {
-            match result {
-                RcptResult::Delivered(reply) => {
-                    log_result(ctx, id, rcpt, &relay, "sent", &reply, tls);
-                    state.delivered.push(rcpt.clone());
-                }
-                RcptResult::Deferred(reply) => {
-                    log_result(ctx, id, rcpt, &relay, "deferred", &reply, tls);
-                    state.last_error = Some(reply);
-                }
-                RcptResult::Failed(reply) => {
-                    log_result(ctx, id, rcpt, &relay, "failed", &reply, tls);
-                    state.failed.push((rcpt.clone(), reply));
-                }
+            Target::Smtp { host, port } | Target::Lmtp { host, port } => {
+                Endpoint::Tcp { host, port: *port }
             }
+            Target::LmtpUnix(path) => Endpoint::Unix(path),
+        };
+        let request = smtp_client::Request {
+            peer: smtp_client::Peer {
+                endpoint,
+                lmtp: !matches!(target, Target::Smtp { .. }),
+                helo: &ctx.config.server.hostname,
+                connect_timeout: ctx.config.downstream.connect_timeout.0,
+                command_timeout: ctx.config.downstream.command_timeout.0,
+            },
+            from: &entry.envelope.from,
+            rcpts: pending,
+            body_8bit: entry.envelope.body_8bit,
+            message: smtp_client::Message {
+                path: &entry.path,
+                offset: entry.body,
+                len: entry.size,
+            },
+        };
+        let attempt = smtp_client::deliver(&request, &ctx.tls).await;
+        let results = attempt.results.map_err(|e| e.to_string());
+        match record(ctx, id, target, pending, results, Some(&attempt.tls), state) {
+            Ok(()) => return,
+            Err(e) => last_error = format!("{target}: {e}"),
         }
-        return;
     }
     state.last_error = Some(last_error);
+}
+
+/// Logs and records one target's results; the error when the target
+/// could not take the message at all (the next one is to be tried).
+fn record(
+    ctx: &Context,
+    id: &QueueId,
+    target: &Target,
+    pending: &[String],
+    results: Result<Vec<RcptResult>, String>,
+    tls: Option<&Encryption>,
+    state: &mut DeliveryState,
+) -> Result<(), String> {
+    let relay = target.to_string();
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            for rcpt in pending {
+                log_result(ctx, id, rcpt, &relay, "deferred", &e, tls);
+            }
+            return Err(e);
+        }
+    };
+    for (rcpt, result) in pending.iter().zip(results) {
+        match result {
+            RcptResult::Delivered(reply) => {
+                log_result(ctx, id, rcpt, &relay, "sent", &reply, tls);
+                state.delivered.push(rcpt.clone());
+            }
+            RcptResult::Deferred(reply) => {
+                log_result(ctx, id, rcpt, &relay, "deferred", &reply, tls);
+                state.last_error = Some(reply);
+            }
+            RcptResult::Failed(reply) => {
+                log_result(ctx, id, rcpt, &relay, "failed", &reply, tls);
+                state.failed.push((rcpt.clone(), reply));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes, quarantines or reschedules the message after an attempt.

@@ -1,16 +1,19 @@
 //! The recipient callout: asks the downstream whether a mailbox exists with
 //! `MAIL FROM:<probe>`, `RCPT TO:<address>`, `RSET` (pipelined when
 //! offered), on a connection kept open for the next probe; every probe is
-//! bounded by `recipients.callout_timeout`. STARTTLS as for delivery
-//! (`downstream.tls`): `required` and `verify` never probe in plaintext.
+//! bounded by `recipients.callout_timeout`. The downstream asked is the
+//! one delivery would use for the address's domain (its
+//! `[[downstream.route]]`, else `downstream.targets`). STARTTLS as for
+//! delivery (`downstream.tls`): `required` and `verify` never probe in
+//! plaintext.
 
-use crate::config::{Config, Target};
+use crate::config::{Config, Downstream, Target};
 use crate::reload::FileError;
 use crate::smtp::client::{self as smtp_client, ClientError, Extensions, Peer};
 use crate::smtp::conn::Conn;
+use crate::smtp::link::{Endpoint, Link};
 use crate::tls::client::DownstreamTls;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 /// What the downstream said about a mailbox.
@@ -41,9 +44,11 @@ fn classify(code: u16, text: &str) -> Probe {
 
 /// An open probe connection.
 struct Open {
-    conn: Conn<TcpStream>,
+    conn: Conn<Link>,
     ext: Extensions,
     since: Instant,
+    /// Whom it is open to.
+    target: Target,
 }
 
 /// Idle connections older than this are not reused.
@@ -52,8 +57,8 @@ const IDLE_REUSE: Duration = Duration::from_secs(30);
 const IDLE_MAX: usize = 4;
 
 pub struct Callout {
-    /// (host, port, lmtp) of the SMTP and LMTP downstream targets, in order.
-    targets: Vec<(String, u16, bool)>,
+    /// The targets and routes of delivery.
+    downstream: Downstream,
     helo: String,
     sender: String,
     connect_timeout: Duration,
@@ -62,13 +67,15 @@ pub struct Callout {
     idle: Mutex<Vec<Open>>,
 }
 
-fn targets_count(config: &Config) -> usize {
-    config
-        .downstream
-        .targets
-        .iter()
-        .filter(|t| !matches!(t, Target::Maildir(_)))
-        .count()
+/// Where a target listens, and whether it speaks LMTP; `None` for a
+/// maildir (nobody to ask).
+fn endpoint(target: &Target) -> Option<(Endpoint<'_>, bool)> {
+    match target {
+        Target::Smtp { host, port } => Some((Endpoint::Tcp { host, port: *port }, false)),
+        Target::Lmtp { host, port } => Some((Endpoint::Tcp { host, port: *port }, true)),
+        Target::LmtpUnix(path) => Some((Endpoint::Unix(path), true)),
+        Target::Maildir(_) => None,
+    }
 }
 
 /// How long a reused connection may take to answer before a fresh one is
@@ -79,27 +86,12 @@ impl Callout {
     /// Fails when `downstream.tls = "verify"` cannot read its CA
     /// certificates.
     pub fn new(config: &Config) -> Result<Callout, FileError> {
-        let targets = config
-            .downstream
-            .targets
-            .iter()
-            .filter_map(|t| match t {
-                Target::Smtp { host, port } => Some((host.clone(), *port, false)),
-                Target::Lmtp { host, port } => Some((host.clone(), *port, true)),
-                Target::Maildir(_) => None,
-            })
-            .collect();
         let r = &config.recipients;
         Ok(Callout {
-            targets,
+            downstream: config.downstream.clone(),
             helo: config.server.hostname.clone(),
             sender: r.probe_sender.clone(),
-            // Each target gets its share of the probe's time.
-            connect_timeout: config
-                .downstream
-                .connect_timeout
-                .0
-                .min(r.callout_timeout.0 / (targets_count(config).max(1) as u32)),
+            connect_timeout: config.downstream.connect_timeout.0,
             timeout: r.callout_timeout.0,
             tls: DownstreamTls::load(&config.downstream)?,
             idle: Mutex::new(Vec::new()),
@@ -115,10 +107,15 @@ impl Callout {
     }
 
     async fn probe_inner(&self, address: &str) -> Probe {
+        let domain = crate::smtp::address::routing_domain(address);
+        let targets: Vec<&Target> = (self.downstream.targets_for(&domain).iter())
+            .filter(|t| endpoint(t).is_some())
+            .collect();
         let reused = {
             let mut idle = self.idle.lock().await;
             idle.retain(|o| o.since.elapsed() < IDLE_REUSE);
-            idle.pop()
+            let mine = idle.iter().rposition(|o| targets.contains(&&o.target));
+            mine.map(|i| idle.swap_remove(i))
         };
         if let Some(open) = reused {
             // A reused connection may have been closed by the downstream;
@@ -129,13 +126,17 @@ impl Callout {
             }
         }
         let mut last = String::from("no smtp:// or lmtp:// target");
-        for (host, port, lmtp) in &self.targets {
+        // Each target gets its share of the probe's time.
+        let share = self.timeout / (targets.len().max(1) as u32);
+        for target in targets.iter().copied() {
+            let Some((endpoint, lmtp)) = endpoint(target) else {
+                continue;
+            };
             let peer = Peer {
-                host,
-                port: *port,
-                lmtp: *lmtp,
+                endpoint,
+                lmtp,
                 helo: &self.helo,
-                connect_timeout: self.connect_timeout,
+                connect_timeout: self.connect_timeout.min(share),
                 command_timeout: self.timeout,
             };
             match smtp_client::open(&peer, &self.tls).await {
@@ -144,13 +145,14 @@ impl Callout {
                         conn: session.conn,
                         ext: session.ext,
                         since: Instant::now(),
+                        target: target.clone(),
                     };
                     return self
                         .ask(open, address)
                         .await
                         .unwrap_or_else(|e| Probe::Unknown(e.to_string()));
                 }
-                Err(failed) => last = format!("{host}:{port}: {}", failed.error),
+                Err(failed) => last = format!("{target}: {}", failed.error),
             }
         }
         Probe::Unknown(last)

@@ -220,6 +220,12 @@ fn parse_domain(text: &str) -> Result<Domain, AddressError> {
     }
 }
 
+/// The domain of a recipient as queued (`local@domain`), as routes and
+/// tables name it: normalized.
+pub fn routing_domain(mailbox: &str) -> String {
+    normalize_domain(mailbox.rsplit_once('@').map_or("", |(_, domain)| domain))
+}
+
 /// Lower case, one trailing dot removed.
 pub fn normalize_domain(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()

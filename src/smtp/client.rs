@@ -3,7 +3,8 @@
 //! (when plaintext is allowed: when offered, once more in plaintext when
 //! the handshake fails; else never in plaintext), MAIL, RCPT and DATA
 //! pipelined when offered, a result per recipient (LMTP: one final reply
-//! per recipient), dot-stuffing on the way out. Every read has a timeout
+//! per recipient), dot-stuffing on the way out. Over a unix socket (LMTP
+//! to Dovecot) there is no STARTTLS: it never leaves the host. Every read has a timeout
 //! and every reply a size bound; every connection says what it got of TLS
 //! ([`Encryption`]).
 //!
@@ -11,10 +12,10 @@
 //! conversation (greeting to QUIT) and reads best in one file.
 
 use super::conn::{Conn, ConnError, Line};
+use super::link::{ConnectError, Endpoint, Link};
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// What the client does about TLS (`downstream.tls`).
 pub trait TlsPolicy {
@@ -63,8 +64,7 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
 /// A downstream host and how to talk to it.
 #[derive(Clone, Copy)]
 pub struct Peer<'a> {
-    pub host: &'a str,
-    pub port: u16,
+    pub endpoint: Endpoint<'a>,
     pub lmtp: bool,
     /// Our name in EHLO/LHLO.
     pub helo: &'a str,
@@ -102,10 +102,8 @@ pub enum RcptResult {
 /// The attempt at this host failed as a whole; try the next target.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("connect to {0}: {1}")]
-    Connect(String, std::io::Error),
-    #[error("connect to {0}: timeout")]
-    ConnectTimeout(String),
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
     #[error("{0}")]
     Conn(#[from] ConnError),
     #[error("malformed reply from downstream")]
@@ -146,10 +144,7 @@ impl Reply {
 const MAX_REPLY_LINE: usize = 2048;
 const MAX_REPLY_LINES: usize = 100;
 
-pub async fn read_reply(
-    conn: &mut Conn<TcpStream>,
-    timeout: Duration,
-) -> Result<Reply, ClientError> {
+pub async fn read_reply(conn: &mut Conn<Link>, timeout: Duration) -> Result<Reply, ClientError> {
     let mut text = Vec::new();
     for _ in 0..MAX_REPLY_LINES {
         let Line::Text(line) = conn.read_line(MAX_REPLY_LINE, timeout).await? else {
@@ -174,7 +169,7 @@ pub async fn read_reply(
 }
 
 async fn command(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<Link>,
     line: &str,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
@@ -193,7 +188,7 @@ impl Extensions {
     }
 }
 
-async fn hello(conn: &mut Conn<TcpStream>, req: &Peer<'_>) -> Result<Extensions, ClientError> {
+async fn hello(conn: &mut Conn<Link>, req: &Peer<'_>) -> Result<Extensions, ClientError> {
     let verb = if req.lmtp { "LHLO" } else { "EHLO" };
     conn.write(format!("{verb} {}\r\n", req.helo).as_bytes());
     conn.flush(req.command_timeout).await?;
@@ -232,6 +227,9 @@ async fn hello(conn: &mut Conn<TcpStream>, req: &Peer<'_>) -> Result<Extensions,
 /// Why a connection without TLS has none (`tls_reason=`).
 const NOT_OFFERED: &str = "not offered";
 const NOT_REACHED: &str = "not reached";
+/// A unix socket never leaves the host: no TLS is asked for, whatever
+/// `downstream.tls` says.
+const LOCAL_SOCKET: &str = "local socket";
 
 /// One attempt at one host: a result per recipient, or why the host could
 /// not take the message; and what the connection got of TLS.
@@ -265,7 +263,7 @@ pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
 
 /// A greeted connection to the downstream, encrypted as the policy asked.
 pub struct Session {
-    pub conn: Conn<TcpStream>,
+    pub conn: Conn<Link>,
     pub ext: Extensions,
     pub tls: Encryption,
 }
@@ -303,6 +301,10 @@ async fn open_once(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Fai
     let (mut conn, ext) = greet(peer)
         .await
         .map_err(fail(Encryption::Plain(NOT_REACHED.into())))?;
+    let Endpoint::Tcp { host, .. } = peer.endpoint else {
+        let tls = Encryption::Plain(LOCAL_SOCKET.into());
+        return Ok(Session { conn, ext, tls });
+    };
     if !ext.has("STARTTLS") {
         return without_tls(peer, tls, conn, ext, NOT_OFFERED.into()).await;
     }
@@ -315,7 +317,7 @@ async fn open_once(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Fai
         let why = format!("STARTTLS refused: {} {}", reply.code, reply.text);
         return without_tls(peer, tls, conn, ext, why).await;
     }
-    let handshake = match server_name(peer.host) {
+    let handshake = match server_name(host) {
         Some(name) => conn
             .connect_tls(tls.config(), name, t)
             .await
@@ -323,7 +325,7 @@ async fn open_once(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Fai
                 ConnError::Handshake(e) => e.to_string(),
                 other => other.to_string(),
             }),
-        None => Err(format!("`{}` is not a name TLS can check", peer.host)),
+        None => Err(format!("`{host}` is not a name TLS can check")),
     };
     if let Err(why) = handshake {
         return Err(Failed {
@@ -351,7 +353,7 @@ async fn open_once(peer: &Peer<'_>, tls: &impl TlsPolicy) -> Result<Session, Fai
 async fn without_tls(
     peer: &Peer<'_>,
     tls: &impl TlsPolicy,
-    mut conn: Conn<TcpStream>,
+    mut conn: Conn<Link>,
     ext: Extensions,
     why: String,
 ) -> Result<Session, Failed> {
@@ -375,16 +377,8 @@ async fn without_tls(
 }
 
 /// Connects, reads the greeting and says EHLO/LHLO.
-async fn greet(peer: &Peer<'_>) -> Result<(Conn<TcpStream>, Extensions), ClientError> {
-    let addr = format!("{}:{}", peer.host, peer.port);
-    let connect = TcpStream::connect((peer.host, peer.port));
-    let stream = match tokio::time::timeout(peer.connect_timeout, connect).await {
-        Err(_) => return Err(ClientError::ConnectTimeout(addr)),
-        Ok(Err(e)) => return Err(ClientError::Connect(addr, e)),
-        Ok(Ok(s)) => s,
-    };
-    // Without it, Nagle and delayed ACK cost ~40 ms per message.
-    let _ = stream.set_nodelay(true);
+async fn greet(peer: &Peer<'_>) -> Result<(Conn<Link>, Extensions), ClientError> {
+    let stream = Link::connect(peer.endpoint, peer.connect_timeout).await?;
     let mut conn = Conn::new(stream);
     let greeting = read_reply(&mut conn, peer.command_timeout).await?;
     if !greeting.is_ok() {
@@ -399,7 +393,7 @@ async fn greet(peer: &Peer<'_>) -> Result<(Conn<TcpStream>, Extensions), ClientE
 
 /// MAIL, RCPT…, DATA and the message; a result for every recipient.
 async fn transaction(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<Link>,
     req: &Request<'_>,
     ext: &Extensions,
 ) -> Result<Vec<RcptResult>, ClientError> {
@@ -502,7 +496,7 @@ const SEND_CHUNK: usize = 64 * 1024;
 /// `.`, read from its file and sent a chunk at a time (never the whole
 /// message in memory).
 async fn send_dot_stuffed(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<Link>,
     message: Message<'_>,
     t: Duration,
 ) -> Result<(), ClientError> {
