@@ -68,6 +68,10 @@ fn spool(c: &mut Criterion) {
         from: "<a@example.org>".into(),
         body_8bit: false,
         rcpts: vec!["<user1@example.test>".into()],
+        smtputf8: false,
+        dsn: Default::default(),
+        client_name: None,
+        esmtp: true,
     };
     let mut group = c.benchmark_group("spool");
     group.throughput(Throughput::Elements(1));

@@ -320,10 +320,7 @@ pub async fn run(cx: &Context<'_>, trial: &Trial) -> Result<(String, Verdict), T
     let mut evidence = Known(results);
     let envelope = pipeline.envelope(client, &mut evidence, Upto::Mail).await;
     let _ = writeln!(out, "score    {}", envelope.score);
-    let sender = from.clone().unwrap_or(Path {
-        mailbox: None,
-        source_route: false,
-    });
+    let sender = from.clone().unwrap_or(Path::null());
     let mut stage = pipeline.mail(client, &sender).await;
     if stage.refusal.is_none() {
         stage = match &rcpt {

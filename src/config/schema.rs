@@ -447,6 +447,9 @@ pub struct Downstream {
     /// PEM CA certificates that `tls = "verify"` trusts (default: the
     /// system's bundle).
     pub tls_ca_file: Option<PathBuf>,
+    /// Tell a downstream that offers XCLIENT or XFORWARD who the original
+    /// client was.
+    pub xclient: bool,
 }
 
 /// `downstream.tls`: how much the connection to the downstream must be
@@ -489,6 +492,7 @@ impl Default for Downstream {
             concurrency: 20,
             tls: DownstreamTls::Opportunistic,
             tls_ca_file: None,
+            xclient: true,
         }
     }
 }

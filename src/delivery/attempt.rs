@@ -4,7 +4,8 @@
 //! the state saved, and the message removed when done. When a recipient
 //! failed for good or the queue lifetime ran out, a bounce (DSN) is queued
 //! to the sender only if it is verified for the message (SPF pass, or an
-//! aligned DKIM pass) and `delivery.dsn` allows it; otherwise the message
+//! aligned DKIM pass), `delivery.dsn` allows it and the sender asked for
+//! it (RFC 3461 NOTIFY); otherwise the message
 //! goes to the quarantine. Never a bounce to a sender that could be forged.
 
 use super::{maildir, Context};
@@ -119,9 +120,27 @@ async fn deliver(ctx: &Context, entry: &Entry, pending: &[String], state: &mut D
             None => routes.push((targets, vec![rcpt.clone()])),
         }
     }
+    let needs_smtputf8 = needs_smtputf8(ctx, entry).await;
     for (targets, rcpts) in routes {
-        deliver_route(ctx, entry, targets, &rcpts, state).await;
+        deliver_route(ctx, entry, targets, &rcpts, needs_smtputf8, state).await;
     }
+}
+
+/// Whether a message received with SMTPUTF8 needs it downstream: an
+/// address or a header beyond ASCII (a header that cannot be read counts
+/// as one: the message is never downgraded).
+async fn needs_smtputf8(ctx: &Context, entry: &Entry) -> bool {
+    let env = &entry.envelope;
+    if !env.smtputf8 {
+        return false;
+    }
+    if !env.from.is_ascii() || env.rcpts.iter().any(|r| !r.is_ascii()) {
+        return true;
+    }
+    let (stored, max) = (entry.clone(), ctx.config.limits.max_header_size);
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let read = tokio::task::spawn_blocking(move || stored.header_block(max)).await;
+    !matches!(read, Ok(Ok(header)) if header.is_ascii())
 }
 
 /// Tries `targets` in order for `pending`; records each recipient's
@@ -131,9 +150,11 @@ async fn deliver_route(
     entry: &Entry,
     targets: &[Target],
     pending: &[String],
+    needs_smtputf8: bool,
     state: &mut DeliveryState,
 ) {
-    let id = &entry.envelope.id;
+    let env = &entry.envelope;
+    let id = &env.id;
     let mut last_error = String::from("no target");
     for target in targets {
         // What the connection got of TLS (none for a maildir).
@@ -163,9 +184,22 @@ async fn deliver_route(
                 connect_timeout: ctx.config.downstream.connect_timeout.0,
                 command_timeout: ctx.config.downstream.command_timeout.0,
             },
-            from: &entry.envelope.from,
+            from: &env.from,
             rcpts: pending,
-            body_8bit: entry.envelope.body_8bit,
+            body_8bit: env.body_8bit,
+            smtputf8: env.smtputf8,
+            needs_smtputf8,
+            dsn: &env.dsn,
+            origin: ctx
+                .config
+                .downstream
+                .xclient
+                .then_some(smtp_client::Origin {
+                    addr: env.client,
+                    name: env.client_name.as_deref(),
+                    helo: &env.helo,
+                    esmtp: env.esmtp,
+                }),
             message: smtp_client::Message {
                 path: &entry.path,
                 offset: entry.body,
@@ -174,7 +208,11 @@ async fn deliver_route(
         };
         let attempt = smtp_client::deliver(&request, &ctx.tls).await;
         let results = attempt.results.map_err(|e| e.to_string());
-        match record(ctx, id, target, pending, results, Some(&attempt.tls), state) {
+        let link = Link {
+            tls: &attempt.tls,
+            origin: attempt.origin_told,
+        };
+        match record(ctx, id, target, pending, results, Some(&link), state) {
             Ok(()) => return,
             Err(e) => last_error = format!("{target}: {e}"),
         }
@@ -190,7 +228,7 @@ fn record(
     target: &Target,
     pending: &[String],
     results: Result<Vec<RcptResult>, String>,
-    tls: Option<&Encryption>,
+    tls: Option<&Link>,
     state: &mut DeliveryState,
 ) -> Result<(), String> {
     let relay = target.to_string();
@@ -261,8 +299,19 @@ async fn finish(
             Err(e) => return keep_for_retry(ctx, id, state, now, e).await,
         }
     }
-    if let Some(verified) = bounce_allowed(ctx, entry).await {
-        match queue_dsn(ctx, entry, &state).await {
+    // The recipients whose sender wants to hear of a failure (RFC 3461:
+    // all but those given NOTIFY without FAILURE).
+    let dsn = &entry.envelope.dsn;
+    let notices: Vec<(String, String)> = (state.failed.iter())
+        .filter(|(rcpt, _)| dsn.rcpt(rcpt).is_none_or(|p| p.wants_failure_notice()))
+        .cloned()
+        .collect();
+    let verified = match notices.is_empty() {
+        true => None,
+        false => bounce_allowed(ctx, entry).await,
+    };
+    if let Some(verified) = verified {
+        match queue_dsn(ctx, entry, &notices).await {
             Ok(dsn_id) => {
                 let (spool, task_id) = (ctx.spool.clone(), id.clone());
                 if let Err(e) = blocking(move || spool.remove(&task_id)).await {
@@ -325,7 +374,11 @@ async fn bounce_allowed(ctx: &Context, entry: &Entry) -> Option<String> {
 }
 
 /// Queues the DSN (from the null sender to the original sender).
-async fn queue_dsn(ctx: &Context, entry: &Entry, state: &DeliveryState) -> Result<QueueId, String> {
+async fn queue_dsn(
+    ctx: &Context,
+    entry: &Entry,
+    failed: &[(String, String)],
+) -> Result<QueueId, String> {
     let hostname = &ctx.config.server.hostname;
     let envelope = crate::spool::Envelope {
         id: QueueId::generate(),
@@ -340,6 +393,11 @@ async fn queue_dsn(ctx: &Context, entry: &Entry, state: &DeliveryState) -> Resul
             .trim_start_matches('<')
             .trim_end_matches('>')
             .to_string()],
+        // The original sender may be a UTF-8 address.
+        smtputf8: entry.envelope.smtputf8,
+        dsn: Default::default(),
+        client_name: None,
+        esmtp: true,
     };
     // The original headers go back to the sender, within a bound.
     let stored = entry.clone();
@@ -351,7 +409,7 @@ async fn queue_dsn(ctx: &Context, entry: &Entry, state: &DeliveryState) -> Resul
     let report = super::dsn::build(
         hostname,
         &entry.envelope,
-        &state.failed,
+        failed,
         &headers,
         envelope.id.as_str(),
     );
@@ -379,7 +437,7 @@ async fn quarantine(
                 .kv("reason", quarantine_reason(&state))
                 .kv(
                     "bounce",
-                    "none (sender not verified, or delivery.dsn = never)",
+                    "none (sender not verified, delivery.dsn = never, or NOTIFY without FAILURE)",
                 )
                 .emit();
             Outcome::Done
@@ -420,7 +478,7 @@ async fn keep_for_retry(
 }
 
 /// One `delivery` line; over SMTP/LMTP with `tls=` (the version, or `none`
-/// and `tls_reason=`).
+/// and `tls_reason=`) and `origin=` when the client was told.
 fn log_result(
     ctx: &Context,
     id: &QueueId,
@@ -428,8 +486,9 @@ fn log_result(
     relay: &str,
     status: &str,
     reply: &str,
-    tls: Option<&Encryption>,
+    link: Option<&Link>,
 ) {
+    let tls = link.map(|l| l.tls);
     ctx.log
         .event("delivery")
         .kv("queue_id", id)
@@ -438,8 +497,16 @@ fn log_result(
         .kv("status", status)
         .opt("tls", tls.map(Encryption::version))
         .opt("tls_reason", tls.and_then(Encryption::reason))
+        .opt("origin", link.and_then(|l| l.origin))
         .kv("reply", reply)
         .emit();
+}
+
+/// What a connection to an SMTP or LMTP target got: its TLS, and how the
+/// original client was told (`xclient`, `xforward`).
+struct Link<'a> {
+    tls: &'a Encryption,
+    origin: Option<&'static str>,
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ mod tests {
             from: "<a@client.example>".into(),
             body_8bit: false,
             rcpts: vec!["gone@example.com".into()],
+            smtputf8: false,
+            dsn: Default::default(),
+            client_name: None,
+            esmtp: true,
         };
         let failed = vec![(
             "gone@example.com".to_string(),

@@ -60,7 +60,15 @@ pub struct Dns {
     timeout: Duration,
     /// PTR answers (found or not found; failures are asked again), since
     /// the pool has no cache of its own.
-    ptr_cache: Mutex<HashMap<IpAddr, (Instant, PtrAnswer)>>,
+    ptr_cache: Mutex<HashMap<IpAddr, PtrEntry>>,
+}
+
+/// A cached PTR answer, and the name a check confirmed from it.
+struct PtrEntry {
+    at: Instant,
+    answer: PtrAnswer,
+    /// The PTR name that resolves back to the address (FCrDNS).
+    confirmed: Option<String>,
 }
 
 /// What the end of DATA learned about a message.
@@ -201,9 +209,31 @@ impl Dns {
     /// `unknown` when there is none.
     pub fn known_ptr(&self, ip: IpAddr) -> Option<String> {
         let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-        match &cache.get(&ip)?.1 {
+        match &cache.get(&ip)?.answer {
             Answer::Found(names) => names.first().cloned(),
             _ => Some("unknown".into()),
+        }
+    }
+
+    /// Records that `name`, a PTR name of `ip`, resolves back to it.
+    pub fn note_confirmed(&self, ip: IpAddr, name: &str) {
+        let mut cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = cache.get_mut(&ip) {
+            entry.confirmed = Some(name.to_string());
+        }
+    }
+
+    /// The client's verified name as a check has established it (never a
+    /// lookup of its own), in XCLIENT's words: the forward-confirmed PTR
+    /// name, `[UNAVAILABLE]` when it has no PTR; `None` when no check
+    /// looked, or none could be confirmed.
+    pub fn known_name(&self, ip: IpAddr) -> Option<String> {
+        let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.get(&ip)?;
+        match (&entry.confirmed, &entry.answer) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Answer::NotFound) => Some("[UNAVAILABLE]".into()),
+            _ => None,
         }
     }
 
@@ -213,8 +243,8 @@ impl Dns {
             let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
             cache
                 .get(&ip)
-                .filter(|(at, _)| at.elapsed() < PTR_CACHE_TTL)
-                .map(|(_, a)| a.clone())
+                .filter(|e| e.at.elapsed() < PTR_CACHE_TTL)
+                .map(|e| e.answer.clone())
         };
         if let Some(answer) = cached {
             return answer;
@@ -225,7 +255,12 @@ impl Dns {
             if cache.len() >= PTR_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(ip, (Instant::now(), answer.clone()));
+            let entry = PtrEntry {
+                at: Instant::now(),
+                answer: answer.clone(),
+                confirmed: None,
+            };
+            cache.insert(ip, entry);
         }
         answer
     }

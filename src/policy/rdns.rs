@@ -85,6 +85,7 @@ impl Checks {
                 Answer::Found(ips)
                     if ips.iter().any(|ip| crate::net::canonical_ip(*ip) == client) =>
                 {
+                    self.dns.note_confirmed(client, name);
                     confirmed = Some(name.clone());
                     break;
                 }

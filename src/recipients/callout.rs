@@ -152,7 +152,7 @@ impl Callout {
                         .await
                         .unwrap_or_else(|e| Probe::Unknown(e.to_string()));
                 }
-                Err(failed) => last = format!("{target}: {}", failed.error),
+                Err(failed) => last = format!("{endpoint}: {}", failed.error),
             }
         }
         Probe::Unknown(last)
@@ -162,8 +162,18 @@ impl Callout {
     /// is still usable.
     async fn ask(&self, mut open: Open, address: &str) -> Result<Probe, ClientError> {
         let t = self.timeout;
+        // A UTF-8 address is asked about only with SMTPUTF8: without it, a
+        // refusal would say nothing about the mailbox.
+        let utf8 = match (address.is_ascii(), open.ext.has("SMTPUTF8")) {
+            (true, _) => "",
+            (false, true) => " SMTPUTF8",
+            (false, false) => {
+                let why = "the downstream does not offer SMTPUTF8 to ask about a UTF-8 address";
+                return Ok(Probe::Unknown(why.into()));
+            }
+        };
         let lines = [
-            format!("MAIL FROM:<{}>", self.sender),
+            format!("MAIL FROM:<{}>{utf8}", self.sender),
             format!("RCPT TO:<{address}>"),
             "RSET".to_string(),
         ];

@@ -19,7 +19,7 @@ use crate::policy::pipeline::{Front, Pipeline};
 use crate::policy::session_checks::SessionChecks;
 use crate::services::Services;
 use crate::smtp::address::{Domain, Mailbox, Path};
-use crate::smtp::command::{self, Command, CommandError};
+use crate::smtp::command::{self, Command, CommandError, MailParams, RcptParams};
 use crate::smtp::conn::{Conn, ConnError, Line};
 use crate::smtp::reply::Reply;
 use std::collections::HashSet;
@@ -44,8 +44,10 @@ enum Flow {
 /// The mail transaction between MAIL and the end of DATA.
 struct Transaction {
     from: Path,
-    body_8bit: bool,
+    params: MailParams,
     rcpts: Vec<Mailbox>,
+    /// The accepted recipients given DSN parameters, with them.
+    rcpt_dsn: Vec<(String, RcptParams)>,
 }
 
 /// What the session counts, for its summary line.
@@ -437,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Command::Helo(name) => Box::pin(self.greet(name, false)).await,
             Command::Ehlo(name) => Box::pin(self.greet(name, true)).await,
             Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
-            Command::Rcpt { to } => Box::pin(self.rcpt(to)).await,
+            Command::Rcpt { to, params } => Box::pin(self.rcpt(to, params)).await,
             Command::RcptPostmaster => {
                 let config = &self.svc.config;
                 let domain = config
@@ -451,8 +453,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         domain: Domain::Name(domain.clone()),
                     }),
                     source_route: false,
+                    utf8: false,
                 };
-                Box::pin(self.rcpt(to)).await
+                Box::pin(self.rcpt(to, RcptParams::default())).await
             }
             Command::Data => Box::pin(self.data()).await,
             Command::Rset => {

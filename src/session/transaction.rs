@@ -8,7 +8,7 @@ use crate::lifecycle::Phase;
 use crate::message::intake::{Flaw, Intake};
 use crate::policy::pipeline::Upto;
 use crate::smtp::address::Path;
-use crate::smtp::command::MailParams;
+use crate::smtp::command::{DsnRequest, MailParams, RcptParams};
 use crate::smtp::conn::ConnError;
 use crate::smtp::data::{DataDecoder, DataOutcome};
 use crate::smtp::received::{self, Trace};
@@ -40,6 +40,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             format!("SIZE {}", self.svc.config.limits.max_message_size),
             "8BITMIME".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            "SMTPUTF8".to_string(),
+            "DSN".to_string(),
         ];
         if self.svc.tls.is_some() && !self.conn.is_tls() {
             lines.push("STARTTLS".to_string());
@@ -88,6 +90,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
             return self.protocol_error("mail", "protocol", None, reply);
         }
+        if from.utf8 && !params.smtputf8 {
+            return self.refuse("mail", "smtputf8", None, non_ascii(&from));
+        }
         if params
             .size
             .is_some_and(|s| s > self.svc.config.limits.max_message_size)
@@ -101,8 +106,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.checks.on_mail(&helo, &from);
         self.tx = Some(Transaction {
             from,
-            body_8bit: params.body_8bit,
+            params,
             rcpts: Vec::new(),
+            rcpt_dsn: Vec::new(),
         });
         if self.pipeline.refuses_at_once() {
             if let Some(refusal) = self.decide(Upto::Mail, None).await {
@@ -115,11 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.ok(Reply::new(250, "2.1.0", "Ok"))
     }
 
-    pub(super) async fn rcpt(&mut self, to: Path) -> Flow {
+    pub(super) async fn rcpt(&mut self, to: Path, params: RcptParams) -> Flow {
         let Some(tx) = &self.tx else {
             let reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
             return self.protocol_error("rcpt", "protocol", Some(&to), reply);
         };
+        if to.utf8 && !tx.params.smtputf8 {
+            return self.refuse("rcpt", "smtputf8", Some(&to), non_ascii(&to));
+        }
         if tx.rcpts.len() >= self.svc.config.limits.max_recipients {
             let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
@@ -137,6 +146,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
+            if params != RcptParams::default() {
+                tx.rcpt_dsn.push((mailbox.to_string(), params));
+            }
             tx.rcpts.push(mailbox);
         }
         self.ok(Reply::new(250, "2.1.5", "Ok"))
@@ -273,8 +285,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             client: self.client,
             helo: self.helo.clone().unwrap_or_default(),
             from: tx.from.to_string(),
-            body_8bit: tx.body_8bit,
+            body_8bit: tx.params.body_8bit,
             rcpts: tx.rcpts.iter().map(ToString::to_string).collect(),
+            smtputf8: tx.params.smtputf8,
+            dsn: DsnRequest {
+                ret: tx.params.ret.clone(),
+                envid: tx.params.envid.clone(),
+                rcpts: tx.rcpt_dsn.clone(),
+            },
+            client_name: self.svc.policy.checks.dns.known_name(self.client),
+            esmtp: self.esmtp,
         })
     }
 
@@ -393,4 +413,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
         self.refuse("data", "spool", None, reply)
     }
+}
+
+/// The refusal of an address beyond ASCII in a transaction begun without
+/// `SMTPUTF8` (RFC 6531 3.5).
+fn non_ascii(path: &Path) -> Reply {
+    let text = format!("{path}: Error: non-ASCII address needs MAIL FROM with SMTPUTF8");
+    Reply::new(553, "5.6.7", text)
 }

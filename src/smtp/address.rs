@@ -1,14 +1,16 @@
-//! Envelope addresses (RFC 5321 section 4.1.2): parsing `<path>` arguments of
-//! MAIL and RCPT into a [`Path`], and spotting the address tricks that
-//! old mailers turned into open relays (percent hack, `!` paths, quoted
-//! local parts holding an `@`, source routes, address literals).
+//! Envelope addresses (RFC 5321 section 4.1.2, and RFC 6531's UTF-8 ones):
+//! parsing `<path>` arguments of MAIL and RCPT into a [`Path`], domains
+//! compared as A-labels (IDNA), and spotting the address tricks that old
+//! mailers turned into open relays (percent hack, `!` paths, quoted local
+//! parts holding an `@`, source routes, address literals).
 
 use std::fmt;
 
 /// The domain of a mailbox: a host name, or an address literal `[…]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Domain {
-    /// Lower case, without a trailing dot.
+    /// Lower case, without a trailing dot; an internationalized name in
+    /// its A-labels (`xn--…`), however it was written.
     Name(String),
     /// The literal as written, brackets included.
     Literal(String),
@@ -17,7 +19,8 @@ pub enum Domain {
 /// `local@domain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
-    /// As written: a dot-string, or a quoted string with its quotes.
+    /// As written: a dot-string, or a quoted string with its quotes; may
+    /// hold UTF-8 (RFC 6531).
     pub local: String,
     pub domain: Domain,
 }
@@ -29,6 +32,8 @@ pub struct Path {
     pub mailbox: Option<Mailbox>,
     /// The client wrote a source route (`<@relay:user@domain>`).
     pub source_route: bool,
+    /// Written with characters beyond ASCII (it needs `SMTPUTF8`).
+    pub utf8: bool,
 }
 
 /// Why an address could not be parsed.
@@ -101,6 +106,17 @@ impl fmt::Display for Mailbox {
     }
 }
 
+impl Path {
+    /// The null path `<>`.
+    pub fn null() -> Path {
+        Path {
+            mailbox: None,
+            source_route: false,
+            utf8: false,
+        }
+    }
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match &self.mailbox {
@@ -124,10 +140,7 @@ pub fn parse_path(text: &str) -> Result<Path, AddressError> {
         return Err(AddressError::TooLong);
     }
     if inner.is_empty() {
-        return Ok(Path {
-            mailbox: None,
-            source_route: false,
-        });
+        return Ok(Path::null());
     }
     let (source_route, mailbox_text) = if inner.starts_with('@') {
         let (route, rest) = inner.split_once(':').ok_or(AddressError::Route)?;
@@ -142,6 +155,7 @@ pub fn parse_path(text: &str) -> Result<Path, AddressError> {
     Ok(Path {
         mailbox: Some(parse_mailbox(mailbox_text)?),
         source_route,
+        utf8: !inner.is_ascii(),
     })
 }
 
@@ -159,6 +173,7 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, AddressError> {
         (local, &text[at..])
     };
     let domain = rest.strip_prefix('@').ok_or(AddressError::NoDomain)?;
+    // RFC 6531 counts octets too.
     if local.len() > MAX_LOCAL {
         return Err(AddressError::TooLong);
     }
@@ -176,7 +191,9 @@ fn quoted_end(text: &str) -> Option<usize> {
         match bytes[i] {
             b'\\' if i + 1 < bytes.len() && (32..=126).contains(&bytes[i + 1]) => i += 2,
             b'"' => return Some(i + 1),
-            32..=126 => i += 1,
+            // Printable ASCII, or UTF-8 (the text is a str: whole
+            // characters only).
+            32..=126 | 0x80.. => i += 1,
             _ => return None,
         }
     }
@@ -187,10 +204,11 @@ fn is_atext(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&c)
 }
 
+/// Atoms of atext, or of UTF-8 beyond ASCII (RFC 6531's `atext`).
 fn is_dot_string(s: &str) -> bool {
     !s.is_empty()
         && s.split('.')
-            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+            .all(|atom| !atom.is_empty() && atom.bytes().all(|c| is_atext(c) || c >= 0x80))
 }
 
 fn parse_domain(text: &str) -> Result<Domain, AddressError> {
@@ -226,9 +244,16 @@ pub fn routing_domain(mailbox: &str) -> String {
     normalize_domain(mailbox.rsplit_once('@').map_or("", |(_, domain)| domain))
 }
 
-/// Lower case, one trailing dot removed.
+/// Lower case, one trailing dot removed; a name written with U-labels in
+/// its A-labels (IDNA, UTS #46), so that every table, list and route
+/// compares one form. A name IDNA refuses is left as it is (and is then no
+/// [`is_domain`]).
 pub fn normalize_domain(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    idna::domain_to_ascii(name).unwrap_or_else(|_| name.to_string())
 }
 
 /// A syntactically valid host name: dot-separated labels of letters,
@@ -280,6 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn utf8_addresses_have_a_labels_and_say_so() {
+        let path = parse_path("<用户@例子.测试>").unwrap();
+        assert!(path.utf8);
+        let m = path.mailbox.unwrap();
+        assert_eq!(m.local, "用户");
+        assert_eq!(m.domain, Domain::Name("xn--fsqu00a.xn--0zwm56d".into()));
+        assert_eq!(m.to_string(), "用户@xn--fsqu00a.xn--0zwm56d");
+        let quoted = mailbox("<\"j\u{f6}rg m\"@example.com>");
+        assert_eq!(quoted.local_unquoted(), "j\u{f6}rg m");
+        // Only the domain beyond ASCII: still needs SMTPUTF8 as written.
+        let idn = parse_path("<info@b\u{fc}cher.example>").unwrap();
+        assert!(idn.utf8);
+        assert_eq!(
+            idn.mailbox.unwrap().to_string(),
+            "info@xn--bcher-kva.example"
+        );
+        assert!(!parse_path("<info@xn--bcher-kva.example>").unwrap().utf8);
+        assert_eq!(
+            routing_domain("x@B\u{dc}CHER.example."),
+            "xn--bcher-kva.example"
+        );
+        // 64 octets, not characters: 22 three-octet characters are 66.
+        let long = format!("<{}@example.com>", "用".repeat(22));
+        assert_eq!(parse_path(&long), Err(AddressError::TooLong));
+    }
+
+    #[test]
     fn garbage_is_refused() {
         for bad in [
             "<user>",
@@ -296,6 +348,10 @@ mod tests {
         ] {
             assert!(parse_path(bad).is_err(), "{bad} should be refused");
         }
+        assert_eq!(
+            parse_path("<user@b\u{fc}cher.example>"),
+            parse_path("<user@B\u{dc}CHER.example>"),
+        );
         let long = format!("<{}@example.com>", "a".repeat(65));
         assert_eq!(parse_path(&long), Err(AddressError::TooLong));
         // Found by fuzzing: a bare address of 255 octets is 257 with brackets.

@@ -1,7 +1,10 @@
 //! The SMTP and LMTP client that hands messages to the downstream (and
 //! asks it about recipients): EHLO/LHLO, STARTTLS as a [`TlsPolicy`] says
 //! (when plaintext is allowed: when offered, once more in plaintext when
-//! the handshake fails; else never in plaintext), MAIL, RCPT and DATA
+//! the handshake fails; else never in plaintext), the original client told
+//! with XCLIENT or XFORWARD when offered, MAIL (SMTPUTF8 and the DSN
+//! parameters passed on when offered; a message that needs SMTPUTF8 never
+//! goes to a downstream without it), RCPT and DATA
 //! pipelined when offered, a result per recipient (LMTP: one final reply
 //! per recipient), dot-stuffing on the way out. Over a unix socket (LMTP
 //! to Dovecot) there is no STARTTLS: it never leaves the host. Every read has a timeout
@@ -11,6 +14,7 @@
 //! Size: about 570 lines of code and 40 of tests; the client is one
 //! conversation (greeting to QUIT) and reads best in one file.
 
+use super::command::DsnRequest;
 use super::conn::{Conn, ConnError, Line};
 use super::link::{ConnectError, Endpoint, Link};
 use rustls::pki_types::ServerName;
@@ -79,7 +83,29 @@ pub struct Request<'a> {
     pub from: &'a str,
     pub rcpts: &'a [String],
     pub body_8bit: bool,
+    /// Received with `SMTPUTF8`: passed on to a downstream that offers it.
+    pub smtputf8: bool,
+    /// The message cannot go without SMTPUTF8 (an address or a header
+    /// beyond ASCII): a downstream without it fails every recipient; it is
+    /// never downgraded.
+    pub needs_smtputf8: bool,
+    /// The sender's DSN parameters, passed on to a downstream that offers
+    /// DSN.
+    pub dsn: &'a DsnRequest,
+    /// The original client, told to a downstream that offers XCLIENT or
+    /// XFORWARD (`None`: told nothing).
+    pub origin: Option<Origin<'a>>,
     pub message: Message<'a>,
+}
+
+/// Who sent the message to us, for the downstream's logs and checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub addr: std::net::IpAddr,
+    /// Verified host name, or `[UNAVAILABLE]`; `None`: not known.
+    pub name: Option<&'a str>,
+    pub helo: &'a str,
+    pub esmtp: bool,
 }
 
 /// Where the message to send is: `len` octets at `offset` in the file at
@@ -184,7 +210,15 @@ pub struct Extensions(Vec<String>);
 
 impl Extensions {
     pub fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|e| e.split(' ').next() == Some(name))
+        self.params(name).is_some()
+    }
+
+    /// The words after an extension's name (XCLIENT's attributes).
+    fn params(&self, name: &str) -> Option<Vec<&str>> {
+        self.0.iter().find_map(|e| {
+            let mut words = e.split(' ');
+            (words.next() == Some(name)).then(|| words.collect())
+        })
     }
 }
 
@@ -236,6 +270,8 @@ const LOCAL_SOCKET: &str = "local socket";
 pub struct Attempt {
     pub results: Result<Vec<RcptResult>, ClientError>,
     pub tls: Encryption,
+    /// How the original client was told (`xclient`, `xforward`), if it was.
+    pub origin_told: Option<&'static str>,
 }
 
 /// Delivers to one host, with TLS as `tls` says.
@@ -246,8 +282,22 @@ pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
             return Attempt {
                 results: Err(failed.error),
                 tls: failed.tls,
+                origin_told: None,
             }
         }
+    };
+    let origin_told = match req.origin {
+        Some(origin) => match introduce(&mut session, &origin, &req.peer).await {
+            Ok(told) => told,
+            Err(error) => {
+                return Attempt {
+                    results: Err(error),
+                    tls: session.tls,
+                    origin_told: None,
+                }
+            }
+        },
+        None => None,
     };
     let results = transaction(&mut session.conn, req, &session.ext).await;
     if results.is_ok() {
@@ -258,7 +308,69 @@ pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
     Attempt {
         results,
         tls: session.tls,
+        origin_told,
     }
+}
+
+/// Tells the downstream who the original client is, with XCLIENT (then
+/// greets again, as the protocol wants) or else XFORWARD, giving the
+/// attributes it offers. A downstream that refuses gets the message
+/// anyway, without them.
+async fn introduce(
+    session: &mut Session,
+    origin: &Origin<'_>,
+    peer: &Peer<'_>,
+) -> Result<Option<&'static str>, ClientError> {
+    let (verb, offered) = match (
+        session.ext.params("XCLIENT"),
+        session.ext.params("XFORWARD"),
+    ) {
+        (Some(attrs), _) => ("XCLIENT", attrs),
+        (None, Some(attrs)) => ("XFORWARD", attrs),
+        (None, None) => return Ok(None),
+    };
+    let addr = match origin.addr {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("IPV6:{v6}"),
+    };
+    let proto = if origin.esmtp { "ESMTP" } else { "SMTP" };
+    let mut line = verb.to_string();
+    for (name, value) in [
+        ("ADDR", Some(addr.as_str())),
+        ("NAME", origin.name),
+        ("HELO", Some(origin.helo).filter(|h| !h.is_empty())),
+        ("PROTO", Some(proto)),
+    ] {
+        if let (true, Some(value)) = (offered.contains(&name), value) {
+            line.push_str(&format!(" {name}={}", xtext(value)));
+        }
+    }
+    if line.len() == verb.len() {
+        return Ok(None);
+    }
+    let t = peer.command_timeout;
+    let reply = command(&mut session.conn, &line, t).await?;
+    match (verb, reply.code) {
+        ("XCLIENT", 220) => {
+            session.ext = hello(&mut session.conn, peer).await?;
+            Ok(Some("xclient"))
+        }
+        ("XFORWARD", 250) => Ok(Some("xforward")),
+        _ => Ok(None),
+    }
+}
+
+/// RFC 3461's xtext: `+`, `=`, and what is not printable ASCII as `+HH`.
+fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'+' | b'=' => out.push_str(&format!("+{b:02X}")),
+            33..=126 => out.push(char::from(b)),
+            _ => out.push_str(&format!("+{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A greeted connection to the downstream, encrypted as the policy asked.
@@ -398,16 +510,45 @@ async fn transaction(
     ext: &Extensions,
 ) -> Result<Vec<RcptResult>, ClientError> {
     let t = req.peer.command_timeout;
+    let utf8 = ext.has("SMTPUTF8");
+    if req.needs_smtputf8 && !utf8 {
+        let why = "550 5.6.7 the downstream does not offer SMTPUTF8, which the message needs \
+                   (it is never downgraded)";
+        return Ok(vec![RcptResult::Failed(why.into()); req.rcpts.len()]);
+    }
     let mut mail = format!("MAIL FROM:{}", req.from);
     if req.body_8bit && ext.has("8BITMIME") {
         mail.push_str(" BODY=8BITMIME");
     }
+    if req.smtputf8 && utf8 {
+        mail.push_str(" SMTPUTF8");
+    }
     if ext.has("SIZE") {
         mail.push_str(&format!(" SIZE={}", req.message.len));
     }
+    let dsn = ext.has("DSN");
+    if dsn {
+        if let Some(ret) = &req.dsn.ret {
+            mail.push_str(&format!(" RET={ret}"));
+        }
+        if let Some(envid) = &req.dsn.envid {
+            mail.push_str(&format!(" ENVID={envid}"));
+        }
+    }
     let pipelining = ext.has("PIPELINING");
     let mut batch = vec![mail];
-    batch.extend(req.rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
+    batch.extend(req.rcpts.iter().map(|r| {
+        let mut line = format!("RCPT TO:<{r}>");
+        if let (true, Some(params)) = (dsn, req.dsn.rcpt(r)) {
+            if let Some(notify) = &params.notify {
+                line.push_str(&format!(" NOTIFY={notify}"));
+            }
+            if let Some(orcpt) = &params.orcpt {
+                line.push_str(&format!(" ORCPT={orcpt}"));
+            }
+        }
+        line
+    }));
     batch.push("DATA".to_string());
 
     let mut replies = Vec::with_capacity(batch.len());
@@ -577,6 +718,13 @@ mod tests {
             (plain.version(), plain.reason()),
             ("none", Some("not offered"))
         );
+    }
+
+    #[test]
+    fn xclient_values_are_xtext() {
+        assert_eq!(xtext("mail.example.com"), "mail.example.com");
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(xtext("[UNAVAILABLE]"), "[UNAVAILABLE]");
     }
 
     fn dot_stuff(message: &[u8], chunk: usize) -> Vec<u8> {

@@ -4,6 +4,7 @@
 //! read with `cat` and `mxguard queue show`.
 
 use super::id::QueueId;
+use crate::smtp::command::{DsnRequest, RcptParams};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -23,6 +24,15 @@ pub struct Envelope {
     pub body_8bit: bool,
     /// Mailboxes without angle brackets.
     pub rcpts: Vec<String>,
+    /// Given with `SMTPUTF8`: addresses and headers may be UTF-8.
+    pub smtputf8: bool,
+    /// What the sender asked of delivery status notifications.
+    pub dsn: DsnRequest,
+    /// The client's verified name as the session knew it (XCLIENT's
+    /// `NAME`: a forward-confirmed name, or `[UNAVAILABLE]`).
+    pub client_name: Option<String>,
+    /// Greeted with EHLO (ESMTP) rather than HELO.
+    pub esmtp: bool,
 }
 
 /// Delivery progress of one queue entry.
@@ -64,6 +74,31 @@ impl Envelope {
         for rcpt in &self.rcpts {
             let _ = writeln!(out, "rcpt: {}", clean(rcpt));
         }
+        if self.smtputf8 {
+            let _ = writeln!(out, "smtputf8: yes");
+        }
+        if !self.esmtp {
+            let _ = writeln!(out, "proto: SMTP");
+        }
+        if let Some(name) = &self.client_name {
+            let _ = writeln!(out, "client_name: {}", clean(name));
+        }
+        if let Some(ret) = &self.dsn.ret {
+            let _ = writeln!(out, "ret: {}", clean(ret));
+        }
+        if let Some(envid) = &self.dsn.envid {
+            let _ = writeln!(out, "envid: {}", clean(envid));
+        }
+        // A recipient holds no tab (the parser allows none in a path).
+        for (rcpt, params) in &self.dsn.rcpts {
+            let _ = writeln!(
+                out,
+                "rcpt_dsn: {}\t{}\t{}",
+                clean(rcpt),
+                clean(params.notify.as_deref().unwrap_or("-")),
+                clean(params.orcpt.as_deref().unwrap_or("-"))
+            );
+        }
         out.push('\n');
         out
     }
@@ -83,6 +118,8 @@ impl Envelope {
         let (mut id, mut arrival, mut client, mut helo, mut from) = (None, None, None, None, None);
         let mut body_8bit = false;
         let mut rcpts = Vec::new();
+        let (mut smtputf8, mut esmtp, mut client_name) = (false, true, None);
+        let mut dsn = DsnRequest::default();
         for line in lines {
             let (key, value) = line
                 .split_once(": ")
@@ -95,6 +132,18 @@ impl Envelope {
                 "from" => from = Some(value.to_string()),
                 "body" => body_8bit = value == "8bitmime",
                 "rcpt" => rcpts.push(value.to_string()),
+                "smtputf8" => smtputf8 = value == "yes",
+                "proto" => esmtp = value != "SMTP",
+                "client_name" => client_name = Some(value.to_string()),
+                "ret" => dsn.ret = Some(value.to_string()),
+                "envid" => dsn.envid = Some(value.to_string()),
+                "rcpt_dsn" => {
+                    let mut fields = value.split('\t');
+                    let rcpt = fields.next().unwrap_or("").to_string();
+                    let mut given = || fields.next().filter(|f| *f != "-").map(str::to_string);
+                    let (notify, orcpt) = (given(), given());
+                    dsn.rcpts.push((rcpt, RcptParams { notify, orcpt }));
+                }
                 _ => {}
             }
         }
@@ -106,6 +155,10 @@ impl Envelope {
             from: from.ok_or(FormatError("missing from"))?,
             body_8bit,
             rcpts,
+            smtputf8,
+            dsn,
+            client_name,
+            esmtp,
         };
         if envelope.rcpts.is_empty() {
             return Err(FormatError("no recipients"));
@@ -178,7 +231,38 @@ mod tests {
             from: "<a@example.org>".into(),
             body_8bit: true,
             rcpts: vec!["b@example.com".into(), "c@example.com".into()],
+            smtputf8: false,
+            dsn: DsnRequest::default(),
+            client_name: None,
+            esmtp: true,
         }
+    }
+
+    #[test]
+    fn utf8_dsn_and_origin_survive_the_round_trip() {
+        let mut e = envelope();
+        e.rcpts.push("用户@xn--fsqu00a.xn--0zwm56d".into());
+        e.smtputf8 = true;
+        e.esmtp = false;
+        e.client_name = Some("mail.client.example".into());
+        e.dsn = DsnRequest {
+            ret: Some("HDRS".into()),
+            envid: Some("QQ314159".into()),
+            rcpts: vec![(
+                "b@example.com".into(),
+                RcptParams {
+                    notify: Some("NEVER".into()),
+                    orcpt: None,
+                },
+            )],
+        };
+        let (parsed, _) = Envelope::parse(e.render().as_bytes()).unwrap();
+        assert_eq!(parsed, e);
+        assert_eq!(
+            parsed.dsn.rcpt("b@example.com").unwrap().notify.as_deref(),
+            Some("NEVER")
+        );
+        assert!(parsed.dsn.rcpt("c@example.com").is_none());
     }
 
     #[test]

@@ -506,6 +506,10 @@ mod tests {
             from: "<a@example.org>".into(),
             body_8bit: false,
             rcpts: vec!["b@example.com".into()],
+            smtputf8: false,
+            dsn: Default::default(),
+            client_name: None,
+            esmtp: true,
         }
     }
 
