@@ -60,7 +60,10 @@ fn parse_patterns(text: &str) -> Result<AddressPatterns, LineError> {
             list.domains
                 .insert(crate::smtp::address::normalize_domain(domain));
         } else if entry.contains('@') && !entry.contains(char::is_whitespace) {
-            list.exact.insert(entry.to_ascii_lowercase());
+            // With its domain in A-labels, as addresses are looked up.
+            let normal = crate::smtp::address::parse_mailbox(entry)
+                .map_or_else(|_| entry.to_string(), |m| m.to_string());
+            list.exact.insert(normal.to_ascii_lowercase());
         } else {
             return Err(LineError {
                 line,
@@ -144,6 +147,18 @@ mod tests {
         );
         assert_eq!(list.find("abc@example.com"), None);
         assert_eq!(list.find("x@sub.bulk.example"), None);
+    }
+
+    #[test]
+    fn utf8_entries_match_as_addresses_are_looked_up() {
+        let list = parse_patterns("spam@b\u{fc}cher.example\n@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}\n")
+            .ok()
+            .unwrap();
+        assert!(list.find("spam@xn--bcher-kva.example").is_some());
+        assert_eq!(
+            list.find("\u{7528}@xn--fsqu00a.xn--0zwm56d"),
+            Some("@xn--fsqu00a.xn--0zwm56d".into())
+        );
     }
 
     #[test]

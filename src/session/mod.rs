@@ -451,6 +451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     mailbox: Some(Mailbox {
                         local: "postmaster".into(),
                         domain: Domain::Name(domain.clone()),
+                        domain_written: None,
                     }),
                     source_route: false,
                     utf8: false,

@@ -214,6 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             client: self.client,
             hostname: self.hostname(),
             esmtp: self.esmtp,
+            smtputf8: envelope.smtputf8,
             tls: self.conn.is_tls(),
             id: envelope.id.as_str(),
             rcpts: &envelope.rcpts,

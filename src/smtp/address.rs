@@ -23,6 +23,9 @@ pub struct Mailbox {
     /// hold UTF-8 (RFC 6531).
     pub local: String,
     pub domain: Domain,
+    /// The domain as written when it has U-labels: it is shown and relayed
+    /// as the sender wrote it, and compared as `domain`.
+    pub domain_written: Option<String>,
 }
 
 /// The argument of MAIL FROM or RCPT TO.
@@ -100,8 +103,10 @@ impl Mailbox {
 
 impl fmt::Display for Mailbox {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match &self.domain {
-            Domain::Name(d) | Domain::Literal(d) => write!(f, "{}@{}", self.local, d),
+        match (&self.domain_written, &self.domain) {
+            (Some(d), _) | (None, Domain::Name(d) | Domain::Literal(d)) => {
+                write!(f, "{}@{}", self.local, d)
+            }
         }
     }
 }
@@ -180,6 +185,7 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, AddressError> {
     Ok(Mailbox {
         local: local.to_string(),
         domain: parse_domain(domain)?,
+        domain_written: (!domain.is_ascii()).then(|| domain.to_string()),
     })
 }
 
@@ -311,16 +317,16 @@ mod tests {
         let m = path.mailbox.unwrap();
         assert_eq!(m.local, "用户");
         assert_eq!(m.domain, Domain::Name("xn--fsqu00a.xn--0zwm56d".into()));
-        assert_eq!(m.to_string(), "用户@xn--fsqu00a.xn--0zwm56d");
+        assert_eq!(m.domain_name(), Some("xn--fsqu00a.xn--0zwm56d"));
+        assert_eq!(m.to_string(), "用户@例子.测试", "shown as written");
         let quoted = mailbox("<\"j\u{f6}rg m\"@example.com>");
         assert_eq!(quoted.local_unquoted(), "j\u{f6}rg m");
         // Only the domain beyond ASCII: still needs SMTPUTF8 as written.
         let idn = parse_path("<info@b\u{fc}cher.example>").unwrap();
         assert!(idn.utf8);
-        assert_eq!(
-            idn.mailbox.unwrap().to_string(),
-            "info@xn--bcher-kva.example"
-        );
+        let idn = idn.mailbox.unwrap();
+        assert_eq!(idn.domain_name(), Some("xn--bcher-kva.example"));
+        assert_eq!(idn.to_string(), "info@b\u{fc}cher.example");
         assert!(!parse_path("<info@xn--bcher-kva.example>").unwrap().utf8);
         assert_eq!(
             routing_domain("x@B\u{dc}CHER.example."),
@@ -349,8 +355,16 @@ mod tests {
             assert!(parse_path(bad).is_err(), "{bad} should be refused");
         }
         assert_eq!(
-            parse_path("<user@b\u{fc}cher.example>"),
-            parse_path("<user@B\u{dc}CHER.example>"),
+            parse_path("<user@b\u{fc}cher.example>")
+                .unwrap()
+                .mailbox
+                .unwrap()
+                .domain,
+            parse_path("<user@B\u{dc}CHER.example>")
+                .unwrap()
+                .mailbox
+                .unwrap()
+                .domain,
         );
         let long = format!("<{}@example.com>", "a".repeat(65));
         assert_eq!(parse_path(&long), Err(AddressError::TooLong));

@@ -313,9 +313,9 @@ pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
 }
 
 /// Tells the downstream who the original client is, with XCLIENT (then
-/// greets again, as the protocol wants) or else XFORWARD, giving the
-/// attributes it offers. A downstream that refuses gets the message
-/// anyway, without them.
+/// greets again with the client's HELO name, as the protocol wants) or
+/// else XFORWARD, giving the attributes it offers. A downstream that
+/// refuses gets the message anyway, without them.
 async fn introduce(
     session: &mut Session,
     origin: &Origin<'_>,
@@ -337,7 +337,8 @@ async fn introduce(
     let mut line = verb.to_string();
     for (name, value) in [
         ("ADDR", Some(addr.as_str())),
-        ("NAME", origin.name),
+        // Unknown is said as unknown: else the downstream would keep ours.
+        ("NAME", Some(origin.name.unwrap_or("[UNAVAILABLE]"))),
         ("HELO", Some(origin.helo).filter(|h| !h.is_empty())),
         ("PROTO", Some(proto)),
     ] {
@@ -352,7 +353,14 @@ async fn introduce(
     let reply = command(&mut session.conn, &line, t).await?;
     match (verb, reply.code) {
         ("XCLIENT", 220) => {
-            session.ext = hello(&mut session.conn, peer).await?;
+            // The session starts again, greeted with the client's own name
+            // (as a proxy does), which the downstream then logs.
+            let helo = Some(origin.helo).filter(|h| !h.is_empty());
+            let again = Peer {
+                helo: helo.unwrap_or(peer.helo),
+                ..*peer
+            };
+            session.ext = hello(&mut session.conn, &again).await?;
             Ok(Some("xclient"))
         }
         ("XFORWARD", 250) => Ok(Some("xforward")),

@@ -10,6 +10,8 @@ pub struct Trace<'a> {
     pub client: IpAddr,
     pub hostname: &'a str,
     pub esmtp: bool,
+    /// The transaction was given SMTPUTF8 (RFC 6531's `UTF8SMTP`).
+    pub smtputf8: bool,
     pub tls: bool,
     pub id: &'a str,
     /// Named only when there is exactly one, as Postfix does.
@@ -23,11 +25,13 @@ pub fn header(t: &Trace) -> String {
         IpAddr::V4(v4) => format!("[{v4}]"),
         IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
     };
-    let with = match (t.esmtp, t.tls) {
-        (true, true) => "ESMTPS",
-        (true, false) => "ESMTP",
-        (false, true) => "SMTPS",
-        (false, false) => "SMTP",
+    let with = match (t.smtputf8, t.esmtp, t.tls) {
+        (true, _, true) => "UTF8SMTPS",
+        (true, _, false) => "UTF8SMTP",
+        (false, true, true) => "ESMTPS",
+        (false, true, false) => "ESMTP",
+        (false, false, true) => "SMTPS",
+        (false, false, false) => "SMTP",
     };
     let helo = if t.helo.is_empty() { "unknown" } else { t.helo };
     let mut out = format!(
@@ -54,6 +58,7 @@ mod tests {
             client: "192.0.2.1".parse().unwrap(),
             hostname: "mx.example.com",
             esmtp: true,
+            smtputf8: false,
             tls: true,
             id: "ABC",
             rcpts: &rcpts,

@@ -13,6 +13,7 @@ mod content;
 mod crash;
 mod delivery;
 mod dovecot;
+mod downstream_features;
 mod downstream_tls;
 mod equivalence;
 mod fleet;

@@ -107,6 +107,11 @@ impl Postfix {
         postfix
     }
 
+    /// Its configuration directory (for postcat, postqueue).
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+
     fn postfix(&self, command: &str) -> std::process::ExitStatus {
         Command::new("/usr/sbin/postfix")
             .arg("-c")
