@@ -23,12 +23,10 @@ pub enum Request {
 /// Why it could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum BanError {
-    #[error("control socket: {0}")]
-    Control(std::io::Error),
+    #[error("{0}")]
+    Server(#[from] crate::control::AskError),
     #[error("{0} is in relay.trusted_networks and is never banned")]
     Exempt(IpAddr),
-    #[error("the running server answered: {0}")]
-    Refused(String),
     #[error("state: {0}")]
     State(#[from] StateError),
     #[error("the state store is unavailable (the log says why)")]
@@ -57,16 +55,8 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanErr
             Request::Add { client, length } => format!("ban add {client} {}", length.as_secs()),
             Request::Remove { client } => format!("ban remove {client}"),
         };
-        let socket = crate::spool::Spool::control_socket_in(&config.spool.dir);
-        let answer = tokio::task::spawn_blocking(move || crate::control::request(&socket, &line))
-            .await
-            .map_err(|e| BanError::Control(std::io::Error::other(e)))?
-            .map_err(BanError::Control)?;
-        if let Some(answer) = answer {
-            return match answer.strip_prefix("ok") {
-                Some(rest) => Ok(rest.trim_start_matches('\n').to_string()),
-                None => Err(BanError::Refused(answer)),
-            };
+        if let Some(answer) = crate::control::ask_server(&config.spool.dir, line).await? {
+            return Ok(answer);
         }
     }
     // No server holds the memory state, or the store is Redis.

@@ -136,6 +136,22 @@ async fn answer(svc: &Services, command: &str) -> String {
             },
             Err(_) => "error usage: ban remove IP\n".into(),
         },
+        ["greylist", "list"] => match crate::abuse::greylist::waiting(&svc.abuse.state.store).await
+        {
+            Ok(list) => {
+                let now = crate::time::unix_now();
+                let lines: String = list.iter().map(|w| w.describe(now) + "\n").collect();
+                format!("ok\n{lines}")
+            }
+            Err(e) => format!("error {e}\n"),
+        },
+        ["greylist", "pass", target] => match crate::abuse::greylist::client_of(target) {
+            Some(client) => match svc.abuse.greylist.let_through(client).await {
+                Ok(net) => format!("ok\n{net} passes greylisting\n"),
+                Err(_) => failed,
+            },
+            None => "error usage: greylist pass IP|NETWORK\n".into(),
+        },
         ["tls", "reload"] => match &svc.tls {
             Some(tls) => {
                 let mut out = String::from("ok\n");
@@ -167,6 +183,32 @@ const MAX_READ: u64 = 64 * 1024;
 
 /// Longest answer read back (a long ban list).
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+
+/// Why a running server did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("control socket: {0}")]
+    Control(std::io::Error),
+    #[error("the running server answered: {0}")]
+    Refused(String),
+}
+
+/// Asks the server running on `spool_dir`'s control socket; what follows
+/// its `ok`, or `Ok(None)` when no server runs there.
+pub async fn ask_server(spool_dir: &Path, line: String) -> Result<Option<String>, AskError> {
+    let socket = crate::spool::Spool::control_socket_in(spool_dir);
+    let answer = tokio::task::spawn_blocking(move || request(&socket, &line))
+        .await
+        .map_err(|e| AskError::Control(std::io::Error::other(e)))?
+        .map_err(AskError::Control)?;
+    match answer {
+        None => Ok(None),
+        Some(answer) => match answer.strip_prefix("ok") {
+            Some(rest) => Ok(Some(rest.trim_start_matches('\n').to_string())),
+            None => Err(AskError::Refused(answer)),
+        },
+    }
+}
 
 /// Sends one command to a running server; `Ok(None)` when none is running.
 pub fn request(path: &Path, command: &str) -> std::io::Result<Option<String>> {

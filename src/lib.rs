@@ -22,6 +22,7 @@
 //! [`config`], [`services`] (what connections share, [`reconfigure`] on
 //! SIGHUP, [`lifecycle`] at a stop), [`server`] (start, signals), [`tls`],
 //! [`control`] (the control socket), [`queue_admin`], [`ban_admin`],
+//! [`greylist_admin`],
 //! [`metrics`], [`report`], [`import`], and the helpers [`time`], [`net`],
 //! [`owned`], [`peers`], [`lists`], [`reload`].
 
@@ -32,6 +33,7 @@ pub mod control;
 pub mod delivery;
 pub mod dns;
 pub mod dry_run;
+pub mod greylist_admin;
 pub mod import;
 pub mod lifecycle;
 pub mod listeners;

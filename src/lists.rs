@@ -1,7 +1,9 @@
 //! The list files of the checks, reloaded when they change:
 //! address block lists (qmail badmailfrom/badmailto and qregex: an exact
-//! address, `@domain`, or `/regex/` per line) and the client exceptions
-//! (`IP-or-CIDR [name]` per line, hosts style).
+//! address, `@domain`, or `/regex/` per line), the client exceptions
+//! (`IP-or-CIDR [name]` per line, hosts style) and the greylist allow-list
+//! (host name suffixes, one per line; a built-in copy of the shipped file
+//! when none is configured).
 
 use crate::config::Network;
 use crate::log::Logger;
@@ -60,10 +62,7 @@ fn parse_patterns(text: &str) -> Result<AddressPatterns, LineError> {
             list.domains
                 .insert(crate::smtp::address::normalize_domain(domain));
         } else if entry.contains('@') && !entry.contains(char::is_whitespace) {
-            // With its domain in A-labels, as addresses are looked up.
-            let normal = crate::smtp::address::parse_mailbox(entry)
-                .map_or_else(|_| entry.to_string(), |m| m.to_string());
-            list.exact.insert(normal.to_ascii_lowercase());
+            list.exact.insert(comparable(entry));
         } else {
             return Err(LineError {
                 line,
@@ -82,9 +81,70 @@ impl AddressList {
         Reloadable::open(key, path, parse_patterns).map(AddressList)
     }
 
-    /// The matching pattern for `address` (any case), if any.
+    /// The matching pattern for `address` (any case, its domain in
+    /// U-labels or A-labels), if any.
     pub fn find(&self, address: &str, log: &Logger) -> Option<String> {
-        self.0.current(log).find(&address.to_ascii_lowercase())
+        self.0.current(log).find(&comparable(address))
+    }
+}
+
+/// An address as lists compare it: lower case, its domain in A-labels.
+fn comparable(address: &str) -> String {
+    crate::smtp::address::parse_mailbox(address)
+        .map_or_else(|_| address.to_string(), |m| m.comparable())
+        .to_ascii_lowercase()
+}
+
+/// The greylist allow-list as shipped (`contrib/greylist/greylist-allow`):
+/// the default when `greylist.allow_file` is not set.
+const SHIPPED_GREYLIST_ALLOW: &str = include_str!("../contrib/greylist/greylist-allow");
+
+/// Host name suffixes (lower case, without a final dot).
+fn parse_suffixes(text: &str) -> Result<Vec<String>, LineError> {
+    lines(text)
+        .map(|(line, entry)| {
+            let normal = crate::smtp::address::normalize_domain(entry.trim_start_matches('.'));
+            match crate::smtp::address::is_domain(&normal) {
+                true => Ok(normal),
+                false => Err(LineError {
+                    line,
+                    message: format!("`{entry}` is not a host name suffix"),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Host name suffixes: a name matches one it equals or ends in after a dot.
+pub enum Suffixes {
+    Shipped(Vec<String>),
+    File(Reloadable<Vec<String>>),
+}
+
+impl Suffixes {
+    /// The file of `key`, or the shipped greylist allow-list.
+    pub fn open(key: &'static str, path: Option<&Path>) -> Result<Suffixes, FileError> {
+        match path {
+            Some(path) => Reloadable::open(key, path, parse_suffixes).map(Suffixes::File),
+            None => Ok(Suffixes::Shipped(
+                parse_suffixes(SHIPPED_GREYLIST_ALLOW).unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// The suffix `name` is under, if any.
+    pub fn find(&self, name: &str, log: &Logger) -> Option<String> {
+        let name = crate::smtp::address::normalize_domain(name);
+        let under = |suffix: &String| {
+            name == *suffix
+                || name
+                    .strip_suffix(suffix.as_str())
+                    .is_some_and(|rest| rest.ends_with('.'))
+        };
+        match self {
+            Suffixes::Shipped(list) => list.iter().find(|s| under(s)).cloned(),
+            Suffixes::File(file) => file.current(log).iter().find(|s| under(s)).cloned(),
+        }
     }
 }
 
@@ -155,9 +215,28 @@ mod tests {
             .ok()
             .unwrap();
         assert!(list.find("spam@xn--bcher-kva.example").is_some());
+        assert!(list.find(&comparable("SPAM@B\u{fc}cher.example")).is_some());
         assert_eq!(
             list.find("\u{7528}@xn--fsqu00a.xn--0zwm56d"),
             Some("@xn--fsqu00a.xn--0zwm56d".into())
+        );
+    }
+
+    #[test]
+    fn suffixes_match_names_under_them() {
+        let log = Logger::discard();
+        let shipped = Suffixes::open("greylist.allow_file", None).ok().unwrap();
+        assert_eq!(
+            shipped.find("mail-yw1-f170.google.com.", &log),
+            Some("google.com".into())
+        );
+        assert_eq!(shipped.find("google.com", &log), Some("google.com".into()));
+        assert_eq!(shipped.find("notgoogle.com", &log), None);
+        assert_eq!(shipped.find("google.com.evil.example", &log), None);
+        let err = parse_suffixes("good.example\nnot a name\n").err().unwrap();
+        assert_eq!(
+            (err.line, err.message.contains("not a host name")),
+            (2, true)
         );
     }
 

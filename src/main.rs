@@ -106,6 +106,24 @@ enum Command {
         #[command(subcommand)]
         command: BanCommand,
     },
+    /// See the triplets greylisting holds back, let a sender through now
+    Greylist {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: GreylistCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GreylistCommand {
+    /// Triplets waiting for their retry, longest waiting first
+    List,
+    /// Let a client's network through from now on (for greylist.allow_for)
+    Pass {
+        /// An address or a network, e.g. 192.0.2.10 or 192.0.2.0/24
+        client: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +179,7 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Command::Queue { config, command } => queue(config.as_deref(), command),
         Command::Ban { config, command } => ban(config.as_deref(), command),
+        Command::Greylist { config, command } => greylist(config.as_deref(), command),
         Command::Reload { config } => reload(config.as_deref()),
         Command::Report {
             logs,
@@ -275,6 +294,24 @@ fn reload(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
     }
 }
 
+fn greylist(config: Option<&Path>, command: GreylistCommand) -> Result<ExitCode, ExitCode> {
+    use mxguard::greylist_admin::Request;
+    let config = std::sync::Arc::new(load(config)?);
+    let request = match command {
+        GreylistCommand::List => Request::List,
+        GreylistCommand::Pass { client } => match mxguard::abuse::greylist::client_of(&client) {
+            Some(ip) => Request::Pass {
+                client: mxguard::net::canonical_ip(ip),
+            },
+            None => {
+                eprintln!("mxguard: `{client}` is not an address or a network");
+                return Err(ExitCode::from(2));
+            }
+        },
+    };
+    administer(mxguard::greylist_admin::run(config, request))
+}
+
 fn ban(config: Option<&Path>, command: BanCommand) -> Result<ExitCode, ExitCode> {
     use mxguard::ban_admin::Request;
     let config = std::sync::Arc::new(load(config)?);
@@ -301,11 +338,19 @@ fn ban(config: Option<&Path>, command: BanCommand) -> Result<ExitCode, ExitCode>
             client: mxguard::net::canonical_ip(ip),
         },
     };
+    administer(mxguard::ban_admin::run(config, request))
+}
+
+/// Runs an administrator's request (ban, greylist) and prints its text;
+/// its error exits with EX_TEMPFAIL.
+fn administer<E: std::fmt::Display>(
+    request: impl std::future::Future<Output = Result<String, E>>,
+) -> Result<ExitCode, ExitCode> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("mxguard: cannot start the runtime: {e}");
         ExitCode::from(EX_SOFTWARE)
     })?;
-    match runtime.block_on(mxguard::ban_admin::run(config, request)) {
+    match runtime.block_on(request) {
         Ok(text) => {
             if !text.is_empty() {
                 println!("{text}");

@@ -1,5 +1,5 @@
 //! Greylisting at RCPT: the triplet (client network — /24 for IPv4, /64
-//! for IPv6 —, sender, recipient) must be seen again between
+//! for IPv6 by default, `greylist.netmask_v4`/`_v6` —, sender, recipient) must be seen again between
 //! `greylist.delay` and `greylist.retry_window` after its first attempt.
 //! A passed triplet is remembered for `greylist.allow_for`; a network
 //! with `greylist.auto_allow_after` passed triplets skips greylisting for
@@ -68,18 +68,14 @@ pub fn normalize_sender(sender: &str) -> String {
 }
 
 /// The network a client's retries may come from (a pool of outbound
-/// servers shares it).
-pub fn network(client: IpAddr) -> String {
-    match crate::net::canonical_ip(client) {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
+/// servers shares it): its address cut to `v4` or `v6` bits
+/// (`greylist.netmask_v4`, `netmask_v6`).
+pub fn network(client: IpAddr, v4: u8, v6: u8) -> String {
+    let net = match crate::net::canonical_ip(client) {
+        IpAddr::V4(a) => ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, v4.min(32)).unwrap_or_default()),
+        IpAddr::V6(a) => ipnet::IpNet::V6(ipnet::Ipv6Net::new(a, v6.min(128)).unwrap_or_default()),
+    };
+    net.trunc().to_string()
 }
 
 /// What the greylist says about one triplet at time `now`, given what is
@@ -122,6 +118,12 @@ impl Greylist {
         self.config.greylist.enabled
     }
 
+    /// The network of `client` as the configuration cuts it.
+    pub fn network(&self, client: IpAddr) -> String {
+        let g = &self.config.greylist;
+        network(client, g.netmask_v4, g.netmask_v6)
+    }
+
     /// What [`Greylist::check`] would answer now, remembering nothing.
     pub async fn peek(
         &self,
@@ -129,7 +131,7 @@ impl Greylist {
         from: &str,
         to: &str,
     ) -> Result<Option<Refusal>, Unavailable> {
-        let net = network(client);
+        let net = self.network(client);
         if self.state.get(&format!("greyok:{net}")).await?.is_some() {
             return Ok(None);
         }
@@ -168,7 +170,7 @@ impl Greylist {
         to: &str,
     ) -> Result<Option<Refusal>, Unavailable> {
         let g = &self.config.greylist;
-        let net = network(client);
+        let net = self.network(client);
         let allowed_key = format!("greyok:{net}");
         if self.state.get(&allowed_key).await?.is_some() {
             return Ok(None);
@@ -236,6 +238,88 @@ impl Greylist {
     }
 }
 
+/// A triplet waiting for its retry (`mxguard greylist list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub network: String,
+    /// Normalized, as greylisting keys it.
+    pub sender: String,
+    pub recipient: String,
+    /// The first attempt (Unix time).
+    pub first: u64,
+}
+
+impl Waiting {
+    /// Reads a `grey:NET/LEN:SENDER/RCPT` entry holding a first attempt's
+    /// time (a passed triplet holds `pass`: it waits no more).
+    fn parse(key: &str, value: &str) -> Option<Waiting> {
+        let first = value.parse().ok()?;
+        let rest = key.strip_prefix("grey:")?;
+        // NET is ADDRESS/PREFIX (an IPv6 address holds colons, never '/').
+        let (address, rest) = rest.split_once('/')?;
+        let (prefix, rest) = rest.split_once('/')?;
+        let (length, rest) = rest.split_once(':')?;
+        let length: usize = length.parse().ok()?;
+        let sender = rest.get(..length)?;
+        let recipient = rest.get(length..)?.strip_prefix('/')?;
+        Some(Waiting {
+            network: format!("{address}/{prefix}"),
+            sender: sender.to_string(),
+            recipient: recipient.to_string(),
+            first,
+        })
+    }
+
+    /// One line of `mxguard greylist list`.
+    pub fn describe(&self, now: u64) -> String {
+        format!(
+            "{} <{}> -> <{}> waiting {}s",
+            self.network,
+            self.sender,
+            self.recipient,
+            now.saturating_sub(self.first)
+        )
+    }
+}
+
+/// The client address an administrator names: an address, or a network
+/// (its first address stands for it).
+pub fn client_of(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<ipnet::IpNet>().ok().map(|n| n.network()))
+}
+
+/// Every triplet waiting for its retry, oldest first.
+pub async fn waiting(
+    store: &crate::state::Store,
+) -> Result<Vec<Waiting>, crate::state::StateError> {
+    let mut list: Vec<Waiting> = (store.list("grey:").await?.iter())
+        .filter_map(|(key, value)| Waiting::parse(key, value))
+        .collect();
+    list.sort_by_key(|w| w.first);
+    Ok(list)
+}
+
+impl Greylist {
+    /// Lets the network of `client` through from now on, for
+    /// `greylist.allow_for` (`mxguard greylist pass`); the network.
+    pub async fn let_through(&self, client: IpAddr) -> Result<String, Unavailable> {
+        let net = self.network(client);
+        let allow_for = self.config.greylist.allow_for.0;
+        self.state
+            .put(&format!("greyok:{net}"), "1", allow_for)
+            .await?;
+        self.log
+            .event("greylist_allow")
+            .kv("network", &net)
+            .kv("by", "admin")
+            .kv("for", format!("{}s", allow_for.as_secs()))
+            .emit();
+        Ok(net)
+    }
+}
+
 /// The state key of a triplet: the client's network, the normalized
 /// sender, the recipient.
 fn triplet(net: &str, from: &str, to: &str) -> String {
@@ -253,12 +337,41 @@ mod tests {
 
     #[test]
     fn networks() {
-        assert_eq!(network("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
-        assert_eq!(
-            network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
-            "2001:db8:1:2::/64"
+        let net = |ip: &str, v4, v6| network(ip.parse().unwrap(), v4, v6);
+        assert_eq!(net("192.0.2.77", 24, 64), "192.0.2.0/24");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6", 24, 64), "2001:db8:1:2::/64");
+        assert_eq!(net("::ffff:10.1.2.3", 24, 64), "10.1.2.0/24");
+        // rspamd's pools: /19.
+        assert_eq!(net("198.51.100.200", 19, 64), "198.51.96.0/19");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6", 24, 48), "2001:db8:1::/48");
+    }
+
+    #[test]
+    fn waiting_triplets_are_read_back_from_their_keys() {
+        let key = triplet(
+            "2001:db8:1:2::/64",
+            "Bob+x@Example.org",
+            "Alice@example.test",
         );
-        assert_eq!(network("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        let waiting = Waiting::parse(&key, "1000").unwrap();
+        assert_eq!(
+            waiting,
+            Waiting {
+                network: "2001:db8:1:2::/64".into(),
+                sender: "bob@example.org".into(),
+                recipient: "alice@example.test".into(),
+                first: 1000,
+            }
+        );
+        assert_eq!(
+            waiting.describe(1300),
+            "2001:db8:1:2::/64 <bob@example.org> -> <alice@example.test> waiting 300s"
+        );
+        // A sender holding a slash is cut by its length, not its slashes.
+        let odd = triplet("192.0.2.0/24", "a/b@example.org", "c@example.test");
+        assert_eq!(Waiting::parse(&odd, "5").unwrap().sender, "a/b@example.org");
+        assert_eq!(Waiting::parse(&key, "pass"), None);
+        assert_eq!(Waiting::parse("grey:junk", "5"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::duration::HumanDuration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn secs(n: u64) -> HumanDuration {
@@ -116,6 +117,28 @@ pub struct Greylist {
     /// Passed triplets after which the client network skips greylisting
     /// altogether (0: never).
     pub auto_allow_after: u32,
+    /// Which clients are greylisted.
+    pub when: GreylistWhen,
+    /// The client network of a triplet: IPv4 prefix length.
+    pub netmask_v4: u8,
+    /// The client network of a triplet: IPv6 prefix length.
+    pub netmask_v6: u8,
+    /// Host name suffixes of large senders' pools, never greylisted
+    /// (default: the list shipped in the binary).
+    pub allow_file: Option<PathBuf>,
+}
+
+/// `greylist.when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GreylistWhen {
+    /// Every client not allowed otherwise.
+    Always,
+    /// Only clients that look suspicious: no forward-confirmed or a
+    /// generic reverse name, or a check of the connection or HELO hit;
+    /// never a large sender's pool of the allow-list, or an SPF pass.
+    #[default]
+    Suspicious,
 }
 
 impl Default for Greylist {
@@ -126,6 +149,10 @@ impl Default for Greylist {
             retry_window: secs(86_400),
             allow_for: secs(36 * 86_400),
             auto_allow_after: 5,
+            when: GreylistWhen::Suspicious,
+            netmask_v4: 24,
+            netmask_v6: 64,
+            allow_file: None,
         }
     }
 }

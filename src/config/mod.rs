@@ -10,7 +10,7 @@ pub mod checks;
 pub mod duration;
 pub mod schema;
 
-pub use abuse::{Backend, BanAction, OnStateError};
+pub use abuse::{Backend, BanAction, GreylistWhen, OnStateError};
 pub use checks::{Action, CheckSetting, Checks, ListZone, Mode, OnDnsError, RejectAt};
 pub use schema::*;
 
@@ -116,6 +116,7 @@ impl Config {
             &mut lists.client_exceptions,
             &mut lists.sender_blocklist,
             &mut lists.recipient_blocklist,
+            &mut self.greylist.allow_file,
         ]
         .into_iter()
         .flatten()
@@ -147,6 +148,12 @@ impl Config {
         }
         if g.allow_for.0.is_zero() {
             return Err(("greylist.allow_for", "must be more than 0s".into()));
+        }
+        if !(8..=32).contains(&g.netmask_v4) {
+            return Err(("greylist.netmask_v4", "must be from 8 to 32".into()));
+        }
+        if !(16..=128).contains(&g.netmask_v6) {
+            return Err(("greylist.netmask_v6", "must be from 16 to 128".into()));
         }
         if self.state.timeout.0.is_zero() {
             return Err(("state.timeout", "must be more than 0s".into()));
@@ -669,6 +676,18 @@ mod tests {
             "test.toml:2: greylist.delay: must not be more than",
         );
         starts("[state]\ntimeout = \"0s\"\n", "test.toml:2: state.timeout:");
+        starts(
+            "[greylist]\nnetmask_v4 = 33\n",
+            "test.toml:2: greylist.netmask_v4: must be from 8 to 32",
+        );
+        starts(
+            "[greylist]\nnetmask_v6 = 8\n",
+            "test.toml:2: greylist.netmask_v6: must be from 16 to 128",
+        );
+        starts(
+            "[greylist]\nwhen = \"sometimes\"\n",
+            "test.toml:2: greylist.when: unknown variant `sometimes`",
+        );
         starts(
             "[abuse]\ntarpit_max = 0\n",
             "test.toml:2: abuse.tarpit_max:",

@@ -215,8 +215,28 @@ impl Dns {
         }
     }
 
+    /// Which of `names` (PTR names of `ip`, at most five asked) resolves
+    /// back to `ip` in its own address family — an answer of the other
+    /// family must not hide a failed lookup of this one; the name found is
+    /// remembered for [`Dns::known_name`]. `Failed` when none does and a
+    /// lookup failed (nobody can say), `NotFound` when none does.
+    pub async fn confirm(&self, ip: IpAddr, names: &[String]) -> Answer<String> {
+        let mut failure = None;
+        for name in names.iter().take(5) {
+            match self.addresses_like(name, ip).await {
+                Answer::Found(ips) if ips.iter().any(|a| crate::net::canonical_ip(*a) == ip) => {
+                    self.note_confirmed(ip, name);
+                    return Answer::Found(name.clone());
+                }
+                Answer::Failed(why) => failure = Some(why),
+                _ => {}
+            }
+        }
+        failure.map_or(Answer::NotFound, Answer::Failed)
+    }
+
     /// Records that `name`, a PTR name of `ip`, resolves back to it.
-    pub fn note_confirmed(&self, ip: IpAddr, name: &str) {
+    fn note_confirmed(&self, ip: IpAddr, name: &str) {
         let mut cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = cache.get_mut(&ip) {
             entry.confirmed = Some(name.to_string());

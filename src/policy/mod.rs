@@ -6,10 +6,12 @@
 //! recipient verifier, and the DNS and list checks of each stage
 //! ([`checks`], one file per family: [`rdns`], [`dnsbl`], [`helo`],
 //! [`sender`]), run in the background of a session by [`session_checks`]
-//! and folded by [`crate::verdict`].
+//! and folded by [`crate::verdict`]; and who is greylisted
+//! ([`greylisting`]).
 
 pub mod checks;
 pub mod dnsbl;
+pub mod greylisting;
 pub mod helo;
 pub mod pipeline;
 pub mod rdns;
@@ -35,6 +37,8 @@ pub struct Policy {
     pub recipients: Arc<Verifier>,
     /// The DNS and list checks of each stage.
     pub checks: Arc<Checks>,
+    /// Who is greylisted (`greylist.when`).
+    pub greylisting: greylisting::Greylisting,
 }
 
 impl Policy {
@@ -46,9 +50,12 @@ impl Policy {
         health: Arc<crate::dns::dnsbl::HealthTable>,
     ) -> Result<Policy, FileError> {
         let recipients = Arc::new(Verifier::new(config.clone(), state, log.clone())?);
+        let allow_file = config.greylist.allow_file.as_deref();
+        let greylisting = greylisting::Greylisting::new(allow_file, dns.clone(), log.clone())?;
         Ok(Policy {
             relay: RelayControl::new(&config.relay),
             recipients,
+            greylisting,
             checks: Arc::new(Checks::new(config, dns, log, health)?),
         })
     }

@@ -23,11 +23,12 @@
 //! Trusted and excepted clients skip the client checks, rates and
 //! greylisting, at every front end.
 
+use super::greylisting::Standing;
 use super::relay::Destination;
 use super::Policy;
 use crate::abuse::rates::Rate;
 use crate::abuse::Abuse;
-use crate::config::{Config, OnDnsError, RejectAt};
+use crate::config::{Config, GreylistWhen, OnDnsError, RejectAt};
 use crate::peers;
 use crate::smtp::address::Path;
 use crate::smtp::reply::Reply;
@@ -410,7 +411,8 @@ impl<'a> Pipeline<'a> {
         )
     }
 
-    /// Greylisting, unless a DNS allow list lists the client.
+    /// Greylisting, unless a DNS allow list lists the client, or (with
+    /// `greylist.when = "suspicious"`) nothing about it is suspicious.
     async fn greylist(
         &self,
         client: IpAddr,
@@ -421,6 +423,13 @@ impl<'a> Pipeline<'a> {
         let greylist = &self.abuse.greylist;
         if !greylist.enabled() || allow_listed(&evidence.results(Upto::Connect).await) {
             return Decision::default();
+        }
+        if self.config.greylist.when == GreylistWhen::Suspicious {
+            let results = evidence.results(Upto::Mail).await;
+            let standing = self.policy.greylisting.standing(client, &results).await;
+            if let Standing::Spared(_) = standing {
+                return Decision::default();
+            }
         }
         let (from, to) = (bare(from), bare(to));
         Decision::from(match self.front {

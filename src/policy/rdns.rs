@@ -76,23 +76,11 @@ impl Checks {
             format!("ptr={}", names.join(",")),
         )];
         // Forward-confirm: one of (at most five) PTR names resolves back.
-        let mut confirmed = None;
-        let mut failure = None;
-        for name in names.iter().take(5) {
-            // Only the client's address family: an answer of the other
-            // family must not hide a failed lookup of this one.
-            match self.dns.addresses_like(name, client).await {
-                Answer::Found(ips)
-                    if ips.iter().any(|ip| crate::net::canonical_ip(*ip) == client) =>
-                {
-                    self.dns.note_confirmed(client, name);
-                    confirmed = Some(name.clone());
-                    break;
-                }
-                Answer::Failed(why) => failure = Some(why),
-                _ => {}
-            }
-        }
+        let (confirmed, failure) = match self.dns.confirm(client, &names).await {
+            Answer::Found(name) => (Some(name), None),
+            Answer::Failed(why) => (None, Some(why)),
+            Answer::NotFound => (None, None),
+        };
         let forged = match (&confirmed, failure) {
             (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {client}")),
             (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),

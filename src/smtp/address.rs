@@ -92,6 +92,14 @@ impl Mailbox {
         self.local_unquoted().contains(['%', '!', '@'])
     }
 
+    /// `local@domain` with the domain in its A-labels: the one form lists
+    /// and tables compare, however the domain was written.
+    pub fn comparable(&self) -> String {
+        match &self.domain {
+            Domain::Name(d) | Domain::Literal(d) => format!("{}@{}", self.local, d),
+        }
+    }
+
     /// The domain name, if it is one (not a literal).
     pub fn domain_name(&self) -> Option<&str> {
         match &self.domain {

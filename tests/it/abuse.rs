@@ -362,7 +362,7 @@ async fn greylisting_edges() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{RELAY}{}[[dnsbl]]\nzone = \"wl.test\"\nweight = -5\n\
-         [greylist]\nenabled = true\ndelay = \"5m\"\nretry_window = \"1d\"\nallow_for = \"36d\"\nauto_allow_after = 2\n",
+         [greylist]\nenabled = true\nwhen = \"always\"\ndelay = \"5m\"\nretry_window = \"1d\"\nallow_for = \"36d\"\nauto_allow_after = 2\n",
         dns.config()
     );
     let mx = Mxguard::start(dir.path(), &config);

@@ -170,6 +170,16 @@ async fn a_utf8_address_without_smtputf8_is_refused_and_unknown_ones_too() {
         "{other}"
     );
     mx.wait_log(&["event=reject", "check=smtputf8", "stage=mail"]);
+    c.cmd("QUIT").await;
+    mx.wait_log(&["event=disconnect"]);
+    // The report reads UTF-8 addresses back as they were logged.
+    let report = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .args(["report", "--format", "json"])
+        .arg(mx.log_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(report.stdout).unwrap();
+    assert!(text.contains(TO), "{text}");
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ weight = -10
 
 [greylist]
 enabled = true
+when = "always"
 delay = "5m"
 
 [limits]

@@ -13,7 +13,7 @@ fn fleet_config(redis: &str, downstream: u16, on_error: &str) -> String {
         "[relay]\ndomains = [\"example.test\"]\n\
          [recipients]\ncallout = true\ncallout_timeout = \"2s\"\n{}\
          [limits]\nmax_errors = 2\n[ban]\nmax_retry = 1\n\
-         [greylist]\nenabled = true\ndelay = \"5m\"\n\
+         [greylist]\nenabled = true\nwhen = \"always\"\ndelay = \"5m\"\n\
          [state]\nbackend = \"{redis}\"\nprefix = \"fleet-test:\"\ntimeout = \"300ms\"\non_error = \"{on_error}\"\n",
         smtp_downstream(downstream)
     )

@@ -26,7 +26,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("serving", &["listeners", "reconfigure", "control"]),
     (
         "commands",
-        &["server", "queue_admin", "ban_admin", "report", "import"],
+        &[
+            "server",
+            "queue_admin",
+            "ban_admin",
+            "greylist_admin",
+            "report",
+            "import",
+        ],
     ),
 ];
 

@@ -357,7 +357,7 @@ fn exemptions_greylisting_and_bans_apply_as_in_a_session() {
             &dns,
             "127.0.0.1:0",
             "[relay]\ntrusted_networks = [\"127.0.0.21/32\"]\n\
-             [greylist]\nenabled = true\ndelay = \"5m\"\n",
+             [greylist]\nenabled = true\nwhen = \"always\"\ndelay = \"5m\"\n",
         ),
     );
     let mut c = PolicyClient::connect(&mx.addr.to_string());
