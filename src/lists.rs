@@ -95,9 +95,9 @@ fn comparable(address: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The greylist allow-list as shipped (`contrib/greylist/greylist-allow`):
+/// The greylist allow-list as shipped (`examples/greylist-allow`):
 /// the default when `greylist.allow_file` is not set.
-const SHIPPED_GREYLIST_ALLOW: &str = include_str!("../contrib/greylist/greylist-allow");
+const SHIPPED_GREYLIST_ALLOW: &str = include_str!("../examples/greylist-allow");
 
 /// Host name suffixes (lower case, without a final dot).
 fn parse_suffixes(text: &str) -> Result<Vec<String>, LineError> {

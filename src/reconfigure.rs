@@ -206,6 +206,7 @@ impl Reloader {
                 log: self.shared.log.clone(),
                 tls: downstream_tls,
                 dns,
+                pool: delivery::pool::Pool::new(&config.downstream),
             }));
         self.caps.set_limits(
             config.limits.max_connections,

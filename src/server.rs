@@ -137,6 +137,7 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
         tls: crate::tls::client::DownstreamTls::load(&config.downstream)
             .map_err(ServicesError::from)?,
         dns: dns.clone(),
+        pool: delivery::pool::Pool::new(&config.downstream),
     }));
     let state = Arc::new(State::new(Store::open(&config)?, &config, log.clone()));
     let lifecycle = Lifecycle::new();

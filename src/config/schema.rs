@@ -450,6 +450,11 @@ pub struct Downstream {
     /// Tell a downstream that offers XCLIENT or XFORWARD who the original
     /// client was.
     pub xclient: bool,
+    /// How long a connection to a target stays open, idle, for the next
+    /// message (`0s`: a connection per message).
+    pub idle_timeout: HumanDuration,
+    /// Idle connections kept per target.
+    pub max_idle: usize,
 }
 
 /// `downstream.tls`: how much the connection to the downstream must be
@@ -493,6 +498,8 @@ impl Default for Downstream {
             tls: DownstreamTls::Opportunistic,
             tls_ca_file: None,
             xclient: true,
+            idle_timeout: HumanDuration(Duration::from_secs(5)),
+            max_idle: 10,
         }
     }
 }

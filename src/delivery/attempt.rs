@@ -206,11 +206,18 @@ async fn deliver_route(
                 len: entry.size,
             },
         };
-        let attempt = smtp_client::deliver(&request, &ctx.tls).await;
+        let key = target.to_string();
+        let (idle, carried) = ctx.pool.take(&key);
+        let (attempt, open) = smtp_client::deliver(&request, &ctx.tls, idle).await;
+        if let Some(session) = open {
+            let carried = if attempt.reused { carried + 1 } else { 1 };
+            ctx.pool.put(&key, carried, session).await;
+        }
         let results = attempt.results.map_err(|e| e.to_string());
         let link = Link {
             tls: &attempt.tls,
             origin: attempt.origin_told,
+            reused: attempt.reused,
         };
         match record(ctx, id, target, pending, results, Some(&link), state) {
             Ok(()) => return,
@@ -478,7 +485,8 @@ async fn keep_for_retry(
 }
 
 /// One `delivery` line; over SMTP/LMTP with `tls=` (the version, or `none`
-/// and `tls_reason=`) and `origin=` when the client was told.
+/// and `tls_reason=`), `origin=` when the client was told, `reused=yes`
+/// on a connection kept open.
 fn log_result(
     ctx: &Context,
     id: &QueueId,
@@ -498,15 +506,18 @@ fn log_result(
         .opt("tls", tls.map(Encryption::version))
         .opt("tls_reason", tls.and_then(Encryption::reason))
         .opt("origin", link.and_then(|l| l.origin))
+        .opt("reused", link.filter(|l| l.reused).map(|_| "yes"))
         .kv("reply", reply)
         .emit();
 }
 
-/// What a connection to an SMTP or LMTP target got: its TLS, and how the
-/// original client was told (`xclient`, `xforward`).
+/// What a connection to an SMTP or LMTP target got: its TLS, how the
+/// original client was told (`xclient`, `xforward`), and whether it was
+/// kept open from an earlier message.
 struct Link<'a> {
     tls: &'a Encryption,
     origin: Option<&'static str>,
+    reused: bool,
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Delivery from the spool to the downstream: the scheduler that decides
 //! which queued message is tried when (this file), one attempt at one
 //! message ([`attempt`]), and the targets it may go to (the SMTP layer's
-//! client, `smtp::client`, for SMTP and LMTP; [`maildir`]).
+//! client, `smtp::client`, for SMTP and LMTP, its connections kept open
+//! between messages by [`pool`]; [`maildir`]).
 //!
 //! The scheduler keeps, for every queued message, the time of its next
 //! attempt; new messages come from sessions through a [`Handle`], due ones
@@ -14,6 +15,7 @@
 pub mod attempt;
 pub mod dsn;
 pub mod maildir;
+pub mod pool;
 
 use crate::config::Config;
 use crate::log::Logger;
@@ -81,6 +83,8 @@ pub struct Context {
     pub tls: crate::tls::client::DownstreamTls,
     /// To verify a sender before it may get a bounce.
     pub dns: Arc<crate::dns::Dns>,
+    /// Connections kept open between messages.
+    pub pool: pool::Pool,
 }
 
 /// Next attempt times, with stale heap entries skipped on pop.

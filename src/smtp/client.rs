@@ -272,44 +272,91 @@ pub struct Attempt {
     pub tls: Encryption,
     /// How the original client was told (`xclient`, `xforward`), if it was.
     pub origin_told: Option<&'static str>,
+    /// It went over a connection kept open from an earlier message.
+    pub reused: bool,
 }
 
-/// Delivers to one host, with TLS as `tls` says.
-pub async fn deliver(req: &Request<'_>, tls: &impl TlsPolicy) -> Attempt {
-    let mut session = match open(&req.peer, tls).await {
+/// How long a reused connection may take to answer its RSET before a
+/// new one is opened instead.
+const REUSED_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Delivers to one host, with TLS as `tls` says, on `reused` (a session
+/// kept open from an earlier message, if it still answers RSET) or a new
+/// connection. The session comes back when it can carry another message
+/// (the transaction went through to its end, and XCLIENT did not make it
+/// the original client's); the caller keeps it, or ends it with [`quit`].
+pub async fn deliver(
+    req: &Request<'_>,
+    tls: &impl TlsPolicy,
+    reused: Option<Session>,
+) -> (Attempt, Option<Session>) {
+    let mut was_reused = false;
+    let ready = match reused {
+        Some(mut session) => {
+            let t = req.peer.command_timeout.min(REUSED_TIMEOUT);
+            match command(&mut session.conn, "RSET", t).await {
+                Ok(reply) if reply.is_ok() => {
+                    was_reused = true;
+                    Ok(session)
+                }
+                _ => open(&req.peer, tls).await,
+            }
+        }
+        None => open(&req.peer, tls).await,
+    };
+    let mut session = match ready {
         Ok(session) => session,
         Err(failed) => {
-            return Attempt {
+            let attempt = Attempt {
                 results: Err(failed.error),
                 tls: failed.tls,
                 origin_told: None,
-            }
+                reused: false,
+            };
+            return (attempt, None);
         }
     };
     let origin_told = match req.origin {
         Some(origin) => match introduce(&mut session, &origin, &req.peer).await {
             Ok(told) => told,
             Err(error) => {
-                return Attempt {
+                let attempt = Attempt {
                     results: Err(error),
                     tls: session.tls,
                     origin_told: None,
-                }
+                    reused: was_reused,
+                };
+                return (attempt, None);
             }
         },
         None => None,
     };
     let results = transaction(&mut session.conn, req, &session.ext).await;
-    if results.is_ok() {
-        session.conn.write(b"QUIT\r\n");
-        let _ = session.conn.flush(req.peer.command_timeout).await;
-        session.conn.shutdown().await;
-    }
-    Attempt {
+    let attempt = Attempt {
+        tls: session.tls.clone(),
         results,
-        tls: session.tls,
         origin_told,
+        reused: was_reused,
+    };
+    // A connection that failed halfway is out of step, and one told by
+    // XCLIENT it serves that client stays that client's: neither is reused.
+    let reusable = attempt.results.is_ok() && origin_told != Some("xclient");
+    match reusable {
+        true => (attempt, Some(session)),
+        false => {
+            if attempt.results.is_ok() {
+                quit(session, req.peer.command_timeout).await;
+            }
+            (attempt, None)
+        }
     }
+}
+
+/// Ends a session politely: QUIT, then close.
+pub async fn quit(mut session: Session, timeout: Duration) {
+    session.conn.write(b"QUIT\r\n");
+    let _ = session.conn.flush(timeout).await;
+    session.conn.shutdown().await;
 }
 
 /// Tells the downstream who the original client is, with XCLIENT (then

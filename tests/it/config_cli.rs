@@ -87,6 +87,9 @@ async fn the_example_listens_for_ipv4_and_ipv6_clients() {
         .insert("file".into(), log.display().to_string().into());
     let file = dir.path().join("mxguard.toml");
     std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    // The package installs the greylist allow-list beside it.
+    let allow = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/greylist-allow");
+    std::fs::copy(allow, dir.path().join("greylist-allow")).unwrap();
 
     let mut server = Running(
         Command::new(env!("CARGO_BIN_EXE_mxguard"))

@@ -314,3 +314,81 @@ async fn a_verified_sender_gets_a_dsn_and_nothing_else_does() {
         .count();
     assert_eq!(to_sender, 0, "nothing is ever sent to an unverified sender");
 }
+
+/// An MX for example.test relaying to a real Postfix on `port`, keeping
+/// idle connections for `idle`.
+fn front_of_postfix(dir: &std::path::Path, port: u16, idle: &str) -> Mxguard {
+    Mxguard::start(
+        dir,
+        &format!(
+            "{}idle_timeout = \"{idle}\"\n",
+            relay_to(port).replace("[downstream]\n", "[downstream]\nxclient = false\n")
+        ),
+    )
+}
+
+/// Postfix's `disconnect from` lines of the sessions that said anything
+/// (not the harness's probe for its port), once there are `count`.
+fn postfix_sessions(postfix: &crate::postfix::Postfix, count: usize) -> Vec<String> {
+    wait_for("Postfix's disconnect lines", || {
+        let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("]: disconnect from localhost") && !l.contains("commands=0/0"))
+            .map(str::to_string)
+            .collect();
+        (lines.len() >= count).then_some(lines)
+    })
+}
+
+#[test]
+fn one_connection_carries_the_messages_that_follow_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let postfix =
+        crate::postfix::Postfix::start(&dir.path().join("postfix"), port, &["alice@example.test"]);
+    let mx = front_of_postfix(dir.path(), port, "60s");
+    for n in 1..=3 {
+        let out = send(
+            mx.addr,
+            "a@client.test",
+            "alice@example.test",
+            &format!("m{n}"),
+        );
+        assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
+        mx.wait_log_count(&["event=delivery", "status=sent"], n);
+    }
+    let sent = mx.wait_log_count(&["event=delivery", "status=sent"], 3);
+    assert!(!sent[0].contains("reused="), "{}", sent[0]);
+    assert!(sent[1].contains(" reused=yes "), "{}", sent[1]);
+    assert!(sent[2].contains(" reused=yes "), "{}", sent[2]);
+    // One connection carried the three (besides the harness's probe for
+    // the port); it is still open.
+    let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
+    assert_eq!(log.matches("]: connect from localhost").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("]: disconnect from localhost").count(),
+        1,
+        "{log}"
+    );
+    // Stopped, mxguard leaves it: two RSETs, before the second and third.
+    drop(mx);
+    let sessions = postfix_sessions(&postfix, 1);
+    assert!(sessions[0].contains(" mail=3 "), "{}", sessions[0]);
+    assert!(sessions[0].contains(" rset=2 "), "{}", sessions[0]);
+}
+
+#[test]
+fn an_idle_connection_is_ended_with_quit_after_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let postfix =
+        crate::postfix::Postfix::start(&dir.path().join("postfix"), port, &["alice@example.test"]);
+    let mx = front_of_postfix(dir.path(), port, "1s");
+    let out = send(mx.addr, "a@client.test", "alice@example.test", "once");
+    assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    let sessions = postfix_sessions(&postfix, 1);
+    assert!(sessions[0].contains(" quit=1 "), "{}", sessions[0]);
+    assert!(!sessions[0].contains("rset="), "{}", sessions[0]);
+}

@@ -227,6 +227,8 @@ async fn postfix_behind_mxguard_sees_the_original_client_through_xclient() {
             .unwrap();
         let sent = mx.wait_log(&["event=delivery", &format!("queue_id={ours}"), "status=sent"]);
         assert!(sent.contains(" origin=xclient "), "{sent}");
+        // XCLIENT made the connection that client's: it is not reused.
+        assert!(!sent.contains("reused="), "{sent}");
         let id = downstream_queue_id(&sent);
         let client_line = wait_for("Postfix's client line", || {
             let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
