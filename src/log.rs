@@ -4,6 +4,12 @@
 //! starts with a timestamp and `event=`, values with spaces or quotes are
 //! quoted, control characters are escaped. A list of addresses in one field
 //! is written by [`join_addresses`] and read by [`split_addresses`].
+//!
+//! Lines to a file or standard error are buffered and written together
+//! (one write for many lines under load): a line waits at most
+//! [`FLUSH_DELAY`] — a flusher thread sleeps while nothing waits — and
+//! [`Logger::flush`] writes what waits at once (a stop, and when the logger
+//! is dropped). Syslog gets each line as it comes (datagrams).
 
 use crate::config::{Log, LogFormat};
 use std::fmt::Write as _;
@@ -12,7 +18,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The longest a line waits in the buffer before it is written.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(5);
+/// Buffered lines past this are written at once.
+const MAX_BUFFERED: usize = 64 * 1024;
 
 /// Reads every line as it is written (the metrics count from them).
 pub trait Observer: Send + Sync {
@@ -23,13 +35,20 @@ pub trait Observer: Send + Sync {
 pub struct Logger {
     /// JSON lines rather than `key=value` text (a reload may change it).
     json: AtomicBool,
-    sink: Mutex<Sink>,
+    /// The sink, and the flusher's wake-up when lines start waiting.
+    shared: Arc<(Mutex<Sink>, Condvar)>,
     /// Reads every line, when metrics are on.
     observer: OnceLock<Arc<dyn Observer>>,
 }
 
 enum Sink {
-    Stream(Box<dyn Write + Send>),
+    /// A file or standard error, and the lines waiting to be written
+    /// (none when not `buffered`: no flusher thread could be started).
+    Stream {
+        out: Box<dyn Write + Send>,
+        waiting: Vec<u8>,
+        buffered: bool,
+    },
     /// The syslog socket (reconnected after a failed send).
     Syslog {
         path: PathBuf,
@@ -49,11 +68,32 @@ impl Logger {
     /// Where `[log]` says: syslog, `log.file` (appended, created if
     /// missing), or standard error.
     pub fn open(config: &Log) -> std::io::Result<Logger> {
-        Ok(Logger {
-            json: AtomicBool::new(config.format == LogFormat::Json),
-            sink: Mutex::new(Sink::open(config)?),
+        Ok(Logger::with_sink(
+            config.format == LogFormat::Json,
+            Sink::open(config)?,
+        ))
+    }
+
+    fn with_sink(json: bool, sink: Sink) -> Logger {
+        let shared = Arc::new((Mutex::new(sink), Condvar::new()));
+        let weak = Arc::downgrade(&shared);
+        // Without a thread (out of them), lines are written as they come.
+        let flusher = std::thread::Builder::new()
+            .name("mxguard-log".into())
+            .spawn(move || flusher(weak));
+        if flusher.is_err() {
+            lock(&shared.0).unbuffer();
+        }
+        Logger {
+            json: AtomicBool::new(json),
+            shared,
             observer: OnceLock::new(),
-        })
+        }
+    }
+
+    /// Writes the lines waiting in the buffer now.
+    pub fn flush(&self) {
+        lock(&self.shared.0).flush();
     }
 
     /// Opens the log again, as `[log]` now says (a reload; after
@@ -62,7 +102,20 @@ impl Logger {
     /// keep going there.
     pub fn reopen(&self, config: &Log) -> std::io::Result<()> {
         let sink = Sink::open(config)?;
-        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+        let mut old = lock(&self.shared.0);
+        old.flush();
+        let unbuffered = matches!(
+            &*old,
+            Sink::Stream {
+                buffered: false,
+                ..
+            }
+        );
+        *old = sink;
+        if unbuffered {
+            old.unbuffer();
+        }
+        drop(old);
         self.json
             .store(config.format == LogFormat::Json, Ordering::Relaxed);
         Ok(())
@@ -70,11 +123,12 @@ impl Logger {
 
     /// A logger that writes nowhere (for tests of other parts).
     pub fn discard() -> Logger {
-        Logger {
-            json: AtomicBool::new(false),
-            sink: Mutex::new(Sink::Stream(Box::new(std::io::sink()))),
-            observer: OnceLock::new(),
-        }
+        let sink = Sink::Stream {
+            out: Box::new(std::io::sink()),
+            waiting: Vec::new(),
+            buffered: true,
+        };
+        Logger::with_sink(false, sink)
     }
 
     /// From now on, every line is also given to `observer` (the metrics).
@@ -102,14 +156,14 @@ impl Logger {
         } else {
             render_text(&now, fields)
         };
-        let mut sink = match self.sink.lock() {
-            Ok(sink) => sink,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let (sink, wake) = &*self.shared;
+        let mut sink = lock(sink);
         // A log that cannot be written must not stop mail.
         match &mut *sink {
-            Sink::Stream(out) => {
-                let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+            Sink::Stream { .. } => {
+                if sink.take(&line) {
+                    wake.notify_one();
+                }
             }
             Sink::Syslog { path, socket } => {
                 // Syslog stamps the time itself; the message is the line
@@ -141,22 +195,114 @@ impl Logger {
     }
 }
 
+impl Drop for Logger {
+    fn drop(&mut self) {
+        self.flush();
+        // The flusher holds only a weak reference: it ends on its own.
+        self.shared.1.notify_one();
+    }
+}
+
+fn lock(sink: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
+    sink.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes waiting lines [`FLUSH_DELAY`] after the first of them, and sleeps
+/// while none waits; ends with its logger.
+fn flusher(shared: std::sync::Weak<(Mutex<Sink>, Condvar)>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let (sink, wake) = &*strong;
+        let guard = lock(sink);
+        let waiting = !guard.is_idle();
+        // Wakes for a first waiting line, or now and then to see whether
+        // its logger is gone.
+        let guard = match waiting {
+            true => guard,
+            false => match wake.wait_timeout(guard, Duration::from_secs(1)) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            },
+        };
+        let waiting = !guard.is_idle();
+        drop(guard);
+        drop(strong);
+        if waiting {
+            std::thread::sleep(FLUSH_DELAY);
+            if let Some(strong) = shared.upgrade() {
+                lock(&strong.0).flush();
+            }
+        }
+    }
+}
+
 impl Sink {
+    /// Whether no line waits to be written.
+    fn is_idle(&self) -> bool {
+        match self {
+            Sink::Stream { waiting, .. } => waiting.is_empty(),
+            Sink::Syslog { .. } => true,
+        }
+    }
+
+    /// Writes the waiting lines.
+    fn flush(&mut self) {
+        if let Sink::Stream { out, waiting, .. } = self {
+            if !waiting.is_empty() {
+                let _ = out.write_all(waiting).and_then(|()| out.flush());
+                waiting.clear();
+            }
+        }
+    }
+
+    /// Adds a line to those waiting, written at once when the buffer is
+    /// full (or there is no flusher); true when it is the first one
+    /// waiting (the flusher is to be woken).
+    fn take(&mut self, line: &str) -> bool {
+        let Sink::Stream {
+            waiting, buffered, ..
+        } = self
+        else {
+            return false;
+        };
+        let first = waiting.is_empty();
+        waiting.extend_from_slice(line.as_bytes());
+        if waiting.len() >= MAX_BUFFERED || !*buffered {
+            self.flush();
+            return false;
+        }
+        first
+    }
+
+    /// Lines are written as they come from now on (no flusher).
+    fn unbuffer(&mut self) {
+        if let Sink::Stream { buffered, .. } = self {
+            *buffered = false;
+        }
+    }
+
     fn open(config: &Log) -> std::io::Result<Sink> {
         if config.syslog {
             let path = config.syslog_socket.clone();
             let socket = connect_syslog(&path).ok();
             return Ok(Sink::Syslog { path, socket });
         }
-        Ok(match &config.file {
-            Some(path) => Sink::Stream(Box::new(
+        let out: Box<dyn Write + Send> = match &config.file {
+            Some(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .mode(LOG_FILE_MODE)
                     .open(path)?,
-            )),
-            None => Sink::Stream(Box::new(std::io::stderr())),
+            ),
+            None => Box::new(std::io::stderr()),
+        };
+        Ok(Sink::Stream {
+            out,
+            waiting: Vec::new(),
+            buffered: true,
         })
     }
 }
@@ -330,6 +476,76 @@ mod tests {
         assert_eq!(
             line,
             "T mxguard: event=reject client=192.0.2.1 reply=\"550 5.1.1 \\\"x\\\" unknown\" helo=\"\" from=\"a\\r\\nb\"\n"
+        );
+    }
+
+    fn file_logger(dir: &std::path::Path) -> (Logger, std::path::PathBuf) {
+        let path = dir.join("mx.log");
+        let config = Log {
+            file: Some(path.clone()),
+            ..Log::default()
+        };
+        (Logger::open(&config).unwrap(), path)
+    }
+
+    #[test]
+    fn buffered_lines_are_written_by_a_flush_and_by_the_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_logger(dir.path());
+        log.event("one").emit();
+        log.event("two").emit();
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        log.event("three").emit();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().nth(2).unwrap().ends_with("event=three"),
+            "{text}"
+        );
+    }
+
+    /// A writer whose bytes the test can read.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_wait_until_the_buffer_is_full() {
+        let written = Shared::default();
+        let mut sink = Sink::Stream {
+            out: Box::new(written.clone()),
+            waiting: Vec::new(),
+            buffered: true,
+        };
+        let line = format!("{}\n", "x".repeat(999));
+        assert!(sink.take(&line), "the first line wakes the flusher");
+        assert!(!sink.take(&line), "the second does not");
+        for _ in 2..MAX_BUFFERED / 1000 {
+            sink.take(&line);
+        }
+        assert!(written.0.lock().unwrap().is_empty());
+        sink.take(&line);
+        assert_eq!(
+            written.0.lock().unwrap().len(),
+            (MAX_BUFFERED / 1000 + 1) * 1000
+        );
+        assert!(sink.is_idle());
+        sink.unbuffer();
+        assert!(!sink.take(&line));
+        assert!(
+            sink.is_idle(),
+            "without a flusher, a line is written at once"
         );
     }
 

@@ -200,6 +200,8 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
     state.save();
     let _ = std::fs::remove_file(spool.control_socket());
     log.event("stop").kv("phase", "stopped").emit();
+    // Every line, the last accepted message's too, is written before exit.
+    log.flush();
     Ok(())
 }
 

@@ -407,6 +407,7 @@ mod tests {
                     .kv("stage", "rcpt")
                     .kv("reply", &reply)
                     .emit();
+                log.flush();
                 let line = std::fs::read_to_string(&path).unwrap();
                 let f = parse_line(&line).unwrap();
                 prop_assert!(matches!(f.time, Some(Time::Utc(_))));

@@ -127,6 +127,12 @@ async fn a_peer_outside_allow_is_closed_unanswered_and_logged_once() {
     // Served after the three refusals: they are all done with.
     let page = http_get(&addr, "/metrics");
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    // A session after them is logged after them: once its line is
+    // written, so is every line before it.
+    let mut after = Client::connect(mx.addr).await;
+    after.reply().await;
+    after.cmd("QUIT").await;
+    mx.wait_log(&["event=disconnect"]);
     let logged = refusals(&mx);
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert!(
@@ -150,6 +156,10 @@ async fn a_scrape_is_answered_while_idle_sockets_sit_open() {
     let page = http_get(&addr, "/metrics");
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
     assert!(page.contains("\nmxguard_connections_open 0\n"), "{page}");
+    let mut after = Client::connect(mx.addr).await;
+    after.reply().await;
+    after.cmd("QUIT").await;
+    mx.wait_log(&["event=disconnect"]);
     let logged = refusals(&mx);
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert!(
