@@ -7,7 +7,8 @@
 //!
 //! Lines to a file or standard error are buffered and written together
 //! (one write for many lines under load): a line waits at most
-//! [`FLUSH_DELAY`] — a flusher thread sleeps while nothing waits — and
+//! [`FLUSH_DELAY`] — a flusher thread sleeps while nothing waits, but for a
+//! look once a second whether its logger is gone — and
 //! [`Logger::flush`] writes what waits at once (a stop, and when the logger
 //! is dropped). Syslog gets each line as it comes (datagrams).
 

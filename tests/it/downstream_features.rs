@@ -2,7 +2,7 @@
 //! mail (from Python's smtplib, to a UTF-8 mailbox of the recipient table)
 //! arriving byte for byte at a real Postfix with `smtputf8_enable = yes`,
 //! and quarantined, never downgraded, at a downstream without it; the
-//! original client told to Postfix by XCLIENT; the sender's DSN
+//! original client told to Postfix by XCLIENT or XFORWARD; the sender's DSN
 //! parameters passed on.
 
 use crate::dns_fixture::DnsFixture;
@@ -288,5 +288,49 @@ async fn dsn_parameters_are_passed_on_to_a_downstream_that_offers_dsn() {
             "X-Rcpt-Args: <alice@example.test> NOTIFY=NEVER ORCPT=rfc822;alice@example.test"
         ),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn postfix_that_takes_xforward_only_logs_the_original_client() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let postfix = Postfix::start_with(
+        &dir.path().join("postfix"),
+        port,
+        &["alice@example.test"],
+        &format!("smtpd_authorized_xforward_hosts = 127.0.0.1\n{HOLD}"),
+    );
+    let mx = front(
+        dir.path(),
+        &format!("smtp://127.0.0.1:{port}"),
+        &format!(
+            "{}[checks]\ndmarc = \"off\"\nforged_reverse_dns = \"warn\"\n",
+            dns.config()
+        ),
+    );
+    let mut c = Client::greet_from("127.0.0.11", mx.addr, "mail1.client.test").await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.cmd("DATA").await;
+    assert!(c
+        .cmd("Subject: fwd\r\n\r\nhi\r\n.")
+        .await
+        .starts_with("250 "));
+    let sent = mx.wait_log(&["event=delivery", "status=sent"]);
+    assert!(sent.contains(" origin=xforward "), "{sent}");
+    let id = downstream_queue_id(&sent);
+    let client_line = wait_for("Postfix's client line", || {
+        let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
+        log.lines()
+            .find(|l| l.contains(&format!("{id}: client=")))
+            .map(str::to_string)
+    });
+    // XFORWARD is for the log (XCLIENT, for the primary's checks too).
+    assert!(
+        client_line
+            .ends_with("client=localhost[127.0.0.1], orig_client=mail1.client.test[127.0.0.11]"),
+        "{client_line}"
     );
 }
