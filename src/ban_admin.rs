@@ -6,8 +6,9 @@
 
 use crate::abuse::bans::{self, Bans};
 use crate::config::{Backend, Config};
+use crate::control::AdminError;
 use crate::log::Logger;
-use crate::state::{State, StateError, Store};
+use crate::state::{State, Store};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,23 +21,8 @@ pub enum Request {
     Remove { client: IpAddr },
 }
 
-/// Why it could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum BanError {
-    #[error("{0}")]
-    Server(#[from] crate::control::AskError),
-    #[error("{0} is in relay.trusted_networks and is never banned")]
-    Exempt(IpAddr),
-    #[error("state: {0}")]
-    State(#[from] StateError),
-    #[error("the state store is unavailable (the log says why)")]
-    Unavailable,
-    #[error("log.file: {0}")]
-    Log(std::io::Error),
-}
-
 /// Carries out `request`; the text to print.
-pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanError> {
+pub async fn run(config: Arc<Config>, request: Request) -> Result<String, AdminError> {
     if let Request::Add { client, .. } = &request {
         // The server also knows the exception list; this is what the
         // configuration alone says.
@@ -46,7 +32,7 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanErr
             .iter()
             .any(|n| n.contains(*client))
         {
-            return Err(BanError::Exempt(*client));
+            return Err(AdminError::Exempt(*client));
         }
     }
     if config.state.backend == Backend::Memory {
@@ -61,7 +47,7 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanErr
     }
     // No server holds the memory state, or the store is Redis.
     // The ban is logged where the server logs, for the report and fail2ban.
-    let log = Logger::open(&config.log).map_err(BanError::Log)?;
+    let log = Logger::open(&config.log).map_err(AdminError::Log)?;
     let log = Arc::new(log);
     let state = State::closed(Store::open(&config)?, log.clone());
     let state = Arc::new(state);
@@ -76,13 +62,13 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, BanErr
             let ban = bans
                 .ban(client, Some(length), "manual")
                 .await
-                .map_err(|_| BanError::Unavailable)?;
+                .map_err(|_| AdminError::Unavailable)?;
             bans::describe(&ban) + "\n"
         }
         Request::Remove { client } => {
             bans.unban(client)
                 .await
-                .map_err(|_| BanError::Unavailable)?;
+                .map_err(|_| AdminError::Unavailable)?;
             String::new()
         }
     };

@@ -193,6 +193,22 @@ pub enum AskError {
     Refused(String),
 }
 
+/// Why an administrator's command (`mxguard ban`, `mxguard greylist`)
+/// could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Server(#[from] AskError),
+    #[error("{0} is in relay.trusted_networks and is never banned")]
+    Exempt(std::net::IpAddr),
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("the state store is unavailable (the log says why)")]
+    Unavailable,
+    #[error("log.file: {0}")]
+    Log(std::io::Error),
+}
+
 /// Asks the server running on `spool_dir`'s control socket; what follows
 /// its `ok`, or `Ok(None)` when no server runs there.
 pub async fn ask_server(spool_dir: &Path, line: String) -> Result<Option<String>, AskError> {

@@ -7,8 +7,9 @@
 
 use crate::abuse::greylist::{self, Greylist};
 use crate::config::{Backend, Config};
+use crate::control::AdminError;
 use crate::log::Logger;
-use crate::state::{State, StateError, Store};
+use crate::state::{State, Store};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,21 +20,8 @@ pub enum Request {
     Pass { client: IpAddr },
 }
 
-/// Why it could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum GreylistError {
-    #[error("{0}")]
-    Server(#[from] crate::control::AskError),
-    #[error("state: {0}")]
-    State(#[from] StateError),
-    #[error("the state store is unavailable (the log says why)")]
-    Unavailable,
-    #[error("log.file: {0}")]
-    Log(std::io::Error),
-}
-
 /// Carries out `request`; the text to print.
-pub async fn run(config: Arc<Config>, request: Request) -> Result<String, GreylistError> {
+pub async fn run(config: Arc<Config>, request: Request) -> Result<String, AdminError> {
     if config.state.backend == Backend::Memory {
         let line = match &request {
             Request::List => "greylist list".to_string(),
@@ -45,7 +33,7 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, Greyli
     }
     // No server holds the memory state, or the store is Redis; what is
     // done is logged where the server logs.
-    let log = Arc::new(Logger::open(&config.log).map_err(GreylistError::Log)?);
+    let log = Arc::new(Logger::open(&config.log).map_err(AdminError::Log)?);
     let state = Arc::new(State::closed(Store::open(&config)?, log.clone()));
     let text = match request {
         Request::List => {
@@ -58,7 +46,7 @@ pub async fn run(config: Arc<Config>, request: Request) -> Result<String, Greyli
             let net = greylist
                 .let_through(client)
                 .await
-                .map_err(|_| GreylistError::Unavailable)?;
+                .map_err(|_| AdminError::Unavailable)?;
             format!("{net} passes greylisting\n")
         }
     };

@@ -77,15 +77,7 @@ impl Dovecot {
 
     /// The messages in `user`'s inbox.
     pub fn inbox(&self, user: &str) -> Vec<String> {
-        let new = self.mail.join(user).join("Maildir").join("new");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(new)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-            .collect()
+        crate::harness::files_in(&self.mail.join(user).join("Maildir").join("new"))
     }
 }
 

@@ -182,60 +182,66 @@ async fn a_utf8_address_without_smtputf8_is_refused_and_unknown_ones_too() {
     assert!(text.contains(TO), "{text}");
 }
 
-#[tokio::test]
-async fn postfix_behind_mxguard_sees_the_original_client_through_xclient() {
-    let dns = DnsFixture::start();
-    let dir = tempfile::tempdir().unwrap();
+/// A Postfix primary with `main_cf` (holding what it takes), and an MX in
+/// front of it whose reverse-DNS check (in warn mode) confirms client
+/// names, for the log and for the primary.
+fn primary_with(dir: &std::path::Path, dns: &DnsFixture, main_cf: &str) -> (Postfix, Mxguard) {
     let port = free_port();
     let postfix = Postfix::start_with(
-        &dir.path().join("postfix"),
+        &dir.join("postfix"),
         port,
         &["alice@example.test"],
-        &format!("smtpd_authorized_xclient_hosts = 127.0.0.1\n{HOLD}"),
+        &format!("{main_cf}\n{HOLD}"),
     );
-    // The reverse-DNS check (in warn mode) confirms names for the log,
-    // and for the primary.
     let mx = front(
-        dir.path(),
+        dir,
         &format!("smtp://127.0.0.1:{port}"),
         &format!(
             "{}[checks]\ndmarc = \"off\"\nforged_reverse_dns = \"warn\"\n",
             dns.config()
         ),
     );
+    (postfix, mx)
+}
+
+/// One message from `client` greeting as `helo`; the delivery line of it.
+async fn relay_from(mx: &Mxguard, client: &str, helo: &str) -> String {
+    let mut c = Client::greet_from(client, mx.addr, helo).await;
+    c.cmd("MAIL FROM:<a@client.test>").await;
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.cmd("DATA").await;
+    let queued = c.cmd("Subject: via\r\n\r\nhi\r\n.").await;
+    let ours = queued
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .expect("queued");
+    c.cmd("QUIT").await;
+    mx.wait_log(&[
+        "event=delivery",
+        &format!("queue_id={}", ours.trim_end()),
+        "status=sent",
+    ])
+}
+
+#[tokio::test]
+async fn postfix_behind_mxguard_sees_the_original_client_through_xclient() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (postfix, mx) = primary_with(
+        dir.path(),
+        &dns,
+        "smtpd_authorized_xclient_hosts = 127.0.0.1",
+    );
     // 127.0.0.11 is mail1.client.test and back; 127.0.0.7 has no PTR.
     for (client, helo, name) in [
         ("127.0.0.11", "mail1.client.test", "mail1.client.test"),
         ("127.0.0.7", "client.helo.test", "unknown"),
     ] {
-        let mut c = Client::greet_from(client, mx.addr, helo).await;
-        c.cmd("MAIL FROM:<a@client.test>").await;
-        c.cmd("RCPT TO:<alice@example.test>").await;
-        c.cmd("DATA").await;
-        assert!(c
-            .cmd("Subject: via\r\n\r\nhi\r\n.")
-            .await
-            .starts_with("250 "));
-        c.cmd("QUIT").await;
-        let queued = mx.wait_log(&["event=accept", &format!("client={client}")]);
-        let ours = queued
-            .split("queue_id=")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap();
-        let sent = mx.wait_log(&["event=delivery", &format!("queue_id={ours}"), "status=sent"]);
+        let sent = relay_from(&mx, client, helo).await;
         assert!(sent.contains(" origin=xclient "), "{sent}");
         // XCLIENT made the connection that client's: it is not reused.
         assert!(!sent.contains("reused="), "{sent}");
         let id = downstream_queue_id(&sent);
-        let client_line = wait_for("Postfix's client line", || {
-            let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
-            log.lines()
-                .find(|l| l.contains(&format!("{id}: client=")))
-                .map(str::to_string)
-        });
+        let client_line = postfix.client_line(&id);
         assert!(
             client_line.ends_with(&format!("client={name}[{client}]")),
             "{client_line}"
@@ -295,39 +301,15 @@ async fn dsn_parameters_are_passed_on_to_a_downstream_that_offers_dsn() {
 async fn postfix_that_takes_xforward_only_logs_the_original_client() {
     let dns = DnsFixture::start();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let postfix = Postfix::start_with(
-        &dir.path().join("postfix"),
-        port,
-        &["alice@example.test"],
-        &format!("smtpd_authorized_xforward_hosts = 127.0.0.1\n{HOLD}"),
-    );
-    let mx = front(
+    let (postfix, mx) = primary_with(
         dir.path(),
-        &format!("smtp://127.0.0.1:{port}"),
-        &format!(
-            "{}[checks]\ndmarc = \"off\"\nforged_reverse_dns = \"warn\"\n",
-            dns.config()
-        ),
+        &dns,
+        "smtpd_authorized_xforward_hosts = 127.0.0.1",
     );
-    let mut c = Client::greet_from("127.0.0.11", mx.addr, "mail1.client.test").await;
-    c.cmd("MAIL FROM:<a@client.test>").await;
-    c.cmd("RCPT TO:<alice@example.test>").await;
-    c.cmd("DATA").await;
-    assert!(c
-        .cmd("Subject: fwd\r\n\r\nhi\r\n.")
-        .await
-        .starts_with("250 "));
-    let sent = mx.wait_log(&["event=delivery", "status=sent"]);
+    let sent = relay_from(&mx, "127.0.0.11", "mail1.client.test").await;
     assert!(sent.contains(" origin=xforward "), "{sent}");
-    let id = downstream_queue_id(&sent);
-    let client_line = wait_for("Postfix's client line", || {
-        let log = std::fs::read_to_string(&postfix.log).unwrap_or_default();
-        log.lines()
-            .find(|l| l.contains(&format!("{id}: client=")))
-            .map(str::to_string)
-    });
     // XFORWARD is for the log (XCLIENT, for the primary's checks too).
+    let client_line = postfix.client_line(&downstream_queue_id(&sent));
     assert!(
         client_line
             .ends_with("client=localhost[127.0.0.1], orig_client=mail1.client.test[127.0.0.11]"),

@@ -107,6 +107,18 @@ impl Postfix {
         postfix
     }
 
+    /// Its smtpd's `QUEUEID: client=…` line for a message it took (it
+    /// writes its log through postlogd, a moment after replying).
+    pub fn client_line(&self, queue_id: &str) -> String {
+        let needle = format!("{queue_id}: client=");
+        wait_for("Postfix's client line", || {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            log.lines()
+                .find(|l| l.contains(&needle))
+                .map(str::to_string)
+        })
+    }
+
     /// Its configuration directory (for postcat, postqueue).
     pub fn conf(&self) -> &Path {
         &self.conf
