@@ -55,6 +55,7 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod smtp;
+pub mod spf;
 pub mod spool;
 pub mod state;
 pub mod time;
