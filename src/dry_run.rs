@@ -310,7 +310,12 @@ pub async fn run(cx: &Context<'_>, trial: &Trial) -> Result<(String, Verdict), T
         }
         if let Some(from) = &from {
             let helo = trial.helo.clone().unwrap_or_default();
-            results.extend(checks.clone().mail(client, helo, from.clone()).await);
+            results.extend(
+                checks
+                    .clone()
+                    .mail(client, helo, from.clone(), Default::default())
+                    .await,
+            );
         }
     }
     let mode = config.policy.mode;

@@ -1,10 +1,10 @@
 //! DNS for the checks: one resolver for the whole process, built from
-//! `[dns]` (or the system configuration), shared with mail-auth for SPF;
-//! answers classified as found, not found (NXDOMAIN/NODATA) or failed
+//! `[dns]` (or the system configuration), shared with mail-auth for DKIM
+//! and DMARC; answers classified as found, not found (NXDOMAIN/NODATA) or failed
 //! (timeout, SERVFAIL), every lookup bounded by `dns.timeout`. Identical
 //! concurrent queries are merged by hickory's name server pool, answers
 //! cached by its response cache (PTR answers by a small cache here).
-//! DNSBL queries and health: [`dnsbl`].
+//! DNSBL queries and health: [`dnsbl`]. SPF: [`spf`].
 //!
 //! Reverse lookups go straight to the name server pool: hickory's resolver
 //! answers names under `127.in-addr.arpa` itself (RFC 6761), and mxguard
@@ -12,6 +12,7 @@
 
 pub mod dnsbl;
 pub mod latency;
+pub mod spf;
 
 use crate::config::checks::Dns as DnsConfig;
 use futures_util::StreamExt;
@@ -27,8 +28,7 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy as DmarcPolicy;
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticationResults, DmarcResult, MessageAuthenticator, SpfResult};
+use mail_auth::{AuthenticationResults, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -79,20 +79,11 @@ pub struct Authentication {
     pub dmarc_rejects: Option<String>,
 }
 
-impl Authentication {
-    fn unavailable(our_hostname: &str, why: &str) -> Authentication {
-        Authentication {
-            header: format!("Authentication-Results: {our_hostname}; none ({why})\r\n"),
-            dmarc_rejects: None,
-        }
-    }
-}
-
 /// The PTR names of an address.
 type PtrAnswer = Answer<Vec<String>>;
 
-/// PTR names kept per address: the checks look at no more.
-const MAX_PTR_NAMES: usize = 5;
+/// PTR names kept per address: SPF looks at no more (RFC 7208 4.6.4).
+const MAX_PTR_NAMES: usize = 10;
 
 /// How long a PTR answer is reused.
 const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -411,25 +402,6 @@ impl Dns {
         .await
     }
 
-    /// SPF (RFC 7208) for the MAIL FROM identity (`sender` is
-    /// `local@domain`, or `postmaster@helo` for the null sender).
-    pub async fn spf_mail_from(
-        &self,
-        ip: IpAddr,
-        helo: &str,
-        our_hostname: &str,
-        sender: &str,
-    ) -> SpfResult {
-        let params = SpfParameters::verify_mail_from(ip, helo, our_hostname, sender);
-        self.spf(params).await
-    }
-
-    /// SPF for the HELO identity.
-    pub async fn spf_helo(&self, ip: IpAddr, helo: &str, our_hostname: &str) -> SpfResult {
-        self.spf(SpfParameters::verify_ehlo(ip, helo, our_hostname))
-            .await
-    }
-
     /// How the sender of a message is verified, if it is: SPF pass for the
     /// MAIL FROM domain, or a DKIM signature that verifies and whose `d=`
     /// is that domain or a parent of it (relaxed alignment). The message is
@@ -449,7 +421,8 @@ impl Dns {
             std::future::Future<Output = Option<(Vec<u8>, Vec<crate::message::body_hash::Digest>)>>,
     {
         let domain = sender.rsplit_once('@')?.1.to_ascii_lowercase();
-        if self.spf_mail_from(ip, helo, our_hostname, sender).await == SpfResult::Pass {
+        let spf = self.spf_mail_from(ip, helo, our_hostname, sender).await;
+        if spf.result == crate::spf::SpfResult::Pass {
             return Some("spf=pass".into());
         }
         let (header_block, digests) = message().await?;
@@ -466,42 +439,28 @@ impl Dns {
         })
     }
 
-    /// Message authentication at the end of DATA: SPF of the MAIL FROM
-    /// identity, DKIM signatures, and DMARC for the From: domain; the
+    /// Message authentication at the end of DATA: DKIM signatures, and
+    /// DMARC for the From: domain with `spf`, the transaction's SPF verdict
+    /// for `sender` (the one its MAIL check saw); the
     /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
     /// The message is its header block and the DKIM body hashes computed
     /// while it was received, never the whole message in memory.
+    #[allow(clippy::too_many_arguments)]
     pub async fn authenticate(
         &self,
         ip: IpAddr,
         helo: &str,
         our_hostname: &str,
-        mail_from: &str,
+        sender: &str,
+        spf: &crate::spf::Verdict,
         header_block: &[u8],
         body_hashes: &[crate::message::body_hash::Digest],
     ) -> Authentication {
-        let sender = if mail_from.is_empty() {
-            format!("postmaster@{helo}")
-        } else {
-            mail_from.to_string()
-        };
         let budget = self.timeout * 4;
-        let spf = tokio::time::timeout(
-            budget,
-            self.auth.verify_spf(SpfParameters::verify_mail_from(
-                ip,
-                helo,
-                our_hostname,
-                &sender,
-            )),
-        )
-        .await;
-        let Ok(spf) = spf else {
-            return Authentication::unavailable(our_hostname, "spf timed out");
-        };
+        let spf = SpfOutput::new(spf.domain.clone()).with_result(mail_auth_spf(spf.result));
         let Some(mut parsed) = mail_auth::AuthenticatedMessage::parse(header_block) else {
             let header = AuthenticationResults::new(our_hostname)
-                .with_spf_mailfrom_result(&spf, ip, &sender, helo)
+                .with_spf_mailfrom_result(&spf, ip, sender, helo)
                 .to_header();
             return Authentication {
                 header,
@@ -521,7 +480,7 @@ impl Dns {
         .await;
         let mut results = AuthenticationResults::new(our_hostname)
             .with_dkim_results(&dkim, parsed.from())
-            .with_spf_mailfrom_result(&spf, ip, &sender, helo);
+            .with_spf_mailfrom_result(&spf, ip, sender, helo);
         let mut dmarc_rejects = None;
         if let Ok(dmarc) = &dmarc {
             results = results.with_dmarc_result(dmarc);
@@ -536,13 +495,19 @@ impl Dns {
             dmarc_rejects,
         }
     }
+}
 
-    async fn spf(&self, params: SpfParameters<'_>) -> SpfResult {
-        // An SPF evaluation may take several lookups; RFC 7208 section
-        // 4.6.4 bounds their number, this bounds their time.
-        match tokio::time::timeout(self.timeout * 4, self.auth.verify_spf(params)).await {
-            Ok(output) => output.result(),
-            Err(_) => SpfResult::TempError,
-        }
+/// mail-auth's name for an SPF result (for DMARC and the
+/// Authentication-Results header).
+fn mail_auth_spf(result: crate::spf::SpfResult) -> SpfResult {
+    use crate::spf::SpfResult as Ours;
+    match result {
+        Ours::None => SpfResult::None,
+        Ours::Neutral => SpfResult::Neutral,
+        Ours::Pass => SpfResult::Pass,
+        Ours::Fail => SpfResult::Fail,
+        Ours::SoftFail => SpfResult::SoftFail,
+        Ours::TempError => SpfResult::TempError,
+        Ours::PermError => SpfResult::PermError,
     }
 }

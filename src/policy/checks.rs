@@ -17,7 +17,6 @@ use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
-use mail_auth::SpfResult;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -187,16 +186,4 @@ pub(super) fn join_ips(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-pub(super) fn spf_name(r: SpfResult) -> &'static str {
-    match r {
-        SpfResult::Pass => "pass",
-        SpfResult::Fail => "fail",
-        SpfResult::SoftFail => "softfail",
-        SpfResult::Neutral => "neutral",
-        SpfResult::TempError => "temperror",
-        SpfResult::PermError => "permerror",
-        SpfResult::None => "none",
-    }
 }

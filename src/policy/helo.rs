@@ -3,13 +3,13 @@
 //! DNS: whether it resolves, whether it is the client's PTR name, and the
 //! SPF result of the HELO identity.
 
-use super::checks::{join_ips, spf_name, Checks, Timer};
+use super::checks::{join_ips, Checks, Timer};
 use crate::config::OnDnsError;
 use crate::dns::Answer;
 use crate::smtp::address::is_domain;
 use crate::smtp::reply::Reply;
+use crate::spf::SpfResult;
 use crate::verdict::{CheckResult, Outcome, Stage};
-use mail_auth::SpfResult;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -89,8 +89,8 @@ impl Checks {
             if c.helo_spf.is_off() || !is_name {
                 return None;
             }
-            let result = self.dns.spf_helo(client, &name, hostname).await;
-            let outcome = match result {
+            let verdict = self.dns.spf_helo(client, &name, hostname).await;
+            let outcome = match verdict.result {
                 SpfResult::Fail => Outcome::Hit(rejected(550, "5.7.23", "SPF check failed")),
                 SpfResult::TempError => {
                     Outcome::DnsError(rejected(451, "4.7.24", "SPF temporary error"))
@@ -102,7 +102,7 @@ impl Checks {
                 c.helo_spf,
                 tempfail,
                 outcome,
-                format!("spf={}", spf_name(result)),
+                super::sender::spf_detail(&verdict),
             ))
         };
         let (a, b, s) = tokio::join!(resolves, matches_ptr, spf);

@@ -1,27 +1,53 @@
 //! The checks of the sender at MAIL: the sender block list (qmail's
 //! badmailfrom: an exact address, `@domain`, or `/regex/`), whether the
 //! domain exists (MX, else an address; RFC 7505 null MX refused), and SPF
-//! of the MAIL FROM identity (fail, soft fail, temporary error). The
-//! RHSBLs of the sender domain are [`super::dnsbl`]'s.
+//! of the MAIL FROM identity (fail, soft fail, temporary error), whose
+//! verdict the transaction keeps for DMARC. The RHSBLs of the sender
+//! domain are [`super::dnsbl`]'s.
 
-use super::checks::{domain_of, join_ips, spf_name, Checks, Timer};
+use super::checks::{domain_of, join_ips, Checks, Timer};
 use super::dnsbl::Listed;
 use crate::config::OnDnsError;
+use crate::dns::spf::SpfOnce;
 use crate::dns::Answer;
 use crate::smtp::address::Path;
 use crate::smtp::reply::Reply;
+use crate::spf::{SpfResult, Verdict};
 use crate::verdict::{CheckResult, Outcome, Stage};
-use mail_auth::SpfResult;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The identity SPF checks for a MAIL FROM: `local@domain`, or
+/// `postmaster@<helo>` for the null sender (RFC 7208 section 2.4).
+pub fn spf_sender(from: &Path, helo: &str) -> String {
+    match &from.mailbox {
+        Some(m) => format!("{}@{}", m.local_unquoted(), domain_of(m)),
+        None => format!("postmaster@{}", helo.trim_end_matches('.')),
+    }
+}
+
+/// What `mxguard check` shows of an SPF verdict: the result, why (for an
+/// error or none), and the domain's explanation of a fail.
+pub(super) fn spf_detail(verdict: &Verdict) -> String {
+    let mut detail = format!("spf={}", verdict.result);
+    if let Some(why) = &verdict.why {
+        detail.push_str(&format!(" ({why})"));
+    }
+    if let Some(explanation) = &verdict.explanation {
+        detail.push_str(&format!(" explanation={explanation:?}"));
+    }
+    detail
+}
+
 impl Checks {
-    /// MAIL stage.
+    /// MAIL stage; the SPF verdict is evaluated through `spf`, the
+    /// transaction's, unless it has one already.
     pub async fn mail(
         self: Arc<Self>,
         client: IpAddr,
         helo: String,
         from: Path,
+        spf: Arc<SpfOnce>,
     ) -> Vec<CheckResult> {
         let c = &self.config.checks;
         let t = Timer::start(Stage::Mail);
@@ -80,13 +106,12 @@ impl Checks {
             if c.spf.is_off() && c.spf_softfail.is_off() {
                 return Vec::new();
             }
-            let sender = address
-                .clone()
-                .unwrap_or_else(|| format!("postmaster@{}", helo.trim_end_matches('.')));
-            let result = self
-                .dns
-                .spf_mail_from(client, &helo, &self.config.server.hostname, &sender)
+            let sender = spf_sender(&from, &helo);
+            let hostname = &self.config.server.hostname;
+            let verdict = spf
+                .mail_from(&self.dns, client, &helo, hostname, &sender)
                 .await;
+            let result = verdict.result;
             let rejected = |status, why: &str| {
                 Reply::new(
                     550,
@@ -107,7 +132,7 @@ impl Checks {
                 SpfResult::SoftFail => Outcome::Hit(rejected("5.7.23", "SPF soft fail")),
                 _ => Outcome::Pass,
             };
-            let detail = format!("spf={}", spf_name(result));
+            let detail = spf_detail(&verdict);
             vec![
                 t.result("spf", c.spf, OnDnsError::Tempfail, fail, detail.clone()),
                 t.result(

@@ -2,11 +2,15 @@
 //! their input is known (connect at accept, HELO at HELO, MAIL at MAIL) and
 //! run in the background while the conversation goes on; the pipeline
 //! waits for the stages it needs when the session must answer
-//! ([`Evidence`]).
+//! ([`Evidence`]). The transaction's SPF verdict is kept for DMARC at the
+//! end of DATA, which thus judges with the result the MAIL check saw.
 
 use super::checks::Checks;
 use super::pipeline::{Evidence, Upto};
+use super::sender::spf_sender;
+use crate::dns::spf::SpfOnce;
 use crate::smtp::address::Path;
+use crate::spf::Verdict;
 use crate::verdict::CheckResult;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -57,6 +61,9 @@ pub struct SessionChecks {
     connect: Slot,
     helo: Slot,
     mail: Slot,
+    /// The transaction's HELO name and SPF identity, and its SPF verdict.
+    identity: Option<(String, String)>,
+    spf: Arc<SpfOnce>,
 }
 
 impl SessionChecks {
@@ -74,6 +81,8 @@ impl SessionChecks {
             connect,
             helo: Slot::Empty,
             mail: Slot::Empty,
+            identity: None,
+            spf: Arc::default(),
         }
     }
 
@@ -87,13 +96,28 @@ impl SessionChecks {
 
     pub fn on_mail(&mut self, helo: &str, from: &Path) {
         self.mail.clear();
+        self.spf = Arc::default();
+        self.identity = Some((helo.to_string(), spf_sender(from, helo)));
         if self.enabled {
             self.mail = Slot::start(self.checks.clone().mail(
                 self.client,
                 helo.to_string(),
                 from.clone(),
+                self.spf.clone(),
             ));
         }
+    }
+
+    /// The last transaction's SPF identity and verdict: the one its MAIL
+    /// check saw, or evaluated now (the check off, the client exempt).
+    pub async fn spf(&self, our_hostname: &str) -> Option<(String, Verdict)> {
+        let (helo, sender) = self.identity.as_ref()?;
+        let dns = &self.checks.dns;
+        let verdict = self
+            .spf
+            .mail_from(dns, self.client, helo, our_hostname, sender)
+            .await;
+        Some((sender.clone(), verdict))
     }
 
     /// The transaction ended (RSET, end of DATA): MAIL results go.

@@ -356,7 +356,7 @@ impl Decider {
                 Some(from) if missing(Stage::Mail) => {
                     checks
                         .clone()
-                        .mail(env.client, env.helo.clone(), from)
+                        .mail(env.client, env.helo.clone(), from, Default::default())
                         .await
                 }
                 _ => Vec::new(),

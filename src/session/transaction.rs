@@ -300,7 +300,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     /// DKIM, SPF and DMARC at the end of DATA (when `checks.dmarc` is on):
-    /// the Authentication-Results header, and the DMARC verdict.
+    /// the Authentication-Results header, and the DMARC verdict, with the
+    /// transaction's SPF verdict (evaluated once, for the MAIL check too).
     pub(super) async fn authenticate_and_queue(
         &mut self,
         envelope: Envelope,
@@ -313,11 +314,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return self.queue(envelope, received, size, Vec::new()).await;
         };
         let digests = hashes.finish();
-        let sender = envelope
-            .from
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .to_string();
+        // DMARC judges with the SPF verdict the MAIL check saw.
+        let Some((sender, spf)) = self.checks.spf(self.hostname()).await else {
+            return self.queue(envelope, received, size, Vec::new()).await;
+        };
         let helo = if envelope.helo.is_empty() {
             "unknown"
         } else {
@@ -333,6 +333,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 helo,
                 self.hostname(),
                 &sender,
+                &spf,
                 &received.finished.header_block,
                 &digests,
             )

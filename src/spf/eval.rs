@@ -77,10 +77,18 @@ enum Waiting {
         name: String,
     },
     /// `exists`: the target's A records.
-    Exists { qualifier: Qualifier, name: String },
+    Exists {
+        qualifier: Qualifier,
+        name: String,
+    },
     /// The client's PTR names, then each one's addresses.
-    PtrNames { then: Then },
-    PtrAddresses { names: Vec<String>, then: Then },
+    PtrNames {
+        then: Then,
+    },
+    PtrAddresses {
+        names: Vec<String>,
+        then: Then,
+    },
     /// The TXT record of the `exp=` domain.
     Explanation,
 }
@@ -174,9 +182,10 @@ impl Evaluation {
         let waiting = std::mem::replace(&mut self.waiting, Waiting::Nothing);
         let mut answers = answers.into_iter();
         match waiting {
-            Waiting::Nothing => {
-                self.finish(SpfResult::TempError, Some("an answer nobody asked for".into()))
-            }
+            Waiting::Nothing => self.finish(
+                SpfResult::TempError,
+                Some("an answer nobody asked for".into()),
+            ),
             Waiting::Record => self.on_record(txt(answers.next())),
             Waiting::Addresses {
                 qualifier,
@@ -297,9 +306,8 @@ impl Evaluation {
                         .filter(|t| t.is_ascii()),
                     _ => None,
                 };
-                let parsed = text.and_then(|t| {
-                    MacroString::parse(&t, super::macros::Context::Explanation).ok()
-                });
+                let parsed = text
+                    .and_then(|t| MacroString::parse(&t, super::macros::Context::Explanation).ok());
                 match parsed {
                     Some(text) => {
                         self.explaining = Some(Explaining::Text(text));
@@ -365,7 +373,9 @@ impl Evaluation {
             [] if top => self.finish(SpfResult::None, Some(format!("{domain}: no SPF record"))),
             [] => self.finish(
                 SpfResult::PermError,
-                Some(format!("{domain} (included or redirected to) has no SPF record")),
+                Some(format!(
+                    "{domain} (included or redirected to) has no SPF record"
+                )),
             ),
             [one] => match Record::parse(one) {
                 Ok(record) => {
@@ -870,10 +880,16 @@ mod tests {
     #[test]
     fn the_first_matching_mechanism_decides_and_nothing_matching_is_neutral() {
         let zone = Zone::default()
-            .txt("example.com", &["v=spf1 ip4:192.0.2.0/24 ~ip4:198.51.100.1 -all"])
+            .txt(
+                "example.com",
+                &["v=spf1 ip4:192.0.2.0/24 ~ip4:198.51.100.1 -all"],
+            )
             .txt("neutral.example.com", &["v=spf1 ip4:192.0.2.1"]);
         assert_eq!(zone.result("192.0.2.7", "a@example.com"), SpfResult::Pass);
-        assert_eq!(zone.result("198.51.100.1", "a@example.com"), SpfResult::SoftFail);
+        assert_eq!(
+            zone.result("198.51.100.1", "a@example.com"),
+            SpfResult::SoftFail
+        );
         assert_eq!(zone.result("203.0.113.1", "a@example.com"), SpfResult::Fail);
         assert_eq!(
             zone.result("203.0.113.1", "a@neutral.example.com"),
@@ -897,12 +913,24 @@ mod tests {
     fn ip6_never_matches_an_ipv4_client_nor_ip4_an_ipv6_one() {
         let zone = Zone::default()
             .txt("example.com", &["v=spf1 ip6:::/0 ip4:0.0.0.0/0"])
-            .txt("six.example.com", &["v=spf1 ip4:0.0.0.0/0 ip6:2001:db8::/32 -all"]);
+            .txt(
+                "six.example.com",
+                &["v=spf1 ip4:0.0.0.0/0 ip6:2001:db8::/32 -all"],
+            );
         assert_eq!(zone.result("192.0.2.1", "a@example.com"), SpfResult::Pass);
         let zone = zone.txt("example.com", &["v=spf1 ip6:::/0"]);
-        assert_eq!(zone.result("192.0.2.1", "a@example.com"), SpfResult::Neutral);
-        assert_eq!(zone.result("2001:db8::1", "a@six.example.com"), SpfResult::Pass);
-        assert_eq!(zone.result("2001:db9::1", "a@six.example.com"), SpfResult::Fail);
+        assert_eq!(
+            zone.result("192.0.2.1", "a@example.com"),
+            SpfResult::Neutral
+        );
+        assert_eq!(
+            zone.result("2001:db8::1", "a@six.example.com"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            zone.result("2001:db9::1", "a@six.example.com"),
+            SpfResult::Fail
+        );
     }
 
     #[test]
@@ -917,7 +945,10 @@ mod tests {
     #[test]
     fn two_spf_records_are_a_permerror() {
         let zone = Zone::default().txt("example.com", &["v=spf1 -all", "V=SPF1 +all"]);
-        assert_eq!(zone.result("192.0.2.1", "a@example.com"), SpfResult::PermError);
+        assert_eq!(
+            zone.result("192.0.2.1", "a@example.com"),
+            SpfResult::PermError
+        );
     }
 
     #[test]
@@ -927,10 +958,19 @@ mod tests {
             .failing(Query::A("broken.example.com".into()))
             .txt("ptr.example.com", &["v=spf1 ptr -all"])
             .failing(Query::Ptr("192.0.2.1".parse().unwrap()));
-        assert_eq!(zone.result("192.0.2.1", "a@example.com"), SpfResult::TempError);
-        assert_eq!(zone.result("192.0.2.1", "a@ptr.example.com"), SpfResult::Fail);
+        assert_eq!(
+            zone.result("192.0.2.1", "a@example.com"),
+            SpfResult::TempError
+        );
+        assert_eq!(
+            zone.result("192.0.2.1", "a@ptr.example.com"),
+            SpfResult::Fail
+        );
         let zone = zone.failing(Query::Txt("example.com".into()));
-        assert_eq!(zone.result("192.0.2.1", "a@example.com"), SpfResult::TempError);
+        assert_eq!(
+            zone.result("192.0.2.1", "a@example.com"),
+            SpfResult::TempError
+        );
     }
 
     #[test]
@@ -941,8 +981,14 @@ mod tests {
             .txt("a.example.com", &["v=spf1 -include:pass.example.com ~all"])
             .txt("b.example.com", &["v=spf1 include:none.example.com -all"]);
         assert_eq!(zone.result("192.0.2.1", "x@a.example.com"), SpfResult::Fail);
-        assert_eq!(zone.result("192.0.2.2", "x@a.example.com"), SpfResult::SoftFail);
-        assert_eq!(zone.result("192.0.2.1", "x@b.example.com"), SpfResult::PermError);
+        assert_eq!(
+            zone.result("192.0.2.2", "x@a.example.com"),
+            SpfResult::SoftFail
+        );
+        assert_eq!(
+            zone.result("192.0.2.1", "x@b.example.com"),
+            SpfResult::PermError
+        );
     }
 
     #[test]
@@ -953,7 +999,10 @@ mod tests {
             .txt("eleven.example.com", &[&record(11)])
             .a("ten.example.com", &["198.51.100.1"])
             .a("eleven.example.com", &["198.51.100.1"]);
-        assert_eq!(zone.result("192.0.2.1", "x@ten.example.com"), SpfResult::Pass);
+        assert_eq!(
+            zone.result("192.0.2.1", "x@ten.example.com"),
+            SpfResult::Pass
+        );
         assert_eq!(
             zone.result("192.0.2.1", "x@eleven.example.com"),
             SpfResult::PermError
@@ -970,12 +1019,18 @@ mod tests {
     #[test]
     fn a_third_lookup_that_finds_nothing_is_a_permerror() {
         let zone = Zone::default()
-            .txt("two.example.com", &["v=spf1 a:n1.example.com mx:n2.example.com ?all"])
+            .txt(
+                "two.example.com",
+                &["v=spf1 a:n1.example.com mx:n2.example.com ?all"],
+            )
             .txt(
                 "three.example.com",
                 &["v=spf1 a:n1.example.com mx:n2.example.com exists:n3.example.com ?all"],
             );
-        assert_eq!(zone.result("192.0.2.1", "x@two.example.com"), SpfResult::Neutral);
+        assert_eq!(
+            zone.result("192.0.2.1", "x@two.example.com"),
+            SpfResult::Neutral
+        );
         assert_eq!(
             zone.result("192.0.2.1", "x@three.example.com"),
             SpfResult::PermError
@@ -1000,7 +1055,10 @@ mod tests {
         let names: Vec<String> = (0..11).map(|i| format!("mx{i}.example.com")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let zone = zone.mx("example.com", &names);
-        assert_eq!(zone.result("192.0.2.2", "x@example.com"), SpfResult::PermError);
+        assert_eq!(
+            zone.result("192.0.2.2", "x@example.com"),
+            SpfResult::PermError
+        );
     }
 
     #[test]
@@ -1020,9 +1078,15 @@ mod tests {
     #[test]
     fn redirect_takes_the_targets_result_and_explanation_but_an_include_does_not() {
         let zone = Zone::default()
-            .txt("e1.example.com", &["v=spf1 exp=exp1.example.com redirect=e2.example.com"])
+            .txt(
+                "e1.example.com",
+                &["v=spf1 exp=exp1.example.com redirect=e2.example.com"],
+            )
             .txt("e2.example.com", &["v=spf1 -all exp=exp2.example.com"])
-            .txt("e3.example.com", &["v=spf1 include:e2.example.com -all exp=exp3.example.com"])
+            .txt(
+                "e3.example.com",
+                &["v=spf1 include:e2.example.com -all exp=exp3.example.com"],
+            )
             .txt("exp1.example.com", &["No-see-um"])
             .txt("exp2.example.com", &["See me."])
             .txt("exp3.example.com", &["%{l} from %{c} to %{d} at %{r}"]);
@@ -1057,13 +1121,22 @@ mod tests {
     #[test]
     fn the_p_macro_prefers_a_validated_name_under_the_domain() {
         let zone = Zone::default()
-            .txt("e7.example.com", &["v=spf1 exists:%{p}.should.example.com -all"])
+            .txt(
+                "e7.example.com",
+                &["v=spf1 exists:%{p}.should.example.com -all"],
+            )
             .ptr("192.0.2.42", &["mx.example.com", "mx.e7.example.com"])
             .a("mx.example.com", &["192.0.2.42"])
             .a("mx.e7.example.com", &["192.0.2.42"])
             .a("mx.e7.example.com.should.example.com", &["127.0.0.2"]);
-        assert_eq!(zone.result("192.0.2.42", "x@e7.example.com"), SpfResult::Pass);
-        assert_eq!(zone.result("192.0.2.43", "x@e7.example.com"), SpfResult::Fail);
+        assert_eq!(
+            zone.result("192.0.2.42", "x@e7.example.com"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            zone.result("192.0.2.43", "x@e7.example.com"),
+            SpfResult::Fail
+        );
     }
 
     #[test]

@@ -139,8 +139,8 @@ impl MacroString {
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
             if c != '%' {
-                let allowed = matches!(c, '\x21'..='\x7e')
-                    || (c == ' ' && context == Context::Explanation);
+                let allowed =
+                    matches!(c, '\x21'..='\x7e') || (c == ' ' && context == Context::Explanation);
                 if !allowed {
                     return Err(MacroError::BadChar(c));
                 }
@@ -347,7 +347,9 @@ fn is_toplabel(label: &str) -> bool {
     let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
         return false;
     };
-    bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && first.is_ascii_alphanumeric()
         && last.is_ascii_alphanumeric()
         && bytes.iter().any(|b| !b.is_ascii_digit())
@@ -492,8 +494,8 @@ mod tests {
         let mut v = values("192.0.2.3");
         let long = "somewhat.long.exp.example.com";
         v.sender_domain = long;
-        let spec = MacroString::domain_spec(&format!("foobar.{}example.com", "%{o}.".repeat(8)))
-            .unwrap();
+        let spec =
+            MacroString::domain_spec(&format!("foobar.{}example.com", "%{o}.".repeat(8))).unwrap();
         let name = spec.expand_name(&v);
         assert!(name.len() <= 253, "{}", name.len());
         assert_eq!(name, format!("{}example.com", format!("{long}.").repeat(8)));

@@ -69,7 +69,11 @@ pub fn same_prefix(a: &[u8], b: &[u8], len: u8) -> bool {
         if bits == 0 {
             return true;
         }
-        let mask = if bits >= 8 { 0xff } else { 0xffu8 << (8 - bits) };
+        let mask = if bits >= 8 {
+            0xff
+        } else {
+            0xffu8 << (8 - bits)
+        };
         if (x ^ y) & mask != 0 {
             return false;
         }
@@ -396,7 +400,10 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(cidr.covers(ip("192.0.2.200"), ip("192.0.2.1")));
         assert!(!cidr.covers(ip("192.0.3.1"), ip("192.0.2.1")));
-        assert!(cidr.covers(ip("2001:db8:1234::dead:beef"), ip("2001:db8:1234::cafe:babe")));
+        assert!(cidr.covers(
+            ip("2001:db8:1234::dead:beef"),
+            ip("2001:db8:1234::cafe:babe")
+        ));
         assert!(!cidr.covers(ip("::ffff:192.0.2.1"), ip("192.0.2.1")));
         assert!(same_prefix(&[0b1010_0000], &[0b1011_1111], 3));
         assert!(!same_prefix(&[0b1010_0000], &[0b1011_1111], 4));
