@@ -24,7 +24,8 @@
 //! [`control`] (the control socket), [`queue_admin`], [`ban_admin`],
 //! [`greylist_admin`],
 //! [`metrics`], [`report`], [`import`], and the helpers [`time`], [`net`],
-//! [`owned`], [`peers`], [`lists`], [`reload`].
+//! [`owned`], [`peers`], [`lists`], [`reload`]; [`spf`] is SPF without I/O,
+//! driven on the resolver by [`dns::spf`].
 
 pub mod abuse;
 pub mod ban_admin;

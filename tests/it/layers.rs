@@ -10,7 +10,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["time", "net", "owned", "lifecycle", "smtp", "message"],
+        &["time", "net", "owned", "lifecycle", "smtp", "message", "spf"],
     ),
     (
         "configuration",
