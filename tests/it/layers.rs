@@ -10,7 +10,15 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["time", "net", "owned", "lifecycle", "smtp", "message", "spf"],
+        &[
+            "time",
+            "net",
+            "owned",
+            "lifecycle",
+            "smtp",
+            "message",
+            "spf",
+        ],
     ),
     (
         "configuration",

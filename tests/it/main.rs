@@ -36,6 +36,7 @@ mod relay;
 mod report;
 mod routes;
 mod smuggling;
+mod spf_fronts;
 mod spf_suite;
 mod starttls;
 mod swaks_e2e;

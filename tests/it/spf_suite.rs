@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 /// Tests the resolver cannot express, and why. They must still fail: the
 /// test fails if any other test fails, or if one of these passes.
-const CANNOT_EXPRESS: &[(&str, &str)] = &[(
+pub(crate) const CANNOT_EXPRESS: &[(&str, &str)] = &[(
     "null-text",
     "a TXT record with no strings at all (illegal, RDLENGTH 0) beside the SPF \
      record: hickory's message decoder refuses the whole response \
@@ -53,25 +53,25 @@ const CANNOT_EXPRESS: &[(&str, &str)] = &[(
 
 /// One `---` document of the suite.
 #[derive(Deserialize)]
-struct Section {
-    description: String,
-    tests: BTreeMap<String, Case>,
+pub(crate) struct Section {
+    pub(crate) description: String,
+    pub(crate) tests: BTreeMap<String, Case>,
     zonedata: BTreeMap<String, Vec<Value>>,
 }
 
 #[derive(Deserialize)]
-struct Case {
-    helo: String,
-    host: String,
-    mailfrom: String,
-    result: Expected,
+pub(crate) struct Case {
+    pub(crate) helo: String,
+    pub(crate) host: String,
+    pub(crate) mailfrom: String,
+    pub(crate) result: Expected,
     /// The explanation of a fail, or `DEFAULT` (whatever the checker's own).
     explanation: Option<String>,
 }
 
 impl Case {
     /// The explanation the suite names, if it names one.
-    fn explanation(&self) -> Option<&str> {
+    pub(crate) fn explanation(&self) -> Option<&str> {
         self.explanation.as_deref().filter(|e| *e != "DEFAULT")
     }
 }
@@ -79,13 +79,13 @@ impl Case {
 /// `result`: one result, or a list of acceptable ones.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Expected {
+pub(crate) enum Expected {
     One(String),
     Any(Vec<String>),
 }
 
 impl Expected {
-    fn results(&self) -> Vec<SpfResult> {
+    pub(crate) fn results(&self) -> Vec<SpfResult> {
         match self {
             Expected::One(one) => vec![spf_result(one)],
             Expected::Any(any) => any.iter().map(|r| spf_result(r)).collect(),
@@ -93,7 +93,7 @@ impl Expected {
     }
 }
 
-fn spf_result(text: &str) -> SpfResult {
+pub(crate) fn spf_result(text: &str) -> SpfResult {
     match text {
         "pass" => SpfResult::Pass,
         "fail" => SpfResult::Fail,
@@ -147,7 +147,7 @@ const SUITE: &str = concat!(
 
 /// The suite's sections (the comment block before the first `---` is an
 /// empty document).
-fn load_suite() -> Vec<Section> {
+pub(crate) fn load_suite() -> Vec<Section> {
     let path = SUITE;
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("SPF suite {path}: {e}"));
     serde_yaml::Deserializer::from_str(&text)
@@ -272,7 +272,7 @@ fn name_records(name: &str, entries: &[Value]) -> (Vec<Record>, bool) {
 }
 
 /// The fixture DNS server for one section.
-fn serve(section: &Section) -> DnsFixture {
+pub(crate) fn serve(section: &Section) -> DnsFixture {
     let mut records = Vec::new();
     let mut silent = Vec::new();
     for (name, entries) in &section.zonedata {
