@@ -448,6 +448,14 @@ fn dnsbl_health(config: Option<&Path>) -> Result<ExitCode, ExitCode> {
     for zone in config.dnsbl.iter().chain(&config.rhsbl) {
         let health = checks.health.get(&zone.zone);
         unusable |= !health.usable();
+        if let mxguard::dns::dnsbl::Health::Refused(refusal) = &health {
+            eprintln!(
+                "mxguard: {}: refused ({}): {}",
+                zone.zone,
+                refusal.name(),
+                refusal.explanation()
+            );
+        }
         println!(
             "{:<32} {:<9} {}",
             zone.zone,
@@ -482,7 +490,11 @@ fn config_check(file: &Path) -> Result<ExitCode, ExitCode> {
         }
     }
     mxguard::tls::client::DownstreamTls::load(&config.downstream).map_err(|e| fail(&e))?;
-    let warnings = [config.policy_server.warning(), config.metrics.warning()];
+    let warnings = [
+        config.policy_server.warning(),
+        config.metrics.warning(),
+        config.public_resolver_warning(),
+    ];
     for warning in warnings.into_iter().flatten() {
         eprintln!("mxguard: {}: warning: {warning}", file.display());
     }

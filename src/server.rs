@@ -127,6 +127,9 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
             )
             .emit();
     }
+    if let Some(warning) = config.public_resolver_warning() {
+        log.event("warning").kv("warning", warning).emit();
+    }
     let (spool, _lock) = open_spool(&config, &log).await?;
     let spool = Arc::new(spool);
     let dns = Arc::new(crate::dns::Dns::new(&config.dns)?);

@@ -278,6 +278,46 @@ pub struct ListZone {
     /// list that covers only IPv4 addresses, as most do.
     #[serde(default = "yes")]
     pub ipv6: bool,
+    /// A Spamhaus DQS key: asked as `<reversed-ip>.<key>.<zone>`, and
+    /// shown nowhere (the zone is named without it).
+    #[serde(default)]
+    pub key: Option<DqsKey>,
+    /// A file holding the key (read when the configuration is loaded).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// A DNS list's access key: one DNS label of letters and digits. Its
+/// `Debug` hides it, so that no dump of the configuration shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DqsKey(String);
+
+impl DqsKey {
+    /// The key from its text (a file's content: surrounding white space
+    /// dropped), if it is one.
+    pub fn parse(text: &str) -> Result<DqsKey, String> {
+        let key = text.trim();
+        if key.is_empty() || key.len() > 63 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("a DQS key is 1 to 63 letters and digits".into());
+        }
+        Ok(DqsKey(key.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DqsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DqsKey(<hidden>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for DqsKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DqsKey::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
 }
 
 fn yes() -> bool {
@@ -297,7 +337,70 @@ impl ListZone {
     pub fn setting(&self) -> CheckSetting {
         CheckSetting::from_parts(self.action, self.weight, self.on_dns_error)
     }
+
+    /// The zone queries are made under: `<key>.<zone>` with a key, else
+    /// the zone. Never for display: the zone is `zone`.
+    pub fn query_zone(&self) -> String {
+        match &self.key {
+            Some(key) => format!("{}.{}", key.as_str(), self.zone),
+            None => self.zone.clone(),
+        }
+    }
+
+    /// `text` with the key, if any, replaced by `<key>`: for what a lookup
+    /// error says, which may quote the name asked for.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.key {
+            Some(key) => text.replace(key.as_str(), "<key>"),
+            None => text.to_string(),
+        }
+    }
+
+    /// Whether this is one of Spamhaus's zones (public mirrors or DQS).
+    pub fn is_spamhaus(&self) -> bool {
+        self.zone.ends_with("spamhaus.org") || self.zone.ends_with("spamhaus.net")
+    }
 }
+
+/// Well-known public resolvers (Google, Cloudflare, Quad9, OpenDNS,
+/// Level3, Verisign, AdGuard, Comodo, Yandex), which Spamhaus refuses to
+/// answer (127.255.255.254).
+pub const PUBLIC_RESOLVERS: &[&str] = &[
+    "8.8.8.8",
+    "8.8.4.4",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    "1.1.1.1",
+    "1.0.0.1",
+    "1.1.1.2",
+    "1.0.0.2",
+    "1.1.1.3",
+    "1.0.0.3",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    "9.9.9.9",
+    "149.112.112.112",
+    "9.9.9.10",
+    "9.9.9.11",
+    "2620:fe::fe",
+    "2620:fe::9",
+    "2620:fe::10",
+    "2620:fe::11",
+    "208.67.222.222",
+    "208.67.220.220",
+    "2620:119:35::35",
+    "2620:119:53::53",
+    "4.2.2.1",
+    "4.2.2.2",
+    "64.6.64.6",
+    "64.6.65.6",
+    "94.140.14.14",
+    "94.140.15.15",
+    "8.26.56.26",
+    "8.20.247.20",
+    "77.88.8.8",
+    "77.88.8.1",
+];
 
 /// `"127.0.0.2"` or `"127.0.0.2-127.0.0.11"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

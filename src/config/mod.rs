@@ -57,7 +57,58 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Config::from_toml(&text, &file, base)
+        let mut config = Config::from_toml(&text, &file, base)?;
+        config
+            .read_key_files()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: file.clone(),
+                line: line_of_key(&text, key),
+                key: key.to_string(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Reads each list's `key_file` into its `key`.
+    fn read_key_files(&mut self) -> Result<(), (&'static str, String)> {
+        for (key, zones) in [
+            ("dnsbl.key_file", &mut self.dnsbl),
+            ("rhsbl.key_file", &mut self.rhsbl),
+        ] {
+            for zone in zones.iter_mut() {
+                let Some(path) = &zone.key_file else {
+                    continue;
+                };
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| (key, format!("`{}`: {}: {e}", zone.zone, path.display())))?;
+                let parsed = checks::DqsKey::parse(&text)
+                    .map_err(|e| (key, format!("`{}`: {}: {e}", zone.zone, path.display())))?;
+                zone.key = Some(parsed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The warning for a Spamhaus zone asked through a public resolver,
+    /// which Spamhaus refuses (it answers 127.255.255.254 to everything).
+    pub fn public_resolver_warning(&self) -> Option<String> {
+        let spamhaus = self
+            .dnsbl
+            .iter()
+            .chain(&self.rhsbl)
+            .find(|z| z.is_spamhaus())?;
+        let public = self.dns.nameservers.iter().find(|ns| {
+            checks::PUBLIC_RESOLVERS
+                .iter()
+                .any(|p| p.parse::<std::net::IpAddr>().ok() == Some(ns.ip()))
+        })?;
+        Some(format!(
+            "dns.nameservers: {} is a public resolver, and Spamhaus refuses queries that come \
+             through one (it answers 127.255.255.254): {} would be turned off at its first \
+             health test; use a resolver of your own",
+            public.ip(),
+            spamhaus.zone
+        ))
     }
 
     /// Parses `text`; relative paths are taken relative to `base`.
@@ -133,6 +184,11 @@ impl Config {
         }
         if let Some(file) = &mut self.downstream.tls_ca_file {
             join(file);
+        }
+        for zone in self.dnsbl.iter_mut().chain(&mut self.rhsbl) {
+            if let Some(file) = &mut zone.key_file {
+                join(file);
+            }
         }
     }
 
@@ -289,6 +345,20 @@ impl Config {
                     return Err((key, format!("`{}` is not a DNS zone", zone.zone)));
                 }
                 zone.zone = normal;
+            }
+        }
+        for (key, zones) in [
+            ("dnsbl.key_file", &self.dnsbl),
+            ("rhsbl.key_file", &self.rhsbl),
+        ] {
+            if let Some(zone) = zones
+                .iter()
+                .find(|z| z.key.is_some() && z.key_file.is_some())
+            {
+                return Err((
+                    key,
+                    format!("`{}`: set key or key_file, not both", zone.zone),
+                ));
             }
         }
         for zone in &self.dnsbl {

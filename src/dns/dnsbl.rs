@@ -3,13 +3,16 @@
 //! listing, and the health of each zone (RFC 5782 section 5): a zone that
 //! lists the negative test point 127.0.0.1, or answers with a query-error
 //! code (Spamhaus's 127.255.255.0/24 and 127.0.1.255), is unusable and can
-//! never refuse mail until a later health check finds it sane. A server
-//! shares its conclusions with the fleet through the state store
+//! never refuse mail until a later health check finds it sane; Spamhaus's
+//! three refusals of the resolver itself ([`Refusal`]) are told apart, with
+//! what to do about them. A list with a DQS key is asked under
+//! `<key>.<zone>` ([`ListZone::query_zone`]) and named by its zone alone.
+//! A server shares its conclusions with the fleet through the state store
 //! ([`test_and_share`]).
 
 use super::{Answer, Dns};
 use crate::config::checks::CodeRange;
-use crate::config::Config;
+use crate::config::{Config, ListZone};
 use crate::log::Logger;
 use crate::state::State;
 use std::collections::HashMap;
@@ -39,6 +42,65 @@ pub fn query_name(ip: IpAddr, zone: &str) -> String {
 pub fn is_error_code(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
     (o[0] == 127 && o[1] == 255 && o[2] == 255) || ip == Ipv4Addr::new(127, 0, 1, 255)
+}
+
+/// Spamhaus refusing to answer a resolver (not a listing, and not the
+/// list's fault): the answers 127.255.255.252, .254 and .255.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 127.255.255.252: a typo in the zone or the key, or a query the
+    /// list does not take.
+    BadQuery,
+    /// 127.255.255.254: the query came through a public or open resolver.
+    OpenResolver,
+    /// 127.255.255.255: this resolver is over its free quota.
+    OverQuota,
+}
+
+impl Refusal {
+    /// The refusal an answer is, if it is one.
+    pub fn of(code: Ipv4Addr) -> Option<Refusal> {
+        match code.octets() {
+            [127, 255, 255, 252] => Some(Refusal::BadQuery),
+            [127, 255, 255, 254] => Some(Refusal::OpenResolver),
+            [127, 255, 255, 255] => Some(Refusal::OverQuota),
+            _ => None,
+        }
+    }
+
+    /// Its name in the log (`reason=`), the metrics and the state store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::BadQuery => "bad_query",
+            Refusal::OpenResolver => "open_resolver",
+            Refusal::OverQuota => "over_quota",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Refusal> {
+        [Refusal::BadQuery, Refusal::OpenResolver, Refusal::OverQuota]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+
+    /// What it means and what to do.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Refusal::BadQuery => {
+                "the list answers 127.255.255.252 (typo or bad query): check the zone name \
+                 and the DQS key"
+            }
+            Refusal::OpenResolver => {
+                "the list answers 127.255.255.254 (public or open resolver): it refuses \
+                 queries that come through a public resolver; set dns.nameservers to a \
+                 resolver of your own, or use a DQS key"
+            }
+            Refusal::OverQuota => {
+                "the list answers 127.255.255.255 (over quota, excessive queries): use a \
+                 DQS key, or a resolver of your own that is not shared"
+            }
+        }
+    }
 }
 
 /// What a zone's answer for one query means.
@@ -91,6 +153,8 @@ pub enum Health {
     Warning(String),
     /// Never trusted: it cannot refuse mail.
     Disabled(String),
+    /// The list refuses to answer this host's resolver: off, as disabled.
+    Refused(Refusal),
 }
 
 impl Health {
@@ -105,19 +169,24 @@ impl Health {
             Health::Ok => "ok",
             Health::Warning(_) => "warning",
             Health::Disabled(_) => "disabled",
+            Health::Refused(_) => "refused",
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
             Health::Unknown(r) | Health::Warning(r) | Health::Disabled(r) => r,
-            _ => "",
+            Health::Refused(refusal) => refusal.explanation(),
+            Health::Ok => "",
         }
     }
 
     /// `LABEL REASON`, as kept in the state store.
     fn encode(&self) -> String {
-        format!("{} {}", self.label(), self.reason())
+        match self {
+            Health::Refused(refusal) => format!("refused {}", refusal.name()),
+            _ => format!("{} {}", self.label(), self.reason()),
+        }
     }
 
     fn decode(value: &str) -> Option<Health> {
@@ -127,6 +196,7 @@ impl Health {
             "ok" => Health::Ok,
             "warning" => Health::Warning(reason),
             "disabled" => Health::Disabled(reason),
+            "refused" => Health::Refused(Refusal::from_name(&reason)?),
             _ => return None,
         })
     }
@@ -142,24 +212,32 @@ pub enum ZoneKind {
 }
 
 /// The RFC 5782 test of one zone: the positive test point must be listed,
-/// the negative one must not.
-pub async fn test_zone(dns: &Dns, zone: &str, kind: ZoneKind, codes: &[CodeRange]) -> Health {
+/// the negative one must not, and neither answer may be a refusal.
+pub async fn test_zone(dns: &Dns, zone: &ListZone, kind: ZoneKind) -> Health {
+    let asked = zone.query_zone();
     let (positive, negative, point) = match kind {
         ZoneKind::Address => (
-            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), zone),
-            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), zone),
+            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), &asked),
+            query_name(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), &asked),
             "127.0.0.1",
         ),
         ZoneKind::Domain => (
-            format!("test.{zone}."),
-            format!("invalid.{zone}."),
+            format!("test.{asked}."),
+            format!("invalid.{asked}."),
             "INVALID",
         ),
     };
     let (pos, neg) = tokio::join!(dns.ipv4(&positive), dns.ipv4(&negative));
+    let refusal = [&pos, &neg].into_iter().find_map(|answer| match answer {
+        Answer::Found(ips) => ips.iter().find_map(|ip| Refusal::of(*ip)),
+        _ => None,
+    });
+    if let Some(refusal) = refusal {
+        return Health::Refused(refusal);
+    }
     // Any answer for the negative point means the zone lists everything
     // (or is hijacked): the blackholes.us lesson.
-    match (neg, interpret(pos, codes)) {
+    match (neg, interpret(pos, &zone.codes)) {
         (Answer::Found(ips), _) => Health::Disabled(format!(
             "lists the RFC 5782 negative test point {point} ({})",
             join(&ips)
@@ -168,7 +246,7 @@ pub async fn test_zone(dns: &Dns, zone: &str, kind: ZoneKind, codes: &[CodeRange
             Health::Disabled(format!("answers with the query-error code {code}"))
         }
         (Answer::Failed(why), _) | (_, Listing::Failed(why)) => {
-            Health::Unknown(format!("test point lookup failed: {why}"))
+            Health::Unknown(zone.redact(&format!("test point lookup failed: {why}")))
         }
         (_, Listing::NotListed) => {
             Health::Warning("does not list its RFC 5782 positive test point".into())
@@ -220,12 +298,8 @@ pub async fn test_all(dns: &Dns, config: &Config, table: &HealthTable, log: &Log
         .iter()
         .map(|z| (z, ZoneKind::Address))
         .chain(config.rhsbl.iter().map(|z| (z, ZoneKind::Domain)));
-    let tests = zones.map(|(z, kind)| async move {
-        (
-            z.zone.clone(),
-            test_zone(dns, &z.zone, kind, &z.codes).await,
-        )
-    });
+    let tests =
+        zones.map(|(z, kind)| async move { (z.zone.clone(), test_zone(dns, z, kind).await) });
     for (zone, health) in futures_util::future::join_all(tests).await {
         table.set(&zone, health, log);
     }
@@ -270,6 +344,15 @@ impl HealthTable {
         }
         let previous = table.insert(zone.to_string(), health.clone());
         if previous.as_ref() != Some(&health) {
+            if let Health::Refused(refusal) = &health {
+                log.event("dnsbl_refused")
+                    .kv("zone", zone)
+                    .kv("health", health.label())
+                    .kv("reason", refusal.name())
+                    .kv("explanation", refusal.explanation())
+                    .emit();
+                return;
+            }
             let event = if health.usable() {
                 "dnsbl_health"
             } else {
@@ -294,10 +377,34 @@ mod tests {
             Health::Ok,
             Health::Warning("does not list 127.0.0.2".into()),
             Health::Disabled("lists everything".into()),
+            Health::Refused(Refusal::OpenResolver),
+            Health::Refused(Refusal::OverQuota),
+            Health::Refused(Refusal::BadQuery),
         ] {
             assert_eq!(Health::decode(&h.encode()), Some(h));
         }
         assert_eq!(Health::decode("unknown timeout"), None);
+        assert_eq!(Health::decode("refused open"), None);
+    }
+
+    #[test]
+    fn spamhaus_refusals_are_told_apart_from_other_error_codes() {
+        let code = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            Refusal::of(code("127.255.255.252")),
+            Some(Refusal::BadQuery)
+        );
+        assert_eq!(
+            Refusal::of(code("127.255.255.254")),
+            Some(Refusal::OpenResolver)
+        );
+        assert_eq!(
+            Refusal::of(code("127.255.255.255")),
+            Some(Refusal::OverQuota)
+        );
+        assert_eq!(Refusal::of(code("127.255.255.253")), None);
+        assert_eq!(Refusal::of(code("127.0.0.2")), None);
+        assert!(!Health::Refused(Refusal::OpenResolver).usable());
     }
 
     #[test]

@@ -58,6 +58,26 @@ pub async fn page(svc: &Services, metrics: &Metrics, open_connections: usize) ->
         "Whether a DNS list may refuse mail (1), with its RFC 5782 health",
         &health,
     );
+    let refused: Vec<(String, f64)> = svc
+        .config
+        .dnsbl
+        .iter()
+        .chain(&svc.config.rhsbl)
+        .filter_map(|z| match svc.policy.checks.health.get(&z.zone) {
+            crate::dns::dnsbl::Health::Refused(refusal) => Some((
+                labels(&[("zone", &z.zone), ("reason", refusal.name())]),
+                1.0,
+            )),
+            _ => None,
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "mxguard_dnsbl_refused",
+        "gauge",
+        "A DNS list that refuses this host's resolver (bad_query, open_resolver, over_quota): off",
+        &refused,
+    );
     let state = &svc.abuse.state;
     if let Ok(bans) = crate::abuse::bans::list(&state.store).await {
         gauge(

@@ -2,7 +2,8 @@
 //! negative weight an allow list), a sender domain in a `[[rhsbl]]` zone —
 //! one code path for both: the zone's health first (a dead or broken list
 //! is never asked, and one that answers with a query-error code is turned
-//! off), the lookup, the reply codes that count, the TXT record when the
+//! off), the lookup (under `<key>.<zone>` with a DQS key, which nothing
+//! shown contains), the reply codes that count, the TXT record when the
 //! message quotes it, and the message with `{client_ip}`, `{zone}`,
 //! `{txt}`, `{sender_domain}`.
 
@@ -41,7 +42,7 @@ impl Checks {
         let (check, name, default, failed, domain) = match what {
             Listed::Client => (
                 format!("dnsbl:{}", zone.zone),
-                dnsbl::query_name(client, &zone.zone),
+                dnsbl::query_name(client, &zone.query_zone()),
                 "Service unavailable; Client host [{client_ip}] blocked using {zone}",
                 format!(
                     "Service unavailable; {} lookup failed for [{client}]",
@@ -51,7 +52,7 @@ impl Checks {
             ),
             Listed::Domain(domain) => (
                 format!("rhsbl:{}", zone.zone),
-                format!("{domain}.{}.", zone.zone),
+                format!("{domain}.{}.", zone.query_zone()),
                 "Service unavailable; Sender domain {sender_domain} blocked using {zone}",
                 format!("Service unavailable; {} lookup failed", zone.zone),
                 domain,
@@ -73,13 +74,17 @@ impl Checks {
             Listing::NotListed => t.result(&check, setting, ignore, Outcome::Pass, "not listed"),
             Listing::Failed(why) => {
                 let reply = Reply::new(451, "4.7.1", failed);
-                let detail = format!("lookup failed: {why}");
+                let detail = zone.redact(&format!("lookup failed: {why}"));
                 t.result(&check, setting, ignore, Outcome::DnsError(reply), detail)
             }
             Listing::ZoneError(code) => {
-                let why = format!("answered {name} with the query-error code {code}");
-                self.health
-                    .set(&zone.zone, dnsbl::Health::Disabled(why), &self.log);
+                let health = match dnsbl::Refusal::of(code) {
+                    Some(refusal) => dnsbl::Health::Refused(refusal),
+                    None => dnsbl::Health::Disabled(format!(
+                        "answered a query with the query-error code {code}"
+                    )),
+                };
+                self.health.set(&zone.zone, health, &self.log);
                 let detail = format!("zone error code {code}: zone disabled");
                 t.result(&check, setting, ignore, Outcome::Pass, detail)
             }

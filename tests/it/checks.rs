@@ -107,10 +107,11 @@ fn check_command_gives_every_reply() {
 
     let (code, report) = with("127.0.0.11", &[]);
     assert_eq!((code, verdict(&report)), (0, "verdict: accept"), "{report}");
-    // The dead and broken lists are disabled and could not reject.
+    // The dead and broken lists are disabled, the refusing one refused:
+    // none could reject.
     assert!(report.contains("all.test                     health disabled lists the RFC 5782 negative test point 127.0.0.1"), "{report}");
     assert!(
-        report.contains("err.test                     health disabled"),
+        report.contains("err.test                     health refused the list answers 127.255.255.254 (public or open resolver)"),
         "{report}"
     );
     assert!(
@@ -169,7 +170,7 @@ fn dnsbl_health_command() {
     assert_eq!(rows[0], "zone                             health    reason");
     assert_eq!(rows[1], "bl.test                          ok        ");
     assert_eq!(rows[2], "all.test                         disabled  lists the RFC 5782 negative test point 127.0.0.1 (127.0.0.2)");
-    assert_eq!(rows[3], "err.test                         disabled  lists the RFC 5782 negative test point 127.0.0.1 (127.255.255.254)");
+    assert_eq!(rows[3], "err.test                         refused   the list answers 127.255.255.254 (public or open resolver): it refuses queries that come through a public resolver; set dns.nameservers to a resolver of your own, or use a DQS key");
     assert!(
         rows[4].starts_with(
             "timeout.test                     unknown   test point lookup failed: timeout"

@@ -36,6 +36,7 @@ mod relay;
 mod report;
 mod routes;
 mod smuggling;
+mod spamhaus;
 mod spf_fronts;
 mod spf_suite;
 mod starttls;
