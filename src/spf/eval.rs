@@ -6,6 +6,10 @@
 //! `redirect` replaces the frame's domain, and the explanation (`exp=`) of
 //! a `fail` is fetched last, outside every limit. The client's validated
 //! PTR names (the `ptr` mechanism, `%{p}`) are looked up once.
+//!
+//! Size: one state machine (under 800 lines), whose states and the answers
+//! that move it read best together; the rest are its tests, each a small
+//! zone answered in memory.
 
 use super::macros::{MacroString, Values};
 use super::record::{is_spf, same_prefix, Cidr, Mechanism, Qualifier, Record};
