@@ -221,3 +221,63 @@ async fn a_20_mb_message_is_authenticated_and_delivered_in_bounded_memory() {
         .collect::<String>();
     assert!(ours.contains("dkim=pass"), "{ours}");
 }
+
+/// DMARC judges with the SPF verdict the MAIL check saw, not one of its
+/// own: the sender domain's records may not be cached (TTL 0) and the DNS
+/// server is gone before DATA, so that a second evaluation would be a
+/// temperror (as `mxguard check`, run inside the server, then shows); the
+/// Authentication-Results header still says the fail MAIL saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dmarc_judges_with_the_spf_verdict_the_mail_check_saw() {
+    let zone = (
+        "forged.test.".to_string(),
+        "$ORIGIN forged.test.\n$TTL 0\n@ IN SOA ns.client.test. hostmaster.client.test. ( 1 3600 600 86400 0 )\n\
+         @ IN NS ns.client.test.\n@ IN TXT \"v=spf1 -all\"\n_dmarc IN TXT \"v=DMARC1; p=none\"\n"
+            .to_string(),
+    );
+    let dns = DnsFixture::with_extra_zones(vec![zone]);
+    let sink = CaptureSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(
+        dir.path(),
+        &format!(
+            "[relay]\ndomains = [\"example.test\"]\n{}[checks]\nspf = \"warn\"\ndmarc = \"warn\"\n{}",
+            dns.config(),
+            smtp_downstream(sink.addr.port())
+        ),
+    );
+    let mut c = Client::connect_from("127.0.0.11", mx.addr).await;
+    c.reply().await;
+    c.cmd("EHLO mail1.client.test").await;
+    assert_eq!(c.cmd("MAIL FROM:<a@forged.test>").await, "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<user@example.test>").await,
+        "250 2.1.5 Ok\r\n"
+    );
+    let line = mx.wait_log(&["event=would_reject", "check=spf"]);
+    assert!(
+        line.contains(
+            "reply=\"550 5.7.23 <a@forged.test>: Sender address rejected: SPF check failed\""
+        ),
+        "{line}"
+    );
+    drop(dns);
+    let check = mx.cli(&["check", "--client", "127.0.0.11", "--from", "a@forged.test"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("spf=temperror"), "{report}");
+
+    c.cmd("DATA").await;
+    c.send(b"From: <a@forged.test>\r\nTo: <user@example.test>\r\nSubject: x\r\n\r\nhi\r\n.\r\n")
+        .await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    c.cmd("QUIT").await;
+    mx.wait_log(&["event=delivery", "status=sent"]);
+    let delivered = String::from_utf8_lossy(&sink.captured()[0].raw).into_owned();
+    let ours: String = delivered
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Authentication-Results: mx.test;"))
+        .take_while(|l| !l.starts_with("From:"))
+        .collect();
+    assert!(ours.contains("spf=fail"), "{ours}");
+}
