@@ -16,8 +16,9 @@ use std::process::Command;
 const KEY: &str = "k3yq9zx7wv2m4t8p1r6s5n0abc";
 
 /// One zone of each kind: `zen` lists 127.0.0.9 (and its test point
-/// 127.0.0.2) under the key only; `open` and `typo` answer every query
-/// with the refusal of a public resolver and of a bad query.
+/// 127.0.0.2) under the key only, `dbl` the domain spammer.example; `open`, `typo` and `quota` answer every
+/// query with the refusal of a public resolver, of a bad query, and of a
+/// resolver over its quota.
 fn zones() -> Vec<(String, String)> {
     let soa = "@ IN SOA ns.client.test. hostmaster.client.test. ( 1 3600 600 86400 60 )\n@ IN NS ns.client.test.\n";
     vec![
@@ -38,6 +39,18 @@ fn zones() -> Vec<(String, String)> {
             "typo.dq.spamhaus.net.".into(),
             format!("$ORIGIN typo.dq.spamhaus.net.\n$TTL 60\n{soa}*.{KEY} IN A 127.255.255.252\n"),
         ),
+        (
+            "dbl.dq.spamhaus.net.".into(),
+            format!(
+                "$ORIGIN dbl.dq.spamhaus.net.\n$TTL 60\n{soa}\
+                 test.{KEY} IN A 127.0.1.2\n\
+                 spammer.example.{KEY} IN A 127.0.1.2\n"
+            ),
+        ),
+        (
+            "quota.dq.spamhaus.net.".into(),
+            format!("$ORIGIN quota.dq.spamhaus.net.\n$TTL 60\n{soa}*.{KEY} IN A 127.255.255.255\n"),
+        ),
     ]
 }
 
@@ -48,6 +61,8 @@ fn sections(dns: &DnsFixture, dir: &std::path::Path) -> String {
          [[dnsbl]]\nzone = \"zen.dq.spamhaus.net\"\nkey_file = \"dqs.key\"\n\
          [[dnsbl]]\nzone = \"open.dq.spamhaus.net\"\nkey = \"{KEY}\"\n\
          [[dnsbl]]\nzone = \"typo.dq.spamhaus.net\"\nkey = \"{KEY}\"\n\
+         [[dnsbl]]\nzone = \"quota.dq.spamhaus.net\"\nkey = \"{KEY}\"\n\
+         [[rhsbl]]\nzone = \"dbl.dq.spamhaus.net\"\nkey_file = \"dqs.key\"\n\
          [metrics]\nlisten = \"127.0.0.1:0\"\n",
         dns.config()
     )
@@ -86,6 +101,9 @@ async fn a_dqs_key_is_asked_with_and_shown_nowhere_and_refusals_are_explained() 
     assert!(open.contains("public or open resolver"), "{open}");
     let typo = mx.wait_log(&["event=dnsbl_refused", "zone=typo.dq.spamhaus.net"]);
     assert!(typo.contains(" reason=bad_query "), "{typo}");
+    let quota = mx.wait_log(&["event=dnsbl_refused", "zone=quota.dq.spamhaus.net"]);
+    assert!(quota.contains(" reason=over_quota "), "{quota}");
+    assert!(quota.contains("over quota, excessive queries"), "{quota}");
     mx.wait_log(&[
         "event=dnsbl_health",
         "zone=zen.dq.spamhaus.net",
@@ -143,6 +161,12 @@ async fn a_dqs_key_is_asked_with_and_shown_nowhere_and_refusals_are_explained() 
         "{page}"
     );
     assert!(
+        page.contains(
+            "mxguard_dnsbl_refused{zone=\"quota.dq.spamhaus.net\",reason=\"over_quota\"} 1\n"
+        ),
+        "{page}"
+    );
+    assert!(
         page.contains("mxguard_dnsbl_usable{zone=\"zen.dq.spamhaus.net\",health=\"ok\"} 1\n"),
         "{page}"
     );
@@ -175,6 +199,23 @@ async fn a_dqs_key_is_asked_with_and_shown_nowhere_and_refusals_are_explained() 
         check_text.contains("blocked using zen.dq.spamhaus.net"),
         "{check_text}"
     );
+    // An RHSBL with the key: the sender domain asked under it.
+    let rhs = mx.cli(&[
+        "check",
+        "--client",
+        "127.0.0.10",
+        "--from",
+        "a@spammer.example",
+    ]);
+    let rhs_text = text(&rhs);
+    assert_eq!(rhs.status.code(), Some(1), "{rhs_text}");
+    assert!(
+        rhs_text.contains(
+            "verdict: reject by rhsbl:dbl.dq.spamhaus.net: 554 5.7.1 Service unavailable; \
+             Sender domain spammer.example blocked using dbl.dq.spamhaus.net"
+        ),
+        "{rhs_text}"
+    );
     let log = std::fs::read_to_string(mx.log_path()).unwrap();
     let report = Command::new(env!("CARGO_BIN_EXE_mxguard"))
         .arg("report")
@@ -191,6 +232,7 @@ async fn a_dqs_key_is_asked_with_and_shown_nowhere_and_refusals_are_explained() 
         ("/metrics", page.as_str()),
         ("dnsbl-health", health_text.as_str()),
         ("mxguard check", check_text.as_str()),
+        ("mxguard check (RHSBL)", rhs_text.as_str()),
         ("mxguard report", report_text.as_str()),
     ] {
         assert!(!shown.contains(KEY), "{what} shows the DQS key:\n{shown}");
