@@ -105,7 +105,11 @@ async fn per_recipient_results_and_quarantine_without_bounce() {
         "status=deferred",
         "451 4.2.0",
     ]);
-    let show = String::from_utf8(mx.cli(&["queue", "show", &id]).stdout).unwrap();
+    // The results are logged before the delivery state is saved.
+    let show = wait_for("the saved delivery state", || {
+        let show = String::from_utf8(mx.cli(&["queue", "show", &id]).stdout).unwrap();
+        show.contains("failed: gone@example.test").then_some(show)
+    });
     assert!(show.contains("delivered: ok@example.test"), "{show}");
     assert!(
         show.contains("failed: gone@example.test 550 5.1.1 no such user"),
