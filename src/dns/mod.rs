@@ -440,24 +440,23 @@ impl Dns {
     }
 
     /// Message authentication at the end of DATA: DKIM signatures, and
-    /// DMARC for the From: domain with `spf`, the transaction's SPF verdict
-    /// for `sender` (the one its MAIL check saw); the
+    /// DMARC for the From: domain with `mail_from`, the transaction's SPF
+    /// identity and verdict (the one its MAIL check saw); the
     /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
     /// The message is its header block and the DKIM body hashes computed
     /// while it was received, never the whole message in memory.
-    #[allow(clippy::too_many_arguments)]
     pub async fn authenticate(
         &self,
         ip: IpAddr,
-        helo: &str,
         our_hostname: &str,
-        sender: &str,
-        spf: &crate::spf::Verdict,
+        mail_from: &spf::MailFromSpf,
         header_block: &[u8],
         body_hashes: &[crate::message::body_hash::Digest],
     ) -> Authentication {
         let budget = self.timeout * 4;
-        let spf = SpfOutput::new(spf.domain.clone()).with_result(mail_auth_spf(spf.result));
+        let (helo, sender) = (mail_from.helo.as_str(), mail_from.sender.as_str());
+        let verdict = &mail_from.verdict;
+        let spf = SpfOutput::new(verdict.domain.clone()).with_result(mail_auth_spf(verdict.result));
         let Some(mut parsed) = mail_auth::AuthenticatedMessage::parse(header_block) else {
             let header = AuthenticationResults::new(our_hostname)
                 .with_spf_mailfrom_result(&spf, ip, sender, helo)

@@ -141,6 +141,15 @@ impl Dns {
     }
 }
 
+/// A transaction's SPF identity (its HELO name and `local@domain`, or
+/// `postmaster@<helo>`) and the verdict on it.
+#[derive(Debug, Clone)]
+pub struct MailFromSpf {
+    pub helo: String,
+    pub sender: String,
+    pub verdict: Verdict,
+}
+
 /// One transaction's SPF verdict for its MAIL FROM identity, evaluated by
 /// whoever asks first — the MAIL check, or DMARC at the end of DATA — so
 /// that both see the same one. Asked about another identity, it evaluates

@@ -8,9 +8,8 @@
 use super::checks::Checks;
 use super::pipeline::{Evidence, Upto};
 use super::sender::spf_sender;
-use crate::dns::spf::SpfOnce;
+use crate::dns::spf::{MailFromSpf, SpfOnce};
 use crate::smtp::address::Path;
-use crate::spf::Verdict;
 use crate::verdict::CheckResult;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -110,14 +109,18 @@ impl SessionChecks {
 
     /// The last transaction's SPF identity and verdict: the one its MAIL
     /// check saw, or evaluated now (the check off, the client exempt).
-    pub async fn spf(&self, our_hostname: &str) -> Option<(String, Verdict)> {
+    pub async fn spf(&self, our_hostname: &str) -> Option<MailFromSpf> {
         let (helo, sender) = self.identity.as_ref()?;
         let dns = &self.checks.dns;
         let verdict = self
             .spf
             .mail_from(dns, self.client, helo, our_hostname, sender)
             .await;
-        Some((sender.clone(), verdict))
+        Some(MailFromSpf {
+            helo: helo.clone(),
+            sender: sender.clone(),
+            verdict,
+        })
     }
 
     /// The transaction ended (RSET, end of DATA): MAIL results go.

@@ -315,13 +315,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         let digests = hashes.finish();
         // DMARC judges with the SPF verdict the MAIL check saw.
-        let Some((sender, spf)) = self.checks.spf(self.hostname()).await else {
+        let Some(mail_from) = self.checks.spf(self.hostname()).await else {
             return self.queue(envelope, received, size, Vec::new()).await;
-        };
-        let helo = if envelope.helo.is_empty() {
-            "unknown"
-        } else {
-            envelope.helo.as_str()
         };
         let auth = self
             .svc
@@ -330,10 +325,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .dns
             .authenticate(
                 self.client,
-                helo,
                 self.hostname(),
-                &sender,
-                &spf,
+                &mail_from,
                 &received.finished.header_block,
                 &digests,
             )
