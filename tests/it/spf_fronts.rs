@@ -15,7 +15,9 @@
 
 use crate::dns_fixture::DnsFixture;
 use crate::harness::{in_network_namespace, smtp_downstream, CaptureSink, Client, Mxguard};
-use crate::spf_suite::{load_suite, serve, spf_result, Case, Section, CANNOT_EXPRESS};
+use crate::spf_suite::{
+    load_suite, serve, spf_result, Case, Section, CANNOT_EXPRESS, LOOKUP_TIMEOUT,
+};
 use mxguard::spf::SpfResult;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -67,13 +69,22 @@ fn shown_result(text: &str) -> Option<SpfResult> {
     Some(spf_result(&word))
 }
 
+/// `[dns]` for the fixture, with the suite's lookup timeout.
+fn dns_config(fixture: &DnsFixture) -> String {
+    format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"{}ms\"\n",
+        fixture.addr,
+        LOOKUP_TIMEOUT.as_millis()
+    )
+}
+
 /// The config file of a section's `mxguard check` runs.
 fn check_config(dir: &std::path::Path, fixture: &DnsFixture) -> std::path::PathBuf {
     let file = dir.join("mxguard.toml");
     let text = format!(
         "[server]\nhostname = \"mx.test\"\n[spool]\ndir = \"spool\"\n{}\
          [checks]\nspf = \"warn\"\ndmarc = \"off\"\n",
-        fixture.config()
+        dns_config(fixture)
     );
     std::fs::write(&file, text).unwrap();
     file
@@ -245,7 +256,7 @@ async fn session_section(section: &Section) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
     let sections = format!(
         "[relay]\ndomains = [\"rcpt.test\"]\n{}[checks]\nspf = \"warn\"\ndmarc = \"warn\"\n{}",
-        fixture.config(),
+        dns_config(&fixture),
         smtp_downstream(sink.addr.port())
     );
     let path = dir.path().to_path_buf();

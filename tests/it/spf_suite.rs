@@ -285,13 +285,19 @@ pub(crate) fn serve(section: &Section) -> DnsFixture {
     DnsFixture::with_records(records, silent)
 }
 
+/// How long a lookup of the suite may take: its `TIMEOUT` names never
+/// answer, and take that long to give their temperror; every other name is
+/// answered at once, and this leaves room for a machine busy with the
+/// other tests (at 500 ms, a starved fixture thread failed whole sections).
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A resolver asking the fixture, as configured by `[dns]`: one per
 /// section, shared by its tests as mxguard shares one (building one takes
 /// tens of milliseconds, too long to do per test while others wait).
 fn resolver(fixture: &DnsFixture) -> Dns {
     let config = DnsConfig {
         nameservers: vec![fixture.addr],
-        timeout: HumanDuration(Duration::from_millis(500)),
+        timeout: HumanDuration(LOOKUP_TIMEOUT),
     };
     Dns::new(&config).expect("resolver for the fixture")
 }
