@@ -1,9 +1,10 @@
 //! The list files of the checks, reloaded when they change:
 //! address block lists (qmail badmailfrom/badmailto and qregex: an exact
 //! address, `@domain`, or `/regex/` per line), the client exceptions
-//! (`IP-or-CIDR [name]` per line, hosts style) and the greylist allow-list
+//! (`IP-or-CIDR [name]` per line, hosts style), the greylist allow-list
 //! (host name suffixes, one per line; a built-in copy of the shipped file
-//! when none is configured).
+//! when none is configured) and the forwarders (an IP address, a network
+//! or a domain per line).
 
 use crate::config::Network;
 use crate::log::Logger;
@@ -11,6 +12,7 @@ use crate::reload::{lines, FileError, LineError, Reloadable};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Patterns are linear-time regexes (the `regex` crate), case-insensitive,
 /// matched against the whole address; this bounds their compiled size.
@@ -115,6 +117,14 @@ fn parse_suffixes(text: &str) -> Result<Vec<String>, LineError> {
         .collect()
 }
 
+/// Whether `name` (normalized) is `suffix` or ends in it after a dot.
+fn under(name: &str, suffix: &str) -> bool {
+    name == suffix
+        || name
+            .strip_suffix(suffix)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
 /// Host name suffixes: a name matches one it equals or ends in after a dot.
 pub enum Suffixes {
     Shipped(Vec<String>),
@@ -135,16 +145,73 @@ impl Suffixes {
     /// The suffix `name` is under, if any.
     pub fn find(&self, name: &str, log: &Logger) -> Option<String> {
         let name = crate::smtp::address::normalize_domain(name);
-        let under = |suffix: &String| {
-            name == *suffix
-                || name
-                    .strip_suffix(suffix.as_str())
-                    .is_some_and(|rest| rest.ends_with('.'))
-        };
         match self {
-            Suffixes::Shipped(list) => list.iter().find(|s| under(s)).cloned(),
-            Suffixes::File(file) => file.current(log).iter().find(|s| under(s)).cloned(),
+            Suffixes::Shipped(list) => list.iter().find(|s| under(&name, s)).cloned(),
+            Suffixes::File(file) => file.current(log).iter().find(|s| under(&name, s)).cloned(),
         }
+    }
+}
+
+/// The forwarders' entries: networks, and domains a forward-confirmed
+/// client name is under.
+#[derive(Debug, Default)]
+pub struct ForwarderEntries {
+    networks: Vec<(String, Network)>,
+    domains: Vec<String>,
+}
+
+impl ForwarderEntries {
+    /// The entry (as written) whose network holds `client`, if any.
+    pub fn by_network(&self, client: IpAddr) -> Option<String> {
+        self.networks
+            .iter()
+            .find(|(_, net)| net.contains(client))
+            .map(|(entry, _)| entry.clone())
+    }
+
+    /// Whether any entry is a domain (worth a reverse lookup).
+    pub fn has_domains(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
+    /// The domain entry `name` (a forward-confirmed client name) is
+    /// under, if any.
+    pub fn by_name(&self, name: &str) -> Option<String> {
+        let name = crate::smtp::address::normalize_domain(name);
+        self.domains.iter().find(|d| under(&name, d)).cloned()
+    }
+}
+
+fn parse_forwarders(text: &str) -> Result<ForwarderEntries, LineError> {
+    let mut entries = ForwarderEntries::default();
+    for (line, entry) in lines(text) {
+        if let Ok(network) = entry.parse::<Network>() {
+            entries.networks.push((entry.to_string(), network));
+            continue;
+        }
+        let domain = crate::smtp::address::normalize_domain(entry.trim_start_matches('.'));
+        if !crate::smtp::address::is_domain(&domain) || domain.parse::<IpAddr>().is_ok() {
+            return Err(LineError {
+                line,
+                message: format!("`{entry}` is not an IP address, a network or a domain"),
+            });
+        }
+        entries.domains.push(domain);
+    }
+    Ok(entries)
+}
+
+/// The forwarders file (`checks.forwarders`).
+pub struct Forwarders(Reloadable<ForwarderEntries>);
+
+impl Forwarders {
+    pub fn open(path: &Path) -> Result<Forwarders, FileError> {
+        Reloadable::open("checks.forwarders", path, parse_forwarders).map(Forwarders)
+    }
+
+    /// The entries as the file holds them now.
+    pub fn current(&self, log: &Logger) -> Arc<ForwarderEntries> {
+        self.0.current(log)
     }
 }
 
@@ -252,6 +319,42 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn a_forwarder_is_a_network_an_address_or_a_domain_its_name_is_under() {
+        let list = parse_forwarders("# lists\n192.0.2.0/24\n2001:db8::7\n.Lists.Example.\n")
+            .ok()
+            .unwrap();
+        assert_eq!(
+            list.by_network("192.0.2.9".parse().unwrap()),
+            Some("192.0.2.0/24".into())
+        );
+        assert_eq!(
+            list.by_network("2001:db8::7".parse().unwrap()),
+            Some("2001:db8::7".into())
+        );
+        assert_eq!(list.by_network("198.51.100.1".parse().unwrap()), None);
+        assert!(list.has_domains());
+        assert_eq!(
+            list.by_name("out3.lists.example."),
+            Some("lists.example".into())
+        );
+        assert_eq!(list.by_name("lists.example"), Some("lists.example".into()));
+        assert_eq!(list.by_name("evil-lists.example"), None);
+        assert_eq!(list.by_name("lists.example.evil.test"), None);
+    }
+
+    #[test]
+    fn a_forwarders_line_that_is_neither_an_address_nor_a_domain_is_named() {
+        let err = parse_forwarders("192.0.2.0/24\n192.0.2.0/99\n")
+            .err()
+            .unwrap();
+        assert_eq!(err.line, 2);
+        assert!(err
+            .message
+            .contains("not an IP address, a network or a domain"));
+        assert!(!parse_forwarders("").ok().unwrap().has_domains());
     }
 
     #[test]

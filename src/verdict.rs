@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Refusal {
     pub check: String,
     pub reply: Reply,
+    /// Why a refusal became a warning, for the log (`note=`).
+    pub note: Option<String>,
 }
 
 impl Refusal {
@@ -21,6 +23,7 @@ impl Refusal {
         Refusal {
             check: check.to_string(),
             reply,
+            note: None,
         }
     }
 

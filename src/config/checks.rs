@@ -204,6 +204,14 @@ pub struct Checks {
     /// fails for a domain whose policy is `p=reject`. Off: no verification.
     /// The one check on by default (as `"warn"`).
     pub dmarc: WarnByDefault,
+    /// ARC sealers (domains) whose valid chain turns a DMARC failure into
+    /// a warning: the mailing lists and forwarders that vouch for what
+    /// they forward (RFC 8617).
+    pub arc_trusted_sealers: Vec<String>,
+    /// A file of forwarders (an IP address or network, or a domain that
+    /// a forward-confirmed client name ends in, per line), whose mail
+    /// skips the SPF refusal; reloaded when it changes.
+    pub forwarders: Option<PathBuf>,
 }
 
 impl Checks {
@@ -225,6 +233,10 @@ impl Checks {
         "recipient_blocklist",
         "dmarc",
     ];
+
+    /// The keys of `[checks]` that are not checks of their own: they
+    /// temper `dmarc` and `spf`.
+    pub const TEMPERING: &'static [&'static str] = &["arc_trusted_sealers", "forwarders"];
 }
 
 /// A check setting whose default is `"warn"`.
@@ -472,7 +484,8 @@ mod tests {
     fn the_names_of_the_checks_are_the_keys_of_the_section() {
         let fields = Fields(std::cell::Cell::new(&[]));
         let _ = <super::Checks as serde::Deserialize>::deserialize(&fields);
-        assert_eq!(fields.0.get(), super::Checks::NAMES);
+        let keys = [super::Checks::NAMES, super::Checks::TEMPERING].concat();
+        assert_eq!(fields.0.get(), keys);
     }
 
     use super::*;

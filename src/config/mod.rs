@@ -169,6 +169,7 @@ impl Config {
             &mut lists.sender_blocklist,
             &mut lists.recipient_blocklist,
             &mut self.greylist.allow_file,
+            &mut self.checks.forwarders,
         ]
         .into_iter()
         .flatten()
@@ -335,6 +336,14 @@ impl Config {
                 return Err(("relay.domains", format!("`{domain}` is not a domain name")));
             }
             *domain = normal;
+        }
+        for sealer in &mut self.checks.arc_trusted_sealers {
+            let normal = crate::smtp::address::normalize_domain(sealer);
+            if !crate::smtp::address::is_domain(&normal) {
+                let why = format!("`{sealer}` is not a domain name");
+                return Err(("checks.arc_trusted_sealers", why));
+            }
+            *sealer = normal;
         }
         for (key, zones) in [
             ("dnsbl.zone", &mut self.dnsbl),
@@ -714,6 +723,20 @@ mod tests {
         assert!(err.to_string().contains("downstream.targets"), "{err}");
         let err = parse("[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert!(err.to_string().contains("relay.trusted_networks"), "{err}");
+    }
+
+    #[test]
+    fn the_forwarded_mail_keys_are_normalized_resolved_and_named_when_wrong() {
+        let c =
+            parse("[checks]\narc_trusted_sealers = [\"Lists.Example.\"]\nforwarders = \"fw\"\n")
+                .unwrap();
+        assert_eq!(c.checks.arc_trusted_sealers, vec!["lists.example"]);
+        assert_eq!(c.checks.forwarders, Some(PathBuf::from("/etc/mxguard/fw")));
+        let err = parse("[checks]\narc_trusted_sealers = [\"not a domain\"]\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml:2: checks.arc_trusted_sealers: `not a domain` is not a domain name"
+        );
     }
 
     #[test]

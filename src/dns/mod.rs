@@ -1,6 +1,6 @@
 //! DNS for the checks: one resolver for the whole process, built from
-//! `[dns]` (or the system configuration), shared with mail-auth for DKIM
-//! and DMARC; answers classified as found, not found (NXDOMAIN/NODATA) or failed
+//! `[dns]` (or the system configuration), shared with mail-auth for DKIM,
+//! ARC and DMARC; answers classified as found, not found (NXDOMAIN/NODATA) or failed
 //! (timeout, SERVFAIL), every lookup bounded by `dns.timeout`. Identical
 //! concurrent queries are merged by hickory's name server pool, answers
 //! cached by its response cache (PTR answers by a small cache here).
@@ -28,7 +28,10 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy as DmarcPolicy;
-use mail_auth::{AuthenticationResults, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult};
+use mail_auth::{
+    ArcOutput, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput,
+    SpfResult,
+};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -77,6 +80,50 @@ pub struct Authentication {
     pub header: String,
     /// The From: domain, when DMARC fails and its policy is `p=reject`.
     pub dmarc_rejects: Option<String>,
+    /// The message's ARC chain (RFC 8617).
+    pub arc: ArcChain,
+}
+
+/// What the ARC chain of a message says, as RFC 8617 names the results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArcChain {
+    /// No ARC header.
+    None,
+    /// Every seal and the latest message signature verify; `sealer` is
+    /// the `d=` of the latest seal, `instances` the chain's length.
+    Pass { sealer: String, instances: u32 },
+    /// Broken, tampered, or not verifiable: why.
+    Fail(mail_auth::Error),
+}
+
+impl ArcChain {
+    /// The chain as mail-auth verified it; a result other than pass or
+    /// none (a body changed, a key not found) is a fail.
+    fn of(output: &ArcOutput) -> ArcChain {
+        match output.result() {
+            DkimResult::None => ArcChain::None,
+            DkimResult::Pass => match output.sets().last() {
+                Some(set) => ArcChain::Pass {
+                    sealer: set.seal.header.d.to_ascii_lowercase(),
+                    instances: set.seal.header.i,
+                },
+                None => ArcChain::None,
+            },
+            DkimResult::Neutral(why)
+            | DkimResult::Fail(why)
+            | DkimResult::PermError(why)
+            | DkimResult::TempError(why) => ArcChain::Fail(why.clone()),
+        }
+    }
+
+    /// Its `arc=` result for the Authentication-Results header.
+    fn result(&self) -> DkimResult {
+        match self {
+            ArcChain::None => DkimResult::None,
+            ArcChain::Pass { .. } => DkimResult::Pass,
+            ArcChain::Fail(why) => DkimResult::Fail(why.clone()),
+        }
+    }
 }
 
 /// The PTR names of an address.
@@ -439,9 +486,10 @@ impl Dns {
         })
     }
 
-    /// Message authentication at the end of DATA: DKIM signatures, and
-    /// DMARC for the From: domain with `mail_from`, the transaction's SPF
-    /// identity and verdict (the one its MAIL check saw); the
+    /// Message authentication at the end of DATA: DKIM signatures, the
+    /// ARC chain, and DMARC for the From: domain with `mail_from`, the
+    /// transaction's SPF identity and verdict (the one its MAIL check
+    /// saw); the
     /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
     /// The message is its header block and the DKIM body hashes computed
     /// while it was received, never the whole message in memory.
@@ -464,12 +512,19 @@ impl Dns {
             return Authentication {
                 header,
                 dmarc_rejects: None,
+                arc: ArcChain::None,
             };
         };
         crate::message::body_hash::apply(&mut parsed, body_hashes);
-        let dkim = tokio::time::timeout(budget, self.auth.verify_dkim(&parsed))
-            .await
-            .unwrap_or_default();
+        let (dkim, arc) = tokio::join!(
+            tokio::time::timeout(budget, self.auth.verify_dkim(&parsed)),
+            tokio::time::timeout(budget, self.auth.verify_arc(&parsed)),
+        );
+        let dkim = dkim.unwrap_or_default();
+        let arc = arc.map_or_else(
+            |_| ArcChain::Fail(mail_auth::Error::Io("timed out".into())),
+            |arc| ArcChain::of(&arc),
+        );
         let mail_from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
         let dmarc = tokio::time::timeout(
             budget,
@@ -479,7 +534,8 @@ impl Dns {
         .await;
         let mut results = AuthenticationResults::new(our_hostname)
             .with_dkim_results(&dkim, parsed.from())
-            .with_spf_mailfrom_result(&spf, ip, sender, helo);
+            .with_spf_mailfrom_result(&spf, ip, sender, helo)
+            .with_arc_result(&ArcOutput::default().with_result(arc.result()), ip);
         let mut dmarc_rejects = None;
         if let Ok(dmarc) = &dmarc {
             results = results.with_dmarc_result(dmarc);
@@ -492,6 +548,7 @@ impl Dns {
         Authentication {
             header: results.to_header(),
             dmarc_rejects,
+            arc,
         }
     }
 }

@@ -4,14 +4,15 @@
 //! the connect stage's start (reverse DNS and the DNSBLs, at once) and the
 //! RCPT stage (the recipient block list); each family of checks is a file
 //! of its own: [`super::rdns`], [`super::dnsbl`] (DNSBLs and RHSBLs, one
-//! code path), [`super::helo`], [`super::sender`]. Each stage starts all its
+//! code path), [`super::helo`], [`super::sender`] (with the forwarders
+//! of [`super::forwarded`]). Each stage starts all its
 //! lookups at once, so it takes as long as its slowest lookup; checks that
 //! are off cost nothing.
 
 use crate::config::{CheckSetting, Config, OnDnsError};
 use crate::dns::dnsbl::HealthTable;
 use crate::dns::Dns;
-use crate::lists::{AddressList, ClientExceptions};
+use crate::lists::{AddressList, ClientExceptions, Forwarders};
 use crate::log::Logger;
 use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
@@ -31,6 +32,7 @@ pub struct Checks {
     exceptions: Option<ClientExceptions>,
     pub(super) sender_blocklist: Option<AddressList>,
     recipient_blocklist: Option<AddressList>,
+    pub(super) forwarders: Option<Forwarders>,
 }
 
 /// Builds one result, timing it from `started`.
@@ -104,6 +106,12 @@ impl Checks {
             .as_deref()
             .map(|p| AddressList::open("lists.recipient_blocklist", p))
             .transpose()?;
+        let forwarders = config
+            .checks
+            .forwarders
+            .as_deref()
+            .map(Forwarders::open)
+            .transpose()?;
         Ok(Checks {
             config,
             dns,
@@ -112,6 +120,7 @@ impl Checks {
             exceptions,
             sender_blocklist,
             recipient_blocklist,
+            forwarders,
         })
     }
 

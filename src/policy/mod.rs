@@ -6,11 +6,13 @@
 //! recipient verifier, and the DNS and list checks of each stage
 //! ([`checks`], one file per family: [`rdns`], [`dnsbl`], [`helo`],
 //! [`sender`]), run in the background of a session by [`session_checks`]
-//! and folded by [`crate::verdict`]; and who is greylisted
-//! ([`greylisting`]).
+//! and folded by [`crate::verdict`]; who is greylisted ([`greylisting`]);
+//! and the forwarders and ARC sealers that forwarded mail is forgiven
+//! for ([`forwarded`]).
 
 pub mod checks;
 pub mod dnsbl;
+pub mod forwarded;
 pub mod greylisting;
 pub mod helo;
 pub mod pipeline;

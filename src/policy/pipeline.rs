@@ -13,7 +13,8 @@
 //!   checks, the recipient checks, recipient verification, greylisting,
 //!   the recipient rates;
 //! - **DATA**: a trapped client, a bounce to several recipients;
-//! - **end of DATA**: message authentication (DMARC).
+//! - **end of DATA**: message authentication (DMARC, forgiven when a
+//!   trusted ARC sealer vouches for the message).
 //!
 //! What each front end may change and what it cannot judge is its
 //! [`Front`]: the session counts rates, greylists and springs traps; the
@@ -23,12 +24,14 @@
 //! Trusted and excepted clients skip the client checks, rates and
 //! greylisting, at every front end.
 
+use super::forwarded::vouching_sealer;
 use super::greylisting::Standing;
 use super::relay::Destination;
 use super::Policy;
 use crate::abuse::rates::Rate;
 use crate::abuse::Abuse;
 use crate::config::{Config, GreylistWhen, OnDnsError, RejectAt};
+use crate::dns::ArcChain;
 use crate::peers;
 use crate::smtp::address::Path;
 use crate::smtp::reply::Reply;
@@ -473,11 +476,14 @@ impl<'a> Pipeline<'a> {
     }
 
     /// End of DATA: the DMARC verdict of a message whose DMARC policy is
-    /// `p=reject` and that fails it (`checks.dmarc`).
-    pub fn dmarc(&self, rejecting_domain: Option<&str>, header: &str) -> Decision {
+    /// `p=reject` and that fails it (`checks.dmarc`); a refusal is only a
+    /// warning when a valid ARC chain sealed last by one of
+    /// `checks.arc_trusted_sealers` vouches for the message.
+    pub fn dmarc(&self, rejecting_domain: Option<&str>, arc: &ArcChain, header: &str) -> Decision {
         let Some(domain) = rejecting_domain else {
             return Decision::default();
         };
+        let sealer = vouching_sealer(arc, &self.config.checks.arc_trusted_sealers);
         let result = CheckResult {
             check: "dmarc".into(),
             stage: Stage::Data,
@@ -492,9 +498,16 @@ impl<'a> Pipeline<'a> {
             elapsed: std::time::Duration::ZERO,
         };
         let mut decision = Decision::default();
-        match result.effect(self.config.policy.mode) {
-            Effect::Refuse(reply) => decision.refusal = Some(Refusal::new("dmarc", reply)),
-            Effect::Warn(reply) => decision.warnings.push(Refusal::new("dmarc", reply)),
+        match (result.effect(self.config.policy.mode), sealer) {
+            (Effect::Refuse(reply), None) => {
+                decision.refusal = Some(Refusal::new("dmarc", reply));
+            }
+            (Effect::Refuse(reply) | Effect::Warn(reply), Some(sealer)) => {
+                let mut warning = Refusal::new("dmarc", reply);
+                warning.note = Some(format!("ARC from {sealer} vouched"));
+                decision.warnings.push(warning);
+            }
+            (Effect::Warn(reply), None) => decision.warnings.push(Refusal::new("dmarc", reply)),
             _ => {}
         }
         decision.results.push(result);

@@ -2,8 +2,9 @@
 //! badmailfrom: an exact address, `@domain`, or `/regex/`), whether the
 //! domain exists (MX, else an address; RFC 7505 null MX refused), and SPF
 //! of the MAIL FROM identity (fail, soft fail, temporary error), whose
-//! verdict the transaction keeps for DMARC. The RHSBLs of the sender
-//! domain are [`super::dnsbl`]'s.
+//! verdict the transaction keeps for DMARC; a listed forwarder
+//! ([`super::forwarded`]) is never refused for its SPF. The RHSBLs of the
+//! sender domain are [`super::dnsbl`]'s.
 
 use super::checks::{domain_of, join_ips, Checks, Timer};
 use super::dnsbl::Listed;
@@ -132,7 +133,19 @@ impl Checks {
                 SpfResult::SoftFail => Outcome::Hit(rejected("5.7.23", "SPF soft fail")),
                 _ => Outcome::Pass,
             };
-            let detail = spf_detail(&verdict);
+            let mut detail = spf_detail(&verdict);
+            // A listed forwarder's mail is forgiven the SPF it breaks;
+            // DMARC still judges it with the verdict itself.
+            let (fail, soft) = match (&fail, &soft) {
+                (Outcome::Pass, Outcome::Pass) => (fail, soft),
+                _ => match self.forwarder(client).await {
+                    Some(entry) => {
+                        detail = format!("forwarder {entry}; {detail}");
+                        (Outcome::Pass, Outcome::Pass)
+                    }
+                    None => (fail, soft),
+                },
+            };
             vec![
                 t.result("spf", c.spf, OnDnsError::Tempfail, fail, detail.clone()),
                 t.result(

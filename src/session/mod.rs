@@ -22,6 +22,7 @@ use crate::smtp::address::{Domain, Mailbox, Path};
 use crate::smtp::command::{self, Command, CommandError, MailParams, RcptParams};
 use crate::smtp::conn::{Conn, ConnError, Line};
 use crate::smtp::reply::Reply;
+use crate::verdict::Refusal;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -423,6 +424,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .opt("from", self.tx.as_ref().map(|t| &t.from))
             .opt("to", to)
             .kv("reply", reply)
+            .emit();
+    }
+
+    /// Logs what a check in warn mode would have refused (`would_reject`),
+    /// with the note saying why it only warns, if any.
+    fn log_warning(&self, stage: &'static str, warning: &Refusal, to: Option<&Path>) {
+        self.svc
+            .log
+            .event("would_reject")
+            .kv("client", self.client)
+            .kv("stage", stage)
+            .kv("check", &warning.check)
+            .kv("action", "warn")
+            .opt("helo", self.helo.as_deref())
+            .opt("from", self.tx.as_ref().map(|t| &t.from))
+            .opt("to", to)
+            .kv("reply", &warning.reply)
+            .opt("note", warning.note.as_deref())
             .emit();
     }
 

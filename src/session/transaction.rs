@@ -69,14 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .warned
                 .insert(format!("{} {}", warning.check, warning.reply))
             {
-                self.log_decision(
-                    "would_reject",
-                    stage,
-                    &warning.check,
-                    "warn",
-                    &warning.reply,
-                    to,
-                );
+                self.log_warning(stage, &warning, to);
             }
         }
     }
@@ -299,7 +292,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         })
     }
 
-    /// DKIM, SPF and DMARC at the end of DATA (when `checks.dmarc` is on):
+    /// DKIM, SPF, ARC and DMARC at the end of DATA (when `checks.dmarc` is on):
     /// the Authentication-Results header, and the DMARC verdict, with the
     /// transaction's SPF verdict (evaluated once, for the MAIL check too).
     pub(super) async fn authenticate_and_queue(
@@ -333,16 +326,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .await;
         let decision = self
             .pipeline
-            .dmarc(auth.dmarc_rejects.as_deref(), &auth.header);
-        for warning in decision.warnings {
-            self.log_decision(
-                "would_reject",
-                "data",
-                &warning.check,
-                "warn",
-                &warning.reply,
-                None,
-            );
+            .dmarc(auth.dmarc_rejects.as_deref(), &auth.arc, &auth.header);
+        for warning in &decision.warnings {
+            self.log_warning("data", warning, None);
         }
         if let Some(refusal) = decision.refusal {
             return self.refuse("data", &refusal.check, None, refusal.reply);
