@@ -8,7 +8,7 @@ use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -49,7 +49,7 @@ fn sign(key_der: &[u8], message: &str) -> String {
     format!("{}{message}", signature.to_header())
 }
 
-async fn send(mx: &Mxguard, client: &str, from: &str, message: &str) -> String {
+pub(crate) async fn send(mx: &Mxguard, client: &str, from: &str, message: &str) -> String {
     let mut c = Client::connect_from(client, mx.addr).await;
     c.reply().await;
     c.cmd("EHLO mail1.client.test").await;

@@ -17,6 +17,7 @@ mod downstream_features;
 mod downstream_tls;
 mod equivalence;
 mod fleet;
+mod forwarded;
 mod greylisting;
 mod import;
 mod layers;
