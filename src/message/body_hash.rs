@@ -1,7 +1,7 @@
 //! DKIM body hashes computed as the message streams into the spool, so a
 //! message is never held whole in memory to be verified: the DKIM-Signature
-//! headers of the header block say which hashes are wanted (canonicalization,
-//! algorithm, length), the body is fed through them piece by piece, and the
+//! and ARC-Message-Signature headers of the header block say which hashes
+//! are wanted (canonicalization, algorithm, length), the body is fed through them piece by piece, and the
 //! results replace the hashes mail-auth would compute over a body in memory.
 
 use mail_auth::common::crypto::{HashAlgorithm, HashContext, HashImpl, Sha1, Sha256};
