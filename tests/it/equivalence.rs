@@ -12,13 +12,13 @@ const REVERSE: &str = "$ORIGIN 127.in-addr.arpa.\n$TTL 60\n\
 @ IN SOA ns.eq.test. hostmaster.eq.test. ( 1 3600 600 86400 60 )\n@ IN NS ns.eq.test.\n\
 11.1.0 IN PTR h11.eq.test.\n12.1.0 IN PTR forged.eq.test.\n20.1.0 IN PTR h20.eq.test.\n\
 21.1.0 IN PTR h21.eq.test.\n22.1.0 IN PTR h22.eq.test.\n31.1.0 IN PTR h31.eq.test.\n\
-40.1.0 IN PTR h40.eq.test.\n50.1.0 IN PTR h50.eq.test.\n";
+32.1.0 IN PTR h32.eq.test.\n40.1.0 IN PTR h40.eq.test.\n50.1.0 IN PTR h50.eq.test.\n";
 
 const HOSTS: &str = "$ORIGIN eq.test.\n$TTL 60\n\
 @ IN SOA ns.eq.test. hostmaster.eq.test. ( 1 3600 600 86400 60 )\n@ IN NS ns.eq.test.\n\
 ns IN A 127.0.0.53\n@ IN MX 10 h11.eq.test.\n@ IN TXT \"v=spf1 ip4:127.0.1.0/24 -all\"\n\
 h11 IN A 127.0.1.11\nforged IN A 127.0.1.99\nh20 IN A 127.0.1.20\nh21 IN A 127.0.1.21\n\
-h22 IN A 127.0.1.22\nh31 IN A 127.0.1.31\nh40 IN A 127.0.1.40\nh50 IN A 127.0.1.50\n\
+h22 IN A 127.0.1.22\nh31 IN A 127.0.1.31\nh32 IN A 127.0.1.32\nh40 IN A 127.0.1.40\nh50 IN A 127.0.1.50\n\
 spf IN MX 10 h11.eq.test.\nspf IN TXT \"v=spf1 -all\"\n";
 
 const LISTS: &str = "$ORIGIN bl.test.\n$TTL 60\n\
@@ -50,6 +50,7 @@ fn config(dns: &DnsFixture, dir: &std::path::Path, policy_port: u16) -> String {
     std::fs::write(dir.join("traps"), "trap@example.test\n").unwrap();
     std::fs::write(dir.join("badmailfrom"), "spammer@eq.test\n").unwrap();
     std::fs::write(dir.join("exceptions"), "127.0.1.22 partner\n").unwrap();
+    std::fs::write(dir.join("forwarders"), "h32.eq.test\n").unwrap();
     format!(
         r#"[relay]
 domains = ["example.test"]
@@ -68,6 +69,7 @@ helo = "reject"
 sender_domain = "reject"
 spf = "reject"
 sender_blocklist = "reject"
+forwarders = "forwarders"
 
 [[dnsbl]]
 zone = "bl.test"
@@ -116,6 +118,7 @@ const PROFILES: &[Profile] = &[
     Profile { name: "bad HELO", client: "127.0.1.11", helo: "localhost", from: "a@eq.test", rcpt: "user@example.test", reply: Some("504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname"), postfix_decides: false },
     Profile { name: "unknown sender domain", client: "127.0.1.11", helo: "h11.eq.test", from: "a@nowhere.test", rcpt: "user@example.test", reply: Some("550 5.1.8 <a@nowhere.test>: Sender address rejected: Domain not found"), postfix_decides: false },
     Profile { name: "SPF fail", client: "127.0.1.11", helo: "h11.eq.test", from: "a@spf.eq.test", rcpt: "user@example.test", reply: Some("550 5.7.23 <a@spf.eq.test>: Sender address rejected: SPF check failed"), postfix_decides: false },
+    Profile { name: "forwarder (its SPF fail forgiven)", client: "127.0.1.32", helo: "h32.eq.test", from: "a@spf.eq.test", rcpt: "user@example.test", reply: Some("451 4.7.1 <user@example.test>: Recipient address rejected: Greylisted, try again in N seconds"), postfix_decides: false },
     Profile { name: "blocked sender", client: "127.0.1.11", helo: "h11.eq.test", from: "spammer@eq.test", rcpt: "user@example.test", reply: Some("554 5.7.1 <spammer@eq.test>: Sender address rejected: Access denied"), postfix_decides: false },
     Profile { name: "unknown recipient", client: "127.0.1.11", helo: "h11.eq.test", from: "a@eq.test", rcpt: "nobody@example.test", reply: Some("550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown"), postfix_decides: true },
     Profile { name: "trap recipient", client: "127.0.1.31", helo: "h31.eq.test", from: "a@eq.test", rcpt: "trap@example.test", reply: Some("550 5.1.1 <trap@example.test>: Recipient address rejected: User unknown"), postfix_decides: true },
