@@ -1,9 +1,10 @@
 //! DNS for the checks: one resolver for the whole process, built from
 //! `[dns]` (or the system configuration), shared with mail-auth for DKIM,
-//! ARC and DMARC; answers classified as found, not found (NXDOMAIN/NODATA) or failed
-//! (timeout, SERVFAIL), every lookup bounded by `dns.timeout`. Identical
-//! concurrent queries are merged by hickory's name server pool, answers
-//! cached by its response cache (PTR answers by a small cache here).
+//! ARC and DMARC; answers classified as found, not found (NXDOMAIN/NODATA)
+//! or failed (timeout, SERVFAIL), every lookup bounded by `dns.timeout`.
+//! Identical concurrent queries are merged by hickory's name server pool,
+//! answers cached by its response cache (PTR answers by a small cache
+//! here).
 //! DNSBL queries and health: [`dnsbl`]. SPF: [`spf`].
 //!
 //! Reverse lookups go straight to the name server pool: hickory's resolver
@@ -90,8 +91,8 @@ pub enum ArcChain {
     /// No ARC header.
     None,
     /// Every seal and the latest message signature verify; `sealer` is
-    /// the `d=` of the latest seal, `instances` the chain's length.
-    Pass { sealer: String, instances: u32 },
+    /// the `d=` of the latest seal (the highest instance).
+    Pass { sealer: String },
     /// Broken, tampered, or not verifiable: why.
     Fail(mail_auth::Error),
 }
@@ -105,7 +106,6 @@ impl ArcChain {
             DkimResult::Pass => match output.sets().last() {
                 Some(set) => ArcChain::Pass {
                     sealer: set.seal.header.d.to_ascii_lowercase(),
-                    instances: set.seal.header.i,
                 },
                 None => ArcChain::None,
             },
@@ -489,8 +489,8 @@ impl Dns {
     /// Message authentication at the end of DATA: DKIM signatures, the
     /// ARC chain, and DMARC for the From: domain with `mail_from`, the
     /// transaction's SPF identity and verdict (the one its MAIL check
-    /// saw); the
-    /// `Authentication-Results:` header (RFC 8601) naming `our_hostname`.
+    /// saw); the `Authentication-Results:` header (RFC 8601) naming
+    /// `our_hostname`.
     /// The message is its header block and the DKIM body hashes computed
     /// while it was received, never the whole message in memory.
     pub async fn authenticate(
