@@ -9,13 +9,15 @@
 //!
 //! A message is written to `tmp/`, fsync'ed, renamed into `queue/`, and the
 //! directory fsync'ed before [`Spool::commit`] returns, so a `250` after
-//! DATA survives a crash at any moment. All calls block: use them from
+//! DATA survives a crash at any moment; commits at the same time share the
+//! directory's fsync ([`group`]). All calls block: use them from
 //! `spawn_blocking`.
 //!
 //! Size: under 500 lines of code, the rest are the crash and permission
 //! tests that belong next to the discipline they check.
 
 pub mod envelope;
+pub mod group;
 pub mod id;
 
 pub use envelope::{DeliveryState, Envelope};
@@ -25,6 +27,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A spool operation that failed, with the path it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,8 @@ pub struct Pending {
     tmp: PathBuf,
     dest: PathBuf,
     queue: PathBuf,
+    /// The queue directory's fsyncs, shared with every other commit.
+    queue_sync: Arc<group::DirSync>,
     file: Option<File>,
 }
 
@@ -129,7 +134,10 @@ impl Pending {
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
         self.file = None;
-        fsync_dir(&self.queue)
+        match self.queue == self.queue_sync.dir() {
+            true => self.queue_sync.sync().map_err(io_err(&self.queue)),
+            false => fsync_dir(&self.queue),
+        }
     }
 }
 
@@ -200,6 +208,7 @@ pub struct Spool {
     queue: PathBuf,
     tmp: PathBuf,
     quarantine: PathBuf,
+    queue_sync: Arc<group::DirSync>,
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -233,6 +242,7 @@ impl Spool {
             queue: root.join("queue"),
             tmp: root.join("tmp"),
             quarantine: root.join("quarantine"),
+            queue_sync: Arc::new(group::DirSync::new(&root.join("queue"))),
         };
         // Missing directories are made 0700; existing ones keep their mode
         // (the server sets it, under its lock: a command run by root or by
@@ -361,6 +371,7 @@ impl Spool {
             tmp: self.tmp.join(envelope.id.as_str()),
             dest: self.path(&envelope.id),
             queue: self.queue.clone(),
+            queue_sync: self.queue_sync.clone(),
             file: None,
         }
     }
