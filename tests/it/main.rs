@@ -16,6 +16,7 @@ mod dovecot;
 mod downstream_features;
 mod downstream_tls;
 mod equivalence;
+mod filters;
 mod fleet;
 mod forwarded;
 mod greylisting;
