@@ -22,13 +22,16 @@ pub const EICAR: &str = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-T
 struct Group(Child);
 
 impl Group {
-    fn spawn(command: &mut Command, what: &str) -> Group {
+    /// Spawns `command`, its output (before it opens its own log) into
+    /// the file `output`.
+    fn spawn(command: &mut Command, output: &Path, what: &str) -> Group {
         use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(output).unwrap();
         let child = command
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("{what} must be installed (run scripts/test): {e}"));
         Group(child)
@@ -56,12 +59,14 @@ fn wait_refused(what: &str, port: u16) {
     });
 }
 
-/// Waits until `port` on loopback accepts, failing early if `group` died.
-fn wait_accepting(what: &str, port: u16, group: &mut Group, log: &Path) {
+/// Waits until `port` on loopback accepts, failing early (with its
+/// output and log) if `group` died.
+fn wait_accepting(what: &str, port: u16, group: &mut Group, output: &Path, log: &Path) {
     wait_for(what, || {
         assert!(
             !group.exited(),
-            "{what}: the process exited; its log:\n{}",
+            "{what}: the process exited; its log:\n{}{}",
+            std::fs::read_to_string(output).unwrap_or_default(),
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
@@ -184,9 +189,16 @@ impl Rspamd {
                 .args(["--var", &var("DBDIR", "db")])
                 .args(["--var", &var("RUNDIR", "run")])
                 .args(["--var", &var("LOGDIR", "log")]),
+            &dir.join("rspamd.out"),
             "rspamd (Debian package rspamd)",
         );
-        wait_accepting("rspamd to listen", port, &mut group, &log);
+        wait_accepting(
+            "rspamd to listen",
+            port,
+            &mut group,
+            &dir.join("rspamd.out"),
+            &log,
+        );
         // The main process listens before its proxy worker is up.
         wait_for("rspamd's proxy worker", || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -268,12 +280,14 @@ impl Clamav {
         .unwrap();
         let mut clamd = Group::spawn(
             Command::new("/usr/sbin/clamd").arg("-c").arg(&clamd_conf),
+            &dir.join("clamd.out"),
             "clamd (Debian package clamav-daemon)",
         );
         wait_for("clamd's socket", || {
             assert!(
                 !clamd.exited(),
-                "clamd exited; its log:\n{}",
+                "clamd exited; its log:\n{}{}",
+                std::fs::read_to_string(dir.join("clamd.out")).unwrap_or_default(),
                 std::fs::read_to_string(&clamd_log).unwrap_or_default()
             );
             std::os::unix::net::UnixStream::connect(&socket).ok()
@@ -299,9 +313,16 @@ impl Clamav {
             Command::new("/usr/sbin/clamav-milter")
                 .arg("-c")
                 .arg(&milter_conf),
+            &dir.join("clamav-milter.out"),
             "clamav-milter (Debian package clamav-milter)",
         );
-        wait_accepting("clamav-milter to listen", port, &mut milter, &log);
+        wait_accepting(
+            "clamav-milter to listen",
+            port,
+            &mut milter,
+            &dir.join("clamav-milter.out"),
+            &log,
+        );
         Clamav {
             clamd: Some(clamd),
             milter: Some(milter),
@@ -338,144 +359,137 @@ impl Drop for Clamav {
     }
 }
 
-#[cfg(test)]
-mod with_postfix {
-    use super::*;
-    use crate::harness::swaks;
-    use crate::postfix::Postfix;
+// What a real milter client makes of them: Postfix's smtpd, whose
+// `smtpd_milters` takes the same `inet:127.0.0.1:PORT` form as mxguard.
 
-    /// Postfix keeps what it accepts on hold, for postcat to show.
-    const HOLD: &str = "smtpd_recipient_restrictions = reject_unauth_destination, \
+use crate::harness::swaks;
+use crate::postfix::Postfix;
+
+/// Postfix keeps what it accepts on hold, for postcat to show.
+const HOLD: &str = "smtpd_recipient_restrictions = reject_unauth_destination, \
                         reject_unlisted_recipient, check_recipient_access static:HOLD, permit\n";
 
-    /// A Postfix with `milter` (in Postfix's form) as its smtpd milter.
-    fn postfix_with(dir: &Path, milter: &str) -> Postfix {
-        Postfix::start_with(
-            &dir.join("postfix"),
-            free_port(),
-            &["alice@example.test"],
-            &format!("smtpd_milters = {milter}\nmilter_default_action = tempfail\n{HOLD}"),
-        )
-    }
+/// A Postfix with `milter` (in Postfix's form) as its smtpd milter.
+fn postfix_with(dir: &Path, milter: &str) -> Postfix {
+    Postfix::start_with(
+        &dir.join("postfix"),
+        free_port(),
+        &["alice@example.test"],
+        &format!("smtpd_milters = {milter}\nmilter_default_action = tempfail\n{HOLD}"),
+    )
+}
 
-    /// Postfix's form of a fixture's `inet:127.0.0.1:PORT`.
-    fn postfix_form(address: &str) -> String {
-        let port = address.rsplit(':').next().unwrap();
-        format!("inet:127.0.0.1:{port}")
-    }
+/// Sends through `postfix` with swaks' `args`; the reply to the end of
+/// DATA (`250 2.0.0 Ok: queued as …`, or the rejection), or the first
+/// rejection before it.
+fn send(postfix: &Postfix, args: &[&str]) -> String {
+    let addr = format!("127.0.0.1:{}", postfix.port).parse().unwrap();
+    let transcript = swaks(
+        addr,
+        &[
+            &["--from", "bob@sender.test", "--to", "alice@example.test"],
+            args,
+        ]
+        .concat(),
+    );
+    let mut lines = transcript.lines().skip_while(|l| l.trim() != "-> .");
+    let reply = match lines.nth(1) {
+        Some(reply) => reply,
+        None => transcript
+            .lines()
+            .find(|l| l.starts_with("<**"))
+            .unwrap_or_else(|| panic!("no reply to DATA: {transcript}")),
+    };
+    reply
+        .trim_start_matches("<-")
+        .trim_start_matches("<**")
+        .trim()
+        .to_string()
+}
 
-    /// Sends through `postfix` with swaks' `args`; the reply to the end of
-    /// DATA (`250 2.0.0 Ok: queued as …`, or the rejection), or the first
-    /// rejection before it.
-    fn send(postfix: &Postfix, args: &[&str]) -> String {
-        let addr = format!("127.0.0.1:{}", postfix.port).parse().unwrap();
-        let transcript = swaks(
-            addr,
-            &[
-                &["--from", "bob@sender.test", "--to", "alice@example.test"],
-                args,
-            ]
-            .concat(),
-        );
-        let mut lines = transcript.lines().skip_while(|l| l.trim() != "-> .");
-        let reply = match lines.nth(1) {
-            Some(reply) => reply,
-            None => transcript
-                .lines()
-                .find(|l| l.starts_with("<**"))
-                .unwrap_or_else(|| panic!("no reply to DATA: {transcript}")),
-        };
-        reply
-            .trim_start_matches("<-")
-            .trim_start_matches("<**")
-            .trim()
-            .to_string()
-    }
+/// The header of a message Postfix holds (queued as the ID in `reply`).
+fn held_header(postfix: &Postfix, reply: &str) -> String {
+    let id = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {reply}"));
+    let out = Command::new("/usr/sbin/postcat")
+        .arg("-c")
+        .arg(postfix.conf())
+        .args(["-h", "-q", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
-    /// The header of a message Postfix holds (queued as the ID in `reply`).
-    fn held_header(postfix: &Postfix, reply: &str) -> String {
-        let id = reply
-            .strip_prefix("250 2.0.0 Ok: queued as ")
-            .unwrap_or_else(|| panic!("not queued: {reply}"));
-        let out = Command::new("/usr/sbin/postcat")
-            .arg("-c")
-            .arg(postfix.conf())
-            .args(["-h", "-q", id])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+#[test]
+fn rspamd_as_postfix_milter_rejects_gtube_and_marks_clean_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let rspamd = Rspamd::start(&dir.path().join("rspamd"));
+    eprintln!("rspamd started in {:?}", started.elapsed());
+    let postfix = postfix_with(dir.path(), &rspamd.address());
+    let gtube = send(&postfix, &["--body", &format!("spam\n{GTUBE}\n")]);
+    eprintln!("GTUBE: {gtube}");
+    assert_eq!(gtube, "554 5.7.1 Gtube pattern");
+    let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
+    let header = held_header(&postfix, &clean);
+    eprintln!("clean: {clean}\n{header}");
+    // Nothing looked up: no DNS request for either message.
+    let log = std::fs::read_to_string(&rspamd.log).unwrap();
+    assert_eq!(log.matches("dns req: 0,").count(), 2, "{log}");
+    for name in [
+        "X-Spamd-Result: default: False",
+        "X-Rspamd-Server: ",
+        "X-Rspamd-Queue-Id: ",
+        "X-Spam-Status: No",
+    ] {
+        assert!(header.contains(name), "{name}: {header}");
     }
+}
 
-    #[test]
-    fn rspamd_as_postfix_milter_rejects_gtube_and_marks_clean_mail() {
-        let dir = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
-        let rspamd = Rspamd::start(&dir.path().join("rspamd"));
-        eprintln!("rspamd started in {:?}", started.elapsed());
-        let postfix = postfix_with(dir.path(), &postfix_form(&rspamd.address()));
-        let gtube = send(&postfix, &["--body", &format!("spam\n{GTUBE}\n")]);
-        eprintln!("GTUBE: {gtube}");
-        assert_eq!(gtube, "554 5.7.1 Gtube pattern");
-        let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
-        let header = held_header(&postfix, &clean);
-        eprintln!("clean: {clean}\n{header}");
-        // Nothing looked up: no DNS request for either message.
-        let log = std::fs::read_to_string(&rspamd.log).unwrap();
-        assert_eq!(log.matches("dns req: 0,").count(), 2, "{log}");
-        for name in [
-            "X-Spamd-Result: default: False",
-            "X-Rspamd-Server: ",
-            "X-Rspamd-Queue-Id: ",
-            "X-Spam-Status: No",
-        ] {
-            assert!(header.contains(name), "{name}: {header}");
-        }
-    }
+#[test]
+fn clamav_as_postfix_milter_rejects_eicar_and_marks_clean_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let clamav = Clamav::start(&dir.path().join("clamav"));
+    eprintln!("clamav started in {:?}", started.elapsed());
+    let postfix = postfix_with(dir.path(), &clamav.address());
+    let plain = send(&postfix, &["--body", &format!("{EICAR}\n")]);
+    eprintln!("EICAR in the body: {plain}");
+    let file = dir.path().join("eicar.com");
+    std::fs::write(&file, EICAR).unwrap();
+    let attached = send(
+        &postfix,
+        &[
+            "--body",
+            "see attached",
+            "--attach",
+            &format!("@{}", file.display()),
+        ],
+    );
+    eprintln!("EICAR attached: {attached}");
+    // clamav-milter rejects without a text of its own: Postfix says
+    // its generic one.
+    assert_eq!(plain, "550 5.7.1 Command rejected");
+    assert_eq!(attached, plain);
+    let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
+    let header = held_header(&postfix, &clean);
+    eprintln!("clean: {clean}\n{header}");
+    assert!(header.contains("X-Virus-Scanned: "), "{header}");
+    assert!(header.contains("X-Virus-Status: Clean"), "{header}");
+    let log = std::fs::read_to_string(&clamav.log).unwrap();
+    assert_eq!(log.matches("Eicar-Test-Signature").count(), 2, "{log}");
+}
 
-    #[test]
-    fn clamav_as_postfix_milter_rejects_eicar_and_marks_clean_mail() {
-        let dir = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
-        let clamav = Clamav::start(&dir.path().join("clamav"));
-        eprintln!("clamav started in {:?}", started.elapsed());
-        let postfix = postfix_with(dir.path(), &postfix_form(&clamav.address()));
-        let plain = send(&postfix, &["--body", &format!("{EICAR}\n")]);
-        eprintln!("EICAR in the body: {plain}");
-        let file = dir.path().join("eicar.com");
-        std::fs::write(&file, EICAR).unwrap();
-        let attached = send(
-            &postfix,
-            &[
-                "--body",
-                "see attached",
-                "--attach",
-                &format!("@{}", file.display()),
-            ],
-        );
-        eprintln!("EICAR attached: {attached}");
-        // clamav-milter rejects without a text of its own: Postfix says
-        // its generic one.
-        assert_eq!(plain, "550 5.7.1 Command rejected");
-        assert_eq!(attached, plain);
-        let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
-        let header = held_header(&postfix, &clean);
-        eprintln!("clean: {clean}\n{header}");
-        assert!(header.contains("X-Virus-Scanned: "), "{header}");
-        assert!(header.contains("X-Virus-Status: Clean"), "{header}");
-        let log = std::fs::read_to_string(&clamav.log).unwrap();
-        assert_eq!(log.matches("Eicar-Test-Signature").count(), 2, "{log}");
-    }
-
-    #[test]
-    fn a_stopped_filter_refuses_connections_and_postfix_tempfails() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rspamd = Rspamd::start(&dir.path().join("rspamd"));
-        let mut clamav = Clamav::start(&dir.path().join("clamav"));
-        let postfix = postfix_with(dir.path(), &postfix_form(&rspamd.address()));
-        rspamd.stop();
-        clamav.stop();
-        let reply = send(&postfix, &["--body", "hello"]);
-        eprintln!("stopped: {reply}");
-        assert!(reply.starts_with("451 4.7.1"), "{reply}");
-    }
+#[test]
+fn a_stopped_filter_refuses_connections_and_postfix_tempfails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rspamd = Rspamd::start(&dir.path().join("rspamd"));
+    let mut clamav = Clamav::start(&dir.path().join("clamav"));
+    let postfix = postfix_with(dir.path(), &rspamd.address());
+    rspamd.stop();
+    clamav.stop();
+    let reply = send(&postfix, &["--body", "hello"]);
+    eprintln!("stopped: {reply}");
+    assert!(reply.starts_with("451 4.7.1"), "{reply}");
 }
