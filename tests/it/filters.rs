@@ -7,7 +7,8 @@
 //! closed port) and without Redis. Both are checked here against a real
 //! milter client, Postfix's smtpd.
 
-use crate::harness::{free_port, wait_for};
+use crate::harness::{free_port, swaks, wait_for};
+use crate::postfix::Postfix;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -122,6 +123,13 @@ const RSPAMD_OFF: &[&str] = &[
 impl Rspamd {
     /// Writes the configuration into `dir` and starts rspamd on a free port.
     pub fn start(dir: &Path) -> Rspamd {
+        Rspamd::start_with(dir, &[])
+    }
+
+    /// The same, with `local_d`: files (name, content) for its `local.d`,
+    /// merged into the stock module settings (e.g. `("actions.conf",
+    /// "reject = 5;")`, or `("milter_headers.conf", …)` for more headers).
+    pub fn start_with(dir: &Path, local_d: &[(&str, &str)]) -> Rspamd {
         let conf = dir.join("conf");
         for sub in ["conf/local.d", "conf/override.d", "db", "run", "log"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -134,11 +142,14 @@ impl Rspamd {
             .unwrap();
         }
         std::fs::write(
-            conf.join("override.d/milter_headers.conf"),
+            conf.join("local.d/milter_headers.conf"),
             "use = [\"x-spamd-result\", \"x-rspamd-server\", \"x-rspamd-queue-id\", \
              \"x-spam-status\"];\nskip_local = false;\nskip_authenticated = false;\n",
         )
         .unwrap();
+        for (name, content) in local_d {
+            std::fs::write(conf.join("local.d").join(name), content).unwrap();
+        }
         let tld = dir.join("effective_tld_names.dat");
         std::fs::write(&tld, "test\nexample\ncom\nnet\norg\n").unwrap();
         let port = free_port();
@@ -248,6 +259,13 @@ impl Clamav {
     /// Writes the database and configurations into `dir` and starts clamd,
     /// then clamav-milter on a free port.
     pub fn start(dir: &Path) -> Clamav {
+        Clamav::start_with(dir, "")
+    }
+
+    /// The same, with the lines `milter_extra` appended to
+    /// clamav-milter.conf (e.g. `RejectMsg Virus found: %v\n`; for an
+    /// option already set, the last one counts).
+    pub fn start_with(dir: &Path, milter_extra: &str) -> Clamav {
         let db = dir.join("db");
         let tmp = dir.join("tmp");
         for sub in [&db, &tmp] {
@@ -301,7 +319,8 @@ impl Clamav {
                 "MilterSocket inet:{port}@127.0.0.1\nClamdSocket unix:{socket}\n\
                  Foreground yes\nPidFile {dir}/clamav-milter.pid\nLogFile {log}\n\
                  TemporaryDirectory {tmp}\nOnClean Accept\nOnInfected Reject\n\
-                 OnFail Defer\nAddHeader Replace\nLogInfected Full\nLogClean Full\n",
+                 OnFail Defer\nAddHeader Replace\nLogInfected Full\nLogClean Full\n\
+                 {milter_extra}",
                 socket = socket.display(),
                 dir = dir.display(),
                 log = log.display(),
@@ -362,20 +381,18 @@ impl Drop for Clamav {
 // What a real milter client makes of them: Postfix's smtpd, whose
 // `smtpd_milters` takes the same `inet:127.0.0.1:PORT` form as mxguard.
 
-use crate::harness::swaks;
-use crate::postfix::Postfix;
-
 /// Postfix keeps what it accepts on hold, for postcat to show.
 const HOLD: &str = "smtpd_recipient_restrictions = reject_unauth_destination, \
-                        reject_unlisted_recipient, check_recipient_access static:HOLD, permit\n";
+                    reject_unlisted_recipient, check_recipient_access static:HOLD, permit\n";
 
-/// A Postfix with `milter` (in Postfix's form) as its smtpd milter.
-fn postfix_with(dir: &Path, milter: &str) -> Postfix {
+/// A Postfix with `milters` (comma-separated) as its smtpd milters,
+/// tempfailing while one of them is unavailable.
+fn postfix_with(dir: &Path, milters: &str) -> Postfix {
     Postfix::start_with(
         &dir.join("postfix"),
         free_port(),
         &["alice@example.test"],
-        &format!("smtpd_milters = {milter}\nmilter_default_action = tempfail\n{HOLD}"),
+        &format!("smtpd_milters = {milters}\nmilter_default_action = tempfail\n{HOLD}"),
     )
 }
 
@@ -482,14 +499,42 @@ fn clamav_as_postfix_milter_rejects_eicar_and_marks_clean_mail() {
 }
 
 #[test]
-fn a_stopped_filter_refuses_connections_and_postfix_tempfails() {
+fn clamav_with_a_reject_message_names_the_virus() {
+    let dir = tempfile::tempdir().unwrap();
+    let clamav = Clamav::start_with(&dir.path().join("clamav"), "RejectMsg Virus found: %v\n");
+    let postfix = postfix_with(dir.path(), &clamav.address());
+    let reply = send(&postfix, &["--body", &format!("{EICAR}\n")]);
+    assert_eq!(
+        reply,
+        "550 5.7.1 Virus found: Eicar-Test-Signature.UNOFFICIAL"
+    );
+    let log = std::fs::read_to_string(&clamav.log).unwrap();
+    assert_eq!(log.matches("Eicar-Test-Signature").count(), 1, "{log}");
+}
+
+#[test]
+fn postfix_with_both_filters_tempfails_once_one_of_them_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let mut rspamd = Rspamd::start(&dir.path().join("rspamd"));
     let mut clamav = Clamav::start(&dir.path().join("clamav"));
-    let postfix = postfix_with(dir.path(), &rspamd.address());
-    rspamd.stop();
+    let postfix = postfix_with(
+        dir.path(),
+        &format!("{}, {}", rspamd.address(), clamav.address()),
+    );
+    let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
+    let header = held_header(&postfix, &clean);
+    assert!(header.contains("X-Spam-Status: No"), "{header}");
+    assert!(header.contains("X-Virus-Status: Clean"), "{header}");
     clamav.stop();
-    let reply = send(&postfix, &["--body", "hello"]);
-    eprintln!("stopped: {reply}");
-    assert!(reply.starts_with("451 4.7.1"), "{reply}");
+    // Postfix connects to its milters with the client: it tempfails the
+    // session from MAIL on.
+    assert_eq!(
+        send(&postfix, &["--body", "hello"]),
+        "451 4.7.1 Service unavailable - try again later"
+    );
+    rspamd.stop();
+    assert_eq!(
+        send(&postfix, &["--body", "hello"]),
+        "451 4.7.1 Service unavailable - try again later"
+    );
 }
