@@ -45,6 +45,19 @@ impl Group {
         let _ = self.0.wait();
     }
 
+    /// SIGTERM to the leader, which stops (and reaps) its own children:
+    /// none is left a zombie for init to collect. Then, bounded, the
+    /// SIGKILL of `kill` for whatever is left.
+    fn terminate(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let start = std::time::Instant::now();
+        while !self.exited() && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
     /// Whether the leader has exited.
     fn exited(&mut self) -> bool {
         self.0.try_wait().ok().flatten().is_some()
@@ -227,10 +240,11 @@ impl Rspamd {
         format!("inet:127.0.0.1:{}", self.port)
     }
 
-    /// Kills rspamd and its workers; returns once the port refuses.
+    /// Stops rspamd and its workers (SIGTERM: about a quarter of a
+    /// second); returns once the port refuses.
     pub fn stop(&mut self) {
         if let Some(mut group) = self.group.take() {
-            group.kill();
+            group.terminate();
         }
         wait_refused("rspamd to stop listening", self.port);
     }
@@ -239,7 +253,7 @@ impl Rspamd {
 impl Drop for Rspamd {
     fn drop(&mut self) {
         if let Some(mut group) = self.group.take() {
-            group.kill();
+            group.terminate();
         }
     }
 }
