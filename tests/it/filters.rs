@@ -141,7 +141,8 @@ impl Rspamd {
 
     /// The same, with `local_d`: files (name, content) for its `local.d`,
     /// merged into the stock module settings (e.g. `("actions.conf",
-    /// "reject = 5;")`, or `("milter_headers.conf", …)` for more headers).
+    /// "add_header = 0.1;")`); a `milter_headers.conf` replaces the
+    /// fixture's own (which sets the four headers above).
     pub fn start_with(dir: &Path, local_d: &[(&str, &str)]) -> Rspamd {
         let conf = dir.join("conf");
         for sub in ["conf/local.d", "conf/override.d", "db", "run", "log"] {
@@ -476,6 +477,21 @@ fn rspamd_as_postfix_milter_rejects_gtube_and_marks_clean_mail() {
     ] {
         assert!(header.contains(name), "{name}: {header}");
     }
+}
+
+#[test]
+fn rspamd_with_a_low_add_header_threshold_marks_clean_mail_as_spam() {
+    let dir = tempfile::tempdir().unwrap();
+    let rspamd = Rspamd::start_with(
+        &dir.path().join("rspamd"),
+        &[("actions.conf", "add_header = 0.1;\n")],
+    );
+    let postfix = postfix_with(dir.path(), &rspamd.address());
+    let clean = send(&postfix, &["--body", "Hello Alice, lunch tomorrow?"]);
+    let header = held_header(&postfix, &clean);
+    eprintln!("add_header: {clean}\n{header}");
+    assert!(header.contains("X-Spam: Yes"), "{header}");
+    assert!(header.contains("X-Spam-Status: Yes"), "{header}");
 }
 
 #[test]
