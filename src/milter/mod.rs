@@ -5,3 +5,4 @@
 //! decided a layer up.
 
 pub mod codec;
+pub mod edit;
