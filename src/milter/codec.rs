@@ -257,18 +257,24 @@ pub enum Response {
     /// `y`: a 4xx or 5xx reply, its text as the milter gave it (`554 5.7.1
     /// Gtube pattern`, multi-line replies with their CRLFs).
     ReplyCode { code: u16, text: String },
-    /// `q`: put the message in quarantine, with a reason.
+    /// `q`: put the message in quarantine, with a reason (at the end of a
+    /// message, before the final answer).
     Quarantine(String),
     /// A change to the message.
     Modification(Modification),
 }
 
 impl Response {
-    /// Ends a step: everything but progress, modifications and negotiation.
+    /// Ends a step: everything but progress, a quarantine and the
+    /// modifications (which come before the final answer at the end of a
+    /// message), and negotiation.
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Response::Progress | Response::Modification(_) | Response::Negotiated { .. }
+            Response::Progress
+                | Response::Quarantine(_)
+                | Response::Modification(_)
+                | Response::Negotiated { .. }
         )
     }
 }

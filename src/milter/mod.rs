@@ -4,5 +4,6 @@
 //! socket ([`client`]). What to send and what to do with the answers is
 //! decided a layer up.
 
+pub mod client;
 pub mod codec;
 pub mod edit;
