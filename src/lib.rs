@@ -42,6 +42,7 @@ pub mod lists;
 pub mod log;
 pub mod message;
 pub mod metrics;
+pub mod milter;
 pub mod net;
 pub mod owned;
 pub mod peers;

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "smtp",
             "message",
             "spf",
+            "milter",
         ],
     ),
     (
