@@ -191,10 +191,13 @@ struct Step {
     name: &'static str,
 }
 
+/// The `no_reply` of the commands a milter never answers.
+const NEVER_ANSWERED: u32 = u32::MAX;
+
 fn step_of(cmd: &Command) -> Step {
     let (skip, no_reply, content, name) = match cmd {
         Command::OptNeg { .. } => (0, 0, false, "negotiation"),
-        Command::Macros { .. } => (0, u32::MAX, false, "macros"),
+        Command::Macros { .. } => (0, NEVER_ANSWERED, false, "macros"),
         Command::Connect { .. } => (
             codec::SMFIP_NOCONNECT,
             codec::SMFIP_NR_CONN,
@@ -214,8 +217,8 @@ fn step_of(cmd: &Command) -> Step {
         ),
         Command::Body(_) => (codec::SMFIP_NOBODY, codec::SMFIP_NR_BODY, true, "body"),
         Command::EndOfMessage => (0, 0, true, "end of message"),
-        Command::Abort => (0, u32::MAX, false, "abort"),
-        Command::Quit => (0, u32::MAX, false, "quit"),
+        Command::Abort => (0, NEVER_ANSWERED, false, "abort"),
+        Command::Quit => (0, NEVER_ANSWERED, false, "quit"),
     };
     Step {
         skip,
@@ -350,7 +353,9 @@ impl Connection {
         }
         codec::encode(&cmd, &mut self.out);
         self.write(step.name, timeout).await?;
-        if self.protocol & step.no_reply != 0 {
+        // Macros, abort and quit are never answered; a step the milter
+        // negotiated as unanswered (SMFIP_NR_*) is not either.
+        if step.no_reply == NEVER_ANSWERED || self.protocol & step.no_reply != 0 {
             return Ok(Response::Continue);
         }
         loop {
