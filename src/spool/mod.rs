@@ -66,6 +66,9 @@ pub struct Pending {
     tmp: PathBuf,
     dest: PathBuf,
     queue: PathBuf,
+    quarantine: PathBuf,
+    /// Where the envelope lines end in `head` (and in the file).
+    envelope_len: usize,
     /// The queue directory's fsyncs, shared with every other commit.
     queue_sync: Arc<group::DirSync>,
     file: Option<File>,
@@ -96,9 +99,19 @@ impl Pending {
     }
 
     /// As [`Pending::commit`], with `header` placed right after the trace
-    /// header. When part of the message is already on disk, the file is
-    /// written again behind the header (only messages over one DATA piece).
+    /// header.
     pub fn commit_with(mut self, header: &[u8], rest: &[u8]) -> Result<(), SpoolError> {
+        self.complete(header, rest)?;
+        self.commit_completed()
+    }
+
+    /// Writes the last bytes, with `header` placed right after the trace
+    /// header, without committing: the message is then whole in `tmp/`,
+    /// for the content filters to read ([`Pending::message`]) and change
+    /// ([`Pending::rewrite`]). When part of the message is already on
+    /// disk, the file is written again behind the header (only messages
+    /// over one DATA piece).
+    pub fn complete(&mut self, header: &[u8], rest: &[u8]) -> Result<(), SpoolError> {
         let tmp = self.tmp.clone();
         let written = match self.file.take() {
             Some(file) if !header.is_empty() => {
@@ -129,8 +142,73 @@ impl Pending {
         };
         self.file = Some(written);
         let tmp = self.tmp.clone();
+        self.open()?.write_all(rest).map_err(io_err(&tmp))
+    }
+
+    /// The message as it stands in `tmp/` (after [`Pending::complete`]),
+    /// positioned at its first header, the trace (blocking).
+    pub fn message(&self) -> Result<File, SpoolError> {
+        let mut file = File::open(&self.tmp).map_err(io_err(&self.tmp))?;
+        file.seek(SeekFrom::Start(self.envelope_len as u64))
+            .map_err(io_err(&self.tmp))?;
+        Ok(file)
+    }
+
+    /// A path beside the message in `tmp/` for a scratch file (`what`:
+    /// its extension), emptied with `tmp/` at start.
+    pub fn scratch(&self, what: &str) -> PathBuf {
+        self.tmp.with_extension(what)
+    }
+
+    /// Writes the message again with `envelope`, the header block `header`
+    /// in place of the first `old_header` octets of the message, and then
+    /// the old body, or the one in the file `body` (blocking). The new
+    /// file replaces the old one in `tmp/`; nothing is committed.
+    pub fn rewrite(
+        &mut self,
+        envelope: &Envelope,
+        header: &[u8],
+        old_header: u64,
+        body: Option<&Path>,
+    ) -> Result<(), SpoolError> {
+        let rendered = envelope.render().into_bytes();
+        let again = match self.tmp.extension() == Some("rewrite".as_ref()) {
+            true => self.tmp.with_extension("again"),
+            false => self.tmp.with_extension("rewrite"),
+        };
+        let written = crate::owned::new_file(&again).and_then(|mut out| {
+            out.write_all(&rendered)?;
+            out.write_all(header)?;
+            match body {
+                Some(body) => std::io::copy(&mut File::open(body)?, &mut out)?,
+                None => {
+                    let mut old = File::open(&self.tmp)?;
+                    old.seek(SeekFrom::Start(self.envelope_len as u64 + old_header))?;
+                    std::io::copy(&mut old, &mut out)?
+                }
+            };
+            Ok(out)
+        });
+        let out = match written {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = fs::remove_file(&again);
+                return Err(io_err(&again)(e));
+            }
+        };
+        self.file = None;
+        let _ = fs::remove_file(&self.tmp);
+        self.tmp = again;
+        self.file = Some(out);
+        self.envelope_len = rendered.len();
+        Ok(())
+    }
+
+    /// Makes a message [`Pending::complete`] made whole durable in the
+    /// queue: fsync, rename, fsync of the directory (blocking).
+    pub fn commit_completed(mut self) -> Result<(), SpoolError> {
+        let tmp = self.tmp.clone();
         let file = self.open()?;
-        file.write_all(rest).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
         self.file = None;
@@ -138,6 +216,25 @@ impl Pending {
             true => self.queue_sync.sync().map_err(io_err(&self.queue)),
             false => fsync_dir(&self.queue),
         }
+    }
+
+    /// Makes the whole message durable in the quarantine instead, with
+    /// `reason` in its state file (a content filter's verdict; blocking).
+    pub fn commit_quarantined(mut self, reason: &str) -> Result<(), SpoolError> {
+        let tmp = self.tmp.clone();
+        let file = self.open()?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let state = DeliveryState {
+            last_error: Some(reason.to_string()),
+            ..DeliveryState::default()
+        };
+        let state_path = Spool::state_file(&self.quarantine, &self.id);
+        let _ = fs::remove_file(&state_path);
+        write_synced(&state_path, &[state.render().as_bytes()])?;
+        let dest = self.quarantine.join(self.id.as_str());
+        fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
+        self.file = None;
+        fsync_dir(&self.quarantine)
     }
 }
 
@@ -364,10 +461,13 @@ impl Spool {
     /// [`Pending::append`] or [`Pending::commit`].
     pub fn start(&self, envelope: &Envelope, header: &[u8]) -> Pending {
         let mut head = envelope.render().into_bytes();
+        let envelope_len = head.len();
         head.extend_from_slice(header);
         Pending {
             id: envelope.id.clone(),
             head,
+            envelope_len,
+            quarantine: self.quarantine.clone(),
             tmp: self.tmp.join(envelope.id.as_str()),
             dest: self.path(&envelope.id),
             queue: self.queue.clone(),
