@@ -292,6 +292,11 @@ pub async fn run(cx: &Context<'_>, trial: &Trial) -> Result<(String, Verdict), T
         };
         not_judged(&mut out, &NotJudged { what, why });
     }
+    if !config.milter.is_empty() {
+        let what = "the content filters ([[milter]])";
+        let why = "they are asked by a session, about its message";
+        not_judged(&mut out, &NotJudged { what, why });
+    }
     let exempt = pipeline.exemption(client);
     if let Some(why) = &exempt {
         let _ = writeln!(out, "connect  client checks skipped: {why}");

@@ -33,6 +33,8 @@ pub struct Services {
     pub delivery: delivery::Handle,
     /// Serving, draining or stopping.
     pub phase: lifecycle::Watch,
+    /// One per `[[milter]]`: its `max_sessions` slots.
+    pub milter_slots: Vec<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What outlives a reload.
@@ -75,7 +77,11 @@ impl Services {
             (_, None) => None,
         };
         let log = shared.log.clone();
+        let milter_slots = (config.milter.iter())
+            .map(|m| Arc::new(tokio::sync::Semaphore::new(m.max_sessions)))
+            .collect();
         Ok(Services {
+            milter_slots,
             policy: Policy::new(
                 config.clone(),
                 dns,

@@ -9,6 +9,7 @@
 pub mod abuse;
 pub mod checks;
 pub mod duration;
+pub mod milter;
 pub mod schema;
 
 pub use abuse::{Backend, BanAction, GreylistWhen, OnStateError};
@@ -478,6 +479,7 @@ impl Config {
             *domain = crate::smtp::address::normalize_domain(domain);
         }
         self.validate_abuse()?;
+        milter::validate(&mut self.milter)?;
         self.validate_tls()?;
         if self.log.syslog && self.log.file.is_some() {
             return Err(("log.syslog", "cannot be combined with log.file".into()));

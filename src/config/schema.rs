@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics: Metrics,
     pub policy_server: PolicyServer,
     pub control: Control,
+    /// `[[milter]]`: content filters, asked in order.
+    pub milter: Vec<super::milter::Milter>,
 }
 
 /// `[control]`: the control socket `<spool.dir>/control.sock`, through

@@ -168,18 +168,18 @@ async fn accept_loop(
         if proxied {
             tokio::spawn(behind_balancer(svc, stream, peer.ip(), caps.clone()));
         } else {
-            serve(svc, stream, peer.ip(), &caps);
+            serve(svc, stream, peer, &caps);
         }
     }
 }
 
 /// A session for `client`, under the caps.
-fn serve(svc: Arc<Services>, stream: TcpStream, client: IpAddr, caps: &Arc<ConnectionCaps>) {
-    let client = crate::net::canonical_ip(client);
+fn serve(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, caps: &Arc<ConnectionCaps>) {
+    let client = crate::net::canonical_ip(peer.ip());
     match caps.acquire(crate::net::client_network(client)) {
         Ok(permit) => {
             tokio::spawn(async move {
-                crate::session::run(&svc, stream, client).await;
+                crate::session::run(&svc, stream, SocketAddr::new(client, peer.port())).await;
                 drop(permit);
             });
         }
@@ -207,7 +207,7 @@ async fn behind_balancer(
         )),
     };
     match origin {
-        Ok(proxy::Origin::Client(client)) => serve(svc, stream, client.ip(), &caps),
+        Ok(proxy::Origin::Client(client)) => serve(svc, stream, client, &caps),
         Ok(proxy::Origin::Local) => health_check(&svc, stream).await,
         Err(error) => {
             let reason = match trusted {

@@ -67,6 +67,10 @@ const FAMILIES: &[(&str, &str)] = &[
         "mxguard_greylist_passes_total",
         "Greylisted triplets that passed",
     ),
+    (
+        "mxguard_milter_actions_total",
+        "Content filters' words on messages (and default actions when one could not be asked), by filter and action",
+    ),
 ];
 
 fn field<'a>(fields: &'a [(&'static str, String)], key: &str) -> &'a str {
@@ -181,6 +185,11 @@ impl Metrics {
             "quarantine" => self.add("mxguard_quarantined_total", String::new(), 1),
             "ban" => self.add("mxguard_bans_total", labels(&[("reason", f("reason"))]), 1),
             "greylist_pass" => self.add("mxguard_greylist_passes_total", String::new(), 1),
+            "milter" => self.add(
+                "mxguard_milter_actions_total",
+                labels(&[("milter", f("milter")), ("action", f("action"))]),
+                1,
+            ),
             _ => {}
         }
     }

@@ -8,13 +8,14 @@
 //! [`sender`]), run in the background of a session by [`session_checks`]
 //! and folded by [`crate::verdict`]; who is greylisted ([`greylisting`]);
 //! and the forwarders and ARC sealers that forwarded mail is forgiven
-//! for ([`forwarded`]).
+//! for ([`forwarded`]); what a content filter's reply means ([`milter`]).
 
 pub mod checks;
 pub mod dnsbl;
 pub mod forwarded;
 pub mod greylisting;
 pub mod helo;
+pub mod milter;
 pub mod pipeline;
 pub mod rdns;
 pub mod relay;

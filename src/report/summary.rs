@@ -452,6 +452,18 @@ mod tests {
     }
 
     #[test]
+    fn a_content_filters_refusals_are_counted_under_its_name() {
+        let s = feed(&[
+            "2026-11-29T10:00:00.000Z mxguard: event=reject client=192.0.2.1 stage=data check=milter:rspamd action=reject reply=\"554 5.7.1 Gtube pattern\"",
+            "2026-11-29T10:00:01.000Z mxguard: event=reject client=192.0.2.1 to=<a@example.test> stage=rcpt check=milter:clamav action=tempfail reply=\"451 4.7.1 Service unavailable - try again later\"",
+            "2026-11-29T10:00:02.000Z mxguard: event=milter client=192.0.2.1 queue_id=Q1 milter=rspamd stage=end_of_message action=continue elapsed=0.010s",
+        ]);
+        assert_eq!(s.by_check["milter:rspamd"].rejected, 1);
+        assert_eq!(s.by_check["milter:clamav"].tempfailed, 1);
+        assert_eq!(s.by_stage["data"].rejected, 1);
+    }
+
+    #[test]
     fn counts_what_the_module_doc_says() {
         let s = feed(&[
             "2026-11-29T10:00:00.000Z mxguard: event=reject client=192.0.2.1 stage=connect check=ban action=drop reply=\"421 4.7.0 x\"",

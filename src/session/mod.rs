@@ -10,6 +10,7 @@
 //! message on its way to the spool.
 
 mod greeting;
+mod milters;
 pub mod receiving;
 mod transaction;
 
@@ -24,7 +25,7 @@ use crate::smtp::conn::{Conn, ConnError, Line};
 use crate::smtp::reply::Reply;
 use crate::verdict::Refusal;
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -83,6 +84,8 @@ struct Session<'a, S> {
     pipeline: Pipeline<'a>,
     conn: Conn<S>,
     client: IpAddr,
+    /// The client's port (the `{client_port}` of the content filters).
+    port: u16,
     helo: Option<String>,
     esmtp: bool,
     tx: Option<Transaction>,
@@ -105,10 +108,13 @@ struct Session<'a, S> {
     /// Warnings already logged (check and reply), so each is logged once
     /// per session; a new sender's would-reject has another reply.
     warned: HashSet<String>,
+    /// The content filters' sessions (`[[milter]]`).
+    milters: milters::Milters,
 }
 
 /// Runs a whole session on `stream` for a client at `client`.
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, client: IpAddr) {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, peer: SocketAddr) {
+    let client = peer.ip();
     let pipeline = svc.pipeline(Front::Session);
     let exemption = pipeline.exemption(client);
     if let Some(why) = &exemption {
@@ -144,6 +150,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         pipeline,
         conn,
         client,
+        port: peer.port(),
         helo: None,
         esmtp: false,
         tx: None,
@@ -158,6 +165,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, c
         deadline: Instant::now() + svc.config.limits.session_timeout.0,
         phase: svc.phase.clone(),
         warned: HashSet::new(),
+        milters: milters::Milters::new(&svc.config.milter, &svc.milter_slots),
     };
     session.serve().await;
 }
@@ -175,7 +183,7 @@ pub async fn replay(svc: &Services, input: &[u8], client: IpAddr) -> Vec<u8> {
         let _ = peer.read_to_end(&mut out).await;
         out
     };
-    let ((), out) = tokio::join!(run(svc, stream, client), talk);
+    let ((), out) = tokio::join!(run(svc, stream, SocketAddr::new(client, 0)), talk);
     out
 }
 
@@ -195,6 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let _ = self.conn.flush(timeout).await;
         self.conn.shutdown().await;
+        Box::pin(self.milters_quit()).await;
         self.svc
             .log
             .event("disconnect")
@@ -481,6 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Command::Rset => {
                 self.tx = None;
                 self.checks.end_transaction();
+                Box::pin(self.milters_abort()).await;
                 self.ok(Reply::new(250, "2.0.0", "Ok"))
             }
             Command::Noop => self.ok(Reply::new(250, "2.0.0", "Ok")),

@@ -2,6 +2,7 @@
 //! RCPT (each asking the pipeline), and DATA, from its 354 to the 250
 //! that only a message durable in the spool gets.
 
+use super::milters::Fate;
 use super::receiving::{ReceiveError, Received, Receiving};
 use super::{Flow, Session, Transaction, SPOOL_CHUNK};
 use crate::lifecycle::Phase;
@@ -111,6 +112,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 return flow;
             }
         }
+        if let Some(tx) = &self.tx {
+            let from = tx.from.mailbox.as_ref().map(ToString::to_string);
+            let (from, args) = (from.unwrap_or_default(), mail_args(&tx.params));
+            self.milters_abort().await;
+            if let Some(refused) = self.milters_mail(&from, args).await {
+                let flow = self.refuse("mail", &refused.check, None, refused.reply);
+                self.tx = None;
+                self.checks.end_transaction();
+                return flow;
+            }
+        }
         self.ok(Reply::new(250, "2.1.0", "Ok"))
     }
 
@@ -137,6 +149,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 return self.unknown_recipient(&to, refusal);
             }
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
+        }
+        let args = rcpt_args(&params);
+        let mailbox = to.mailbox.as_ref().map(ToString::to_string);
+        if let Some(refused) = self.milters_rcpt(&mailbox.unwrap_or_default(), args).await {
+            return self.refuse("rcpt", &refused.check, Some(&to), refused.reply);
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
             if params != RcptParams::default() {
@@ -193,15 +210,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if let Some(reply) = reply {
             return self.protocol_error("data", "protocol", None, reply);
         }
+        let Some(envelope) = self.envelope() else {
+            return Flow::Continue;
+        };
+        if let Some(refused) = self.milters_data(envelope.id.as_str()).await {
+            self.tx = None;
+            self.checks.end_transaction();
+            return self.refuse("data", &refused.check, None, refused.reply);
+        }
         self.conn
             .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
         let limits = &self.svc.config.limits;
         if self.conn.flush(limits.command_timeout.0).await.is_err() {
             return Flow::Close;
         }
-        let Some(envelope) = self.envelope() else {
-            return Flow::Continue;
-        };
         let trace = received::header(&Trace {
             helo: &envelope.helo,
             client: self.client,
@@ -338,9 +360,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     /// Makes the message durable; answers 250 only once it is on disk.
+    /// With content filters still to ask, the message is made whole in
+    /// `tmp/` first, shown to them, changed as they say, and then queued,
+    /// quarantined, dropped or refused.
     pub(super) async fn queue(
         &mut self,
-        envelope: Envelope,
+        mut envelope: Envelope,
         received: Received,
         size: u64,
         header: Vec<u8>,
@@ -350,38 +375,114 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             tail,
             finished,
         } = received;
-        let written =
-            tokio::task::spawn_blocking(move || pending.commit_with(&header, &tail)).await;
-        match written {
-            Ok(Ok(())) => {
-                let id = envelope.id;
-                self.svc.delivery.enqueue(id.clone());
-                self.counts.accepted += 1;
-                self.counts.rcpts += envelope.rcpts.len() as u32;
-                self.counts.bytes += size;
-                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
-                self.svc
-                    .log
-                    .event("accept")
-                    .kv("client", self.client)
-                    .kv("helo", &envelope.helo)
-                    .kv("from", &envelope.from)
-                    .kv("to", crate::log::join_addresses(&envelope.rcpts))
-                    .kv("stage", "data")
-                    .kv("action", "accept")
-                    .kv("queue_id", &id)
-                    .kv("size", size)
-                    .opt(
-                        "wrapped",
-                        (finished.wrapped > 0).then_some(finished.wrapped),
-                    )
-                    .kv("reply", &reply)
-                    .emit();
-                self.ok(reply)
-            }
-            Ok(Err(e)) => self.spool_failed(e.to_string()),
-            Err(e) => self.spool_failed(e.to_string()),
+        let wrapped = finished.wrapped;
+        if !self.milters.concerned() {
+            let written =
+                tokio::task::spawn_blocking(move || pending.commit_with(&header, &tail)).await;
+            return match written {
+                Ok(Ok(())) => self.queued(envelope, size, wrapped),
+                Ok(Err(e)) => self.spool_failed(e.to_string()),
+                Err(e) => self.spool_failed(e.to_string()),
+            };
         }
+        let completed = tokio::task::spawn_blocking(move || {
+            let mut pending = pending;
+            let written = pending.complete(&header, &tail);
+            (pending, written)
+        })
+        .await;
+        let mut pending = match completed {
+            Ok((pending, Ok(()))) => Some(pending),
+            Ok((_, Err(e))) => return self.spool_failed(e.to_string()),
+            Err(e) => return self.spool_failed(e.to_string()),
+        };
+        let fate = self.milters_message(&mut pending, &mut envelope).await;
+        let Some(pending) = pending else {
+            return self.spool_failed("the message was lost".into());
+        };
+        match fate {
+            Fate::Queue => {
+                let written = tokio::task::spawn_blocking(move || pending.commit_completed()).await;
+                match written {
+                    Ok(Ok(())) => self.queued(envelope, size, wrapped),
+                    Ok(Err(e)) => self.spool_failed(e.to_string()),
+                    Err(e) => self.spool_failed(e.to_string()),
+                }
+            }
+            Fate::Refuse(reply, name) => {
+                drop(pending);
+                self.refuse("data", &format!("milter:{name}"), None, reply)
+            }
+            Fate::Discard(name) => {
+                drop(pending);
+                self.taken_aside("discard", &envelope, &name, None)
+            }
+            Fate::Quarantine(name, reason) => {
+                let why = format!("milter {name}: {reason}");
+                let task_why = why.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || pending.commit_quarantined(&task_why))
+                        .await;
+                match written {
+                    Ok(Ok(())) => self.taken_aside("quarantine", &envelope, &name, Some(&why)),
+                    Ok(Err(e)) => self.spool_failed(e.to_string()),
+                    Err(e) => self.spool_failed(e.to_string()),
+                }
+            }
+            Fate::Spool(error) => self.spool_failed(error),
+        }
+    }
+
+    /// A message queued: counted, logged, and its 250.
+    fn queued(&mut self, envelope: Envelope, size: u64, wrapped: u32) -> Flow {
+        let id = envelope.id;
+        self.svc.delivery.enqueue(id.clone());
+        self.counts.accepted += 1;
+        self.counts.rcpts += envelope.rcpts.len() as u32;
+        self.counts.bytes += size;
+        let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+        self.svc
+            .log
+            .event("accept")
+            .kv("client", self.client)
+            .kv("helo", &envelope.helo)
+            .kv("from", &envelope.from)
+            .kv("to", crate::log::join_addresses(&envelope.rcpts))
+            .kv("stage", "data")
+            .kv("action", "accept")
+            .kv("queue_id", &id)
+            .kv("size", size)
+            .opt("wrapped", (wrapped > 0).then_some(wrapped))
+            .kv("reply", &reply)
+            .emit();
+        self.ok(reply)
+    }
+
+    /// A message a content filter had dropped (`discard`) or quarantined:
+    /// the client hears the same 250 as for a queued one (it is taken:
+    /// nothing may bounce), the log says where it went.
+    fn taken_aside(
+        &mut self,
+        event: &'static str,
+        envelope: &Envelope,
+        milter: &str,
+        reason: Option<&str>,
+    ) -> Flow {
+        let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.id));
+        self.svc
+            .log
+            .event(event)
+            .kv("client", self.client)
+            .kv("helo", &envelope.helo)
+            .kv("from", &envelope.from)
+            .kv("to", crate::log::join_addresses(&envelope.rcpts))
+            .kv("stage", "data")
+            .kv("queue_id", &envelope.id)
+            .kv("milter", milter)
+            .opt("reason", reason)
+            .kv("reply", &reply)
+            .emit();
+        self.ok(reply)
     }
 
     pub(super) fn spool_failed(&mut self, error: String) -> Flow {
@@ -394,6 +495,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
         self.refuse("data", "spool", None, reply)
     }
+}
+
+/// MAIL's parameters as a content filter is told them.
+fn mail_args(params: &MailParams) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(size) = params.size {
+        args.push(format!("SIZE={size}"));
+    }
+    if params.body_8bit {
+        args.push("BODY=8BITMIME".into());
+    }
+    if params.smtputf8 {
+        args.push("SMTPUTF8".into());
+    }
+    args.extend(params.ret.as_ref().map(|r| format!("RET={r}")));
+    args.extend(params.envid.as_ref().map(|e| format!("ENVID={e}")));
+    args
+}
+
+/// RCPT's parameters as a content filter is told them.
+fn rcpt_args(params: &RcptParams) -> Vec<String> {
+    let notify = params.notify.as_ref().map(|n| format!("NOTIFY={n}"));
+    let orcpt = params.orcpt.as_ref().map(|o| format!("ORCPT={o}"));
+    notify.into_iter().chain(orcpt).collect()
 }
 
 /// The refusal of an address beyond ASCII in a transaction begun without
