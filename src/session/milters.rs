@@ -43,6 +43,9 @@ struct Filter {
     done_tx: bool,
     /// Told of a MAIL not yet ended by the end of a message or an abort.
     in_tx: bool,
+    /// Its refusal of the connection or the HELO: every MAIL of the
+    /// session hears it (the filter is not asked again).
+    refused_session: Option<Reply>,
 }
 
 /// The filters of a session, and what they said of the transaction.
@@ -50,6 +53,8 @@ pub struct Milters {
     filters: Vec<Filter>,
     /// A filter said to drop this transaction's message (its name).
     discard: Option<String>,
+    /// A filter said to drop every message of the session (its name).
+    discard_session: Option<String>,
 }
 
 impl Milters {
@@ -63,11 +68,13 @@ impl Milters {
                 done_session: false,
                 done_tx: false,
                 in_tx: false,
+                refused_session: None,
             })
             .collect();
         Milters {
             filters,
             discard: None,
+            discard_session: None,
         }
     }
 
@@ -217,15 +224,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return self.milter_failed(index, step, &e.to_string()),
         };
         let filter = &mut self.milters.filters[index];
+        let session = step == "connect";
         match &said {
-            // Accepted before MAIL: the whole session; after, the message.
-            Said::Done if step == "connect" => filter.done_session = true,
+            // Said of the connection or HELO: the whole session; after,
+            // the message.
+            Said::Done if session => filter.done_session = true,
             Said::Done => filter.done_tx = true,
+            Said::Refuse(reply) if session => {
+                filter.done_session = true;
+                filter.refused_session = Some(reply.clone());
+            }
             Said::Discard => {
                 filter.done_tx = true;
-                self.milters.discard = Some(filter.settings.name.clone());
+                filter.done_session |= session;
+                let name = Some(filter.settings.name.clone());
+                if session {
+                    self.milters.discard_session = name.clone();
+                }
+                self.milters.discard = name;
             }
             _ => {}
+        }
+        if session && said != Said::Go {
+            // Nothing more to tell it in this session.
+            filter.conn = None;
+            filter.permit = None;
         }
         said
     }
@@ -240,13 +263,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// The filters hear of MAIL (opened first when new); a refusal from
     /// any of them refuses it.
     pub(super) async fn milters_mail(&mut self, from: &str, args: Vec<String>) -> Option<Refused> {
-        self.milters.discard = None;
+        self.milters.discard = self.milters.discard_session.clone();
         let mut command = vec![format!("<{from}>")];
         command.extend(args);
         let macros = vec![("{mail_addr}".to_string(), from.to_string())];
         for index in 0..self.milters.filters.len() {
             let filter = &mut self.milters.filters[index];
             filter.done_tx = false;
+            if let Some(reply) = filter.refused_session.clone() {
+                return Some(self.refused(index, reply));
+            }
             if filter.done_session {
                 continue;
             }

@@ -132,6 +132,67 @@ async fn tempfail_and_reject_at_data_and_mail_are_heard_at_that_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_refuses_the_helo_refuses_every_mail_of_the_session() {
+    let sink = CaptureSink::start().await;
+    let fake = FakeMilter::start(|step, _| match step {
+        Step::Helo(_) => Answer::Send(vec![reply_code("554 5.7.1 go away")]),
+        _ => cont(),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
+    let mut c = Client::greet(mx.addr).await;
+    for _ in 0..2 {
+        let reply = c.cmd("MAIL FROM:<a@client.test>").await;
+        assert_eq!(reply.trim_end(), "554 5.7.1 go away");
+    }
+    c.cmd("QUIT").await;
+    // Asked once: the connection and HELO were not told again.
+    let steps = fake.steps();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(
+        !steps[0].iter().any(|s| matches!(s, Step::Mail(_))),
+        "{steps:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rset_aborts_the_filters_transaction_and_quit_ends_its_session() {
+    let sink = CaptureSink::start().await;
+    let fake = FakeMilter::start(|_, _| cont()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
+    let mut c = Client::greet(mx.addr).await;
+    assert!(c.cmd("MAIL FROM:<a@client.test>").await.starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<user@example.test>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<b@client.test>").await.starts_with("250"));
+    c.cmd("QUIT").await;
+    wait_for("the filter to hear QUIT", || {
+        fake.steps()[0].contains(&Step::Quit).then_some(())
+    });
+    let steps: Vec<Step> = (fake.steps().remove(0).into_iter())
+        .filter(|s| !matches!(s, Step::Macros(..)))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            Step::Connect("[127.0.0.1]".into()),
+            Step::Helo("client.test".into()),
+            Step::Mail(vec!["<a@client.test>".into()]),
+            Step::Rcpt(vec!["<user@example.test>".into()]),
+            Step::Abort,
+            Step::Mail(vec!["<b@client.test>".into()]),
+            Step::Abort,
+            Step::Quit,
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_modification_reaches_the_downstream() {
     let sink = CaptureSink::start().await;
     let fake = FakeMilter::start(|step, _| match step {
