@@ -145,6 +145,10 @@ pub enum MilterError {
     Unexpected(&'static str, String),
     #[error("milter replaced the body with more than {0} octets")]
     ReplacedTooLarge(u64),
+    #[error(
+        "milter asked for more than {MAX_CHANGES} changes or {MAX_CHANGE_OCTETS} octets of them"
+    )]
+    TooManyChanges,
     #[error("reading the body for the milter: {0}")]
     Body(std::io::Error),
     #[error("writing the body the milter replaced: {0}")]
@@ -189,6 +193,26 @@ struct Step {
     no_reply: u32,
     content: bool,
     name: &'static str,
+}
+
+/// The most changes (other than a new body) one message may get, and
+/// their octets: a header block is at most a few MiB, so a filter asking
+/// for more is broken, and is not given the memory.
+pub const MAX_CHANGES: usize = 10_000;
+pub const MAX_CHANGE_OCTETS: usize = 4 << 20;
+
+/// The octets a change (other than a new body) keeps in memory.
+fn octets(m: &Modification) -> usize {
+    match m {
+        Modification::AddHeader { name, value }
+        | Modification::InsertHeader { name, value, .. }
+        | Modification::ChangeHeader { name, value, .. } => name.len() + value.len(),
+        Modification::ChangeFrom { addr, args } | Modification::AddRcpt { addr, args } => {
+            addr.len() + args.as_ref().map_or(0, String::len)
+        }
+        Modification::DelRcpt { addr } => addr.len(),
+        Modification::ReplaceBody(_) => 0,
+    }
 }
 
 /// The `no_reply` of the commands a milter never answers.
@@ -448,8 +472,22 @@ impl Connection {
         self.write(step, timeout).await?;
         let mut end = EndOfMessage::early(Response::Continue);
         let mut replaced = 0u64;
+        let mut kept = 0usize;
         loop {
-            match self.read(step, timeout).await? {
+            let response = self.read(step, timeout).await?;
+            if matches!(
+                response,
+                Response::Modification(_) | Response::Quarantine(_)
+            ) {
+                if let Response::Modification(m) = &response {
+                    kept += octets(m);
+                }
+                let count = end.modifications.len() + end.refused.len();
+                if count >= MAX_CHANGES || kept > MAX_CHANGE_OCTETS {
+                    return Err(MilterError::TooManyChanges);
+                }
+            }
+            match response {
                 Response::Progress => {}
                 Response::Quarantine(_) if self.actions & codec::SMFIF_QUARANTINE == 0 => {
                     end.refused.push("quarantine");

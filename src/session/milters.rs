@@ -411,9 +411,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let leading_space = conn.protocol() & codec::SMFIP_HDR_LEADSPC != 0;
             let fields = crate::milter::edit::fields(&header, leading_space);
             let body = tokio::fs::File::from_std(body);
-            let end = conn
-                .message(&macros, &fields, body, &mut replaced, max_body)
-                .await;
+            // Progress notices restart the filter's own timeout; the
+            // session's lifetime bounds it all the same.
+            let end = tokio::time::timeout_at(
+                self.deadline,
+                conn.message(&macros, &fields, body, &mut replaced, max_body),
+            )
+            .await
+            .unwrap_or(Err(MilterError::Timeout("limits.session_timeout")));
             drop(replaced);
             let fate = match end {
                 Err(e) => {

@@ -573,3 +573,38 @@ fn addresses_display_as_postfix_writes_them() {
         assert_eq!(Address::parse(text).unwrap().to_string(), text);
     }
 }
+
+#[tokio::test]
+async fn a_milter_asking_for_endless_changes_is_an_error_not_a_memory_sink() {
+    let (addr, _task) = milter(|mut m| async move {
+        m.negotiate(SMFIF_ADDHDRS, SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NOBODY)
+            .await;
+        m.expect(b'E').await;
+        for _ in 0..=MAX_CHANGES {
+            m.send(b'h', b"X-More\0yes\0").await;
+        }
+        m.send(b'c', b"").await;
+    })
+    .await;
+    let mut conn = Connection::open(&addr, timeouts(), SMFIF_ADDHDRS)
+        .await
+        .unwrap();
+    let mut replaced = Vec::new();
+    let end = conn.message(&[], &[], &b""[..], &mut replaced, 0).await;
+    assert!(matches!(end, Err(MilterError::TooManyChanges)), "{end:?}");
+}
+
+#[tokio::test]
+async fn no_reply_is_awaited_for_abort_and_quit_even_without_nr_flags() {
+    let (addr, task) = milter(|mut m| async move {
+        m.negotiate(0, 0).await;
+        m.expect(b'A').await;
+        m.expect(b'Q').await;
+    })
+    .await;
+    let mut conn = Connection::open(&addr, timeouts(), 0).await.unwrap();
+    // The fake answers nothing: a wait would be a timeout error.
+    conn.abort().await.unwrap();
+    conn.quit().await;
+    task.await.unwrap();
+}
