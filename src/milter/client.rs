@@ -183,12 +183,19 @@ impl EndOfMessage {
 }
 
 /// What one command is in the protocol: the flag that skips it, the flag
-/// that leaves it unanswered, whether it is content, its name for errors.
+/// that leaves it unanswered (`u32::MAX`: never answered), whether it is
+/// content, its name for errors.
 struct Step {
     skip: u32,
     no_reply: u32,
     content: bool,
     name: &'static str,
+}
+
+impl Step {
+    fn answered(&self, protocol: u32) -> bool {
+        self.no_reply != u32::MAX && protocol & self.no_reply == 0
+    }
 }
 
 fn step_of(cmd: &Command) -> Step {
@@ -350,7 +357,7 @@ impl Connection {
         }
         codec::encode(&cmd, &mut self.out);
         self.write(step.name, timeout).await?;
-        if self.protocol & step.no_reply != 0 {
+        if !step.answered(self.protocol) {
             return Ok(Response::Continue);
         }
         loop {

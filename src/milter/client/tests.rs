@@ -489,6 +489,31 @@ async fn steps_the_milter_does_not_answer_are_not_waited_for() {
 }
 
 #[tokio::test]
+async fn abort_and_quit_are_never_waited_for() {
+    let (addr, task) = milter(|mut m| async move {
+        m.negotiate(0, 0).await;
+        m.expect(b'A').await;
+        m.expect(b'Q').await;
+        // Silent until the client has closed.
+        let mut rest = Vec::new();
+        m.stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    })
+    .await;
+    let slow = Timeouts {
+        command: Duration::from_secs(30),
+        ..timeouts()
+    };
+    let mut conn = Connection::open(&addr, slow, 0).await.unwrap();
+    let quick = tokio::time::timeout(SECOND, async {
+        conn.abort().await.unwrap();
+        conn.quit().await;
+    });
+    quick.await.expect("abort and quit waited for an answer");
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_milter_on_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("milter.sock");
