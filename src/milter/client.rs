@@ -381,7 +381,9 @@ impl Connection {
     /// then the end of the message with `macros`; and what the milter
     /// answers to it.
     ///
-    /// A `Skip` to a body chunk stops the body. A final answer other than
+    /// Call it only while the milter still wants the message (not after
+    /// it decided at MAIL, RCPT or DATA). A `Skip` to a header field stops
+    /// the header fields, to a body chunk the body. Any other answer than
     /// `Continue` (or `Skip`) to a header field, the end of the header or
     /// a body chunk ends the message there: it is returned alone (send
     /// [`Connection::abort`] before another message). At the end of the
@@ -401,9 +403,10 @@ impl Connection {
             if self.skips(codec::SMFIP_NOHDRS) {
                 break;
             }
-            let r = self.step(&[], Command::Header { name, value }).await?;
-            if !matches!(r, Response::Continue | Response::Skip) {
-                return Ok(EndOfMessage::early(r));
+            match self.step(&[], Command::Header { name, value }).await? {
+                Response::Continue => {}
+                Response::Skip => break,
+                r => return Ok(EndOfMessage::early(r)),
             }
         }
         let r = self.step(&[], Command::EndOfHeaders).await?;

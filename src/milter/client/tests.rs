@@ -267,6 +267,31 @@ async fn skip_stops_the_body() {
 }
 
 #[tokio::test]
+async fn skip_stops_the_header_fields() {
+    let (addr, task) = milter(|mut m| async move {
+        m.negotiate(0, SMFIP_SKIP | SMFIP_NOBODY).await;
+        m.expect(b'L').await;
+        m.send(b's', b"").await;
+        m.expect(b'N').await;
+        m.send(b'c', b"").await;
+        m.expect(b'E').await;
+        m.send(b'c', b"").await;
+    })
+    .await;
+    let mut conn = Connection::open(&addr, timeouts(), 0).await.unwrap();
+    let fields = [
+        ("From".to_string(), b"a".to_vec()),
+        ("To".to_string(), b"not sent".to_vec()),
+    ];
+    let end = conn
+        .message(&[], &fields, &b""[..], &mut Vec::new(), 0)
+        .await
+        .unwrap();
+    assert_eq!(end.response, Response::Continue);
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_reject_in_the_header_ends_the_message_early() {
     let (addr, task) = milter(|mut m| async move {
         m.negotiate(0, 0).await;
