@@ -25,7 +25,8 @@
 //! [`greylist_admin`],
 //! [`metrics`], [`report`], [`import`], and the helpers [`time`], [`net`],
 //! [`owned`], [`peers`], [`lists`], [`reload`]; [`spf`] is SPF without I/O,
-//! driven on the resolver by [`dns::spf`].
+//! driven on the resolver by [`dns::spf`]; [`milter`] is the MTA side of
+//! the milter protocol (a session with one milter, and its header edits).
 
 pub mod abuse;
 pub mod ban_admin;

@@ -187,7 +187,8 @@ impl EndOfMessage {
 }
 
 /// What one command is in the protocol: the flag that skips it, the flag
-/// that leaves it unanswered, whether it is content, its name for errors.
+/// that leaves it unanswered (`u32::MAX`: never answered), whether it is
+/// content, its name for errors.
 struct Step {
     skip: u32,
     no_reply: u32,
@@ -217,6 +218,12 @@ fn octets(m: &Modification) -> usize {
 
 /// The `no_reply` of the commands a milter never answers.
 const NEVER_ANSWERED: u32 = u32::MAX;
+
+impl Step {
+    fn answered(&self, protocol: u32) -> bool {
+        self.no_reply != NEVER_ANSWERED && protocol & self.no_reply == 0
+    }
+}
 
 fn step_of(cmd: &Command) -> Step {
     let (skip, no_reply, content, name) = match cmd {
@@ -379,7 +386,7 @@ impl Connection {
         self.write(step.name, timeout).await?;
         // Macros, abort and quit are never answered; a step the milter
         // negotiated as unanswered (SMFIP_NR_*) is not either.
-        if step.no_reply == NEVER_ANSWERED || self.protocol & step.no_reply != 0 {
+        if !step.answered(self.protocol) {
             return Ok(Response::Continue);
         }
         loop {
@@ -403,7 +410,9 @@ impl Connection {
     /// then the end of the message with `macros`; and what the milter
     /// answers to it.
     ///
-    /// A `Skip` to a body chunk stops the body. A final answer other than
+    /// Call it only while the milter still wants the message (not after
+    /// it decided at MAIL, RCPT or DATA). A `Skip` to a header field stops
+    /// the header fields, to a body chunk the body. Any other answer than
     /// `Continue` (or `Skip`) to a header field, the end of the header or
     /// a body chunk ends the message there: it is returned alone (send
     /// [`Connection::abort`] before another message). At the end of the
@@ -423,9 +432,10 @@ impl Connection {
             if self.skips(codec::SMFIP_NOHDRS) {
                 break;
             }
-            let r = self.step(&[], Command::Header { name, value }).await?;
-            if !matches!(r, Response::Continue | Response::Skip) {
-                return Ok(EndOfMessage::early(r));
+            match self.step(&[], Command::Header { name, value }).await? {
+                Response::Continue => {}
+                Response::Skip => break,
+                r => return Ok(EndOfMessage::early(r)),
             }
         }
         let r = self.step(&[], Command::EndOfHeaders).await?;

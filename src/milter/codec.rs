@@ -9,7 +9,10 @@
 //! string without its NUL, missing numbers). Text the MTA acts on (header
 //! names, addresses, ESMTP arguments, reply and quarantine text) must be
 //! UTF-8, else the packet is refused ([`DecodeError::NotUtf8`]); header
-//! values and body chunks are kept as octets, losslessly.
+//! values and body chunks are kept as octets, losslessly. A header name
+//! must be printable ASCII without a colon, and an address or its
+//! arguments must have no control character, so neither can carry a line
+//! break into the message or the envelope.
 
 use std::net::SocketAddr;
 
@@ -361,12 +364,25 @@ impl<'a> Fields<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8(self.code))
     }
 
-    /// A string that may be absent (the last one of a packet).
-    fn optional_text(&mut self) -> Result<Option<String>, DecodeError> {
-        if self.data.is_empty() {
-            return Ok(None);
+    /// A header field name: not empty, printable ASCII without a colon
+    /// (so it cannot smuggle a line break or a second field into the
+    /// header).
+    fn header_name(&mut self) -> Result<String, DecodeError> {
+        let name = self.text()?;
+        if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+            return Err(DecodeError::Malformed(self.code, "bad header name"));
         }
-        self.text().map(Some)
+        Ok(name)
+    }
+
+    /// An address or its ESMTP arguments: no control characters (no line
+    /// break to smuggle into an envelope).
+    fn envelope(&mut self) -> Result<String, DecodeError> {
+        let text = self.text()?;
+        if text.bytes().any(|b| b < 32 || b == 127) {
+            return Err(DecodeError::Malformed(self.code, "control character"));
+        }
+        Ok(text)
     }
 
     fn number(&mut self) -> Result<u32, DecodeError> {
@@ -426,19 +442,16 @@ fn parse(code: u8, data: &[u8]) -> Result<Response, DecodeError> {
             Ok(Response::Quarantine(reason))
         }
         b'h' => {
-            let name = f.text()?;
+            let name = f.header_name()?;
             let value = f.bytes()?.to_vec();
             f.end()?;
             modification(Modification::AddHeader { name, value })
         }
         b'i' | b'm' => {
             let index = f.number()?;
-            let name = f.text()?;
+            let name = f.header_name()?;
             let value = f.bytes()?.to_vec();
             f.end()?;
-            if name.is_empty() {
-                return Err(DecodeError::Malformed(code, "empty header name"));
-            }
             modification(if code == b'i' {
                 Modification::InsertHeader { index, name, value }
             } else {
@@ -446,11 +459,11 @@ fn parse(code: u8, data: &[u8]) -> Result<Response, DecodeError> {
             })
         }
         b'e' | b'2' | b'+' => {
-            let addr = f.text()?;
-            let args = if code == b'+' {
+            let addr = f.envelope()?;
+            let args = if code == b'+' || f.data.is_empty() {
                 None
             } else {
-                f.optional_text()?
+                Some(f.envelope()?)
             };
             f.end()?;
             modification(if code == b'e' {
@@ -460,7 +473,7 @@ fn parse(code: u8, data: &[u8]) -> Result<Response, DecodeError> {
             })
         }
         b'-' => {
-            let addr = f.text()?;
+            let addr = f.envelope()?;
             f.end()?;
             modification(Modification::DelRcpt { addr })
         }
@@ -696,6 +709,35 @@ mod tests {
         assert!(decode(b'm', b"\0\0\0\x01Subject\0").is_err());
         assert!(decode(b'm', b"\0\0\x01").is_err());
         assert!(decode(b'h', b"X\0v\0extra").is_err());
+    }
+
+    #[test]
+    fn header_names_that_could_break_the_header_are_refused() {
+        for name in [
+            &b""[..],
+            b"X: y",
+            b"X\r\nBcc",
+            b"X Y",
+            b"X\x7f",
+            b"caf\xc3\xa9",
+        ] {
+            let mut data = name.to_vec();
+            data.extend_from_slice(b"\0v\0");
+            assert!(decode(b'h', &data).is_err(), "{name:?}");
+            let mut indexed = vec![0, 0, 0, 1];
+            indexed.extend_from_slice(&data);
+            assert!(decode(b'i', &indexed).is_err(), "{name:?}");
+            assert!(decode(b'm', &indexed).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn envelope_addresses_with_line_breaks_are_refused() {
+        assert!(decode(b'+', b"<a@b>\r\nRCPT TO:<c@d>\0").is_err());
+        assert!(decode(b'-', b"<a@b>\n\0").is_err());
+        assert!(decode(b'e', b"<a@b>\0SIZE=1\r\n\0").is_err());
+        assert!(decode(b'2', b"<a@b>\0\tX=1\0").is_err());
+        assert!(decode(b'+', "<ü@example.com>\0".as_bytes()).is_ok());
     }
 
     #[test]

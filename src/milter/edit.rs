@@ -95,9 +95,9 @@ pub fn fields(header_block: &[u8], leading_space: bool) -> Vec<(String, Vec<u8>)
 
 /// A field written out: `name: value` (no space added when the value
 /// starts with a blank, as a milter with `SMFIP_HDR_LEADSPC` sends it),
-/// each `"\n"` of the value a CRLF, a continuation line that does not start
-/// with a blank given a tab (so a milter cannot end the field, or the
-/// header, early), ending with CRLF.
+/// each `"\n"` of the value a CRLF (a CR alone a space), a continuation
+/// line that does not start with a blank given a tab (so a milter cannot
+/// end the field, or the header, early), ending with CRLF.
 fn render(name: &str, value: &[u8]) -> Field {
     let mut raw = name.as_bytes().to_vec();
     raw.push(b':');
@@ -112,7 +112,7 @@ fn render(name: &str, value: &[u8]) -> Field {
                 raw.push(b'\t');
             }
         }
-        raw.extend_from_slice(line);
+        raw.extend(line.iter().map(|&b| if b == b'\r' { b' ' } else { b }));
     }
     raw.extend_from_slice(b"\r\n");
     Field {
@@ -323,6 +323,11 @@ mod tests {
     fn a_value_cannot_start_a_new_field_or_end_the_header() {
         let got = edited(b"\r\nbody", &[add("X-Evil", "a\nBcc: x\n\nbody")]);
         assert_eq!(got, "X-Evil: a\r\n\tBcc: x\r\n\t\r\n\tbody\r\n\r\nbody");
+    }
+
+    #[test]
+    fn a_lone_carriage_return_in_a_value_becomes_a_space() {
+        assert_eq!(edited(b"", &[add("X", "a\rb\r\n c")]), "X: a b\r\n c\r\n");
     }
 
     #[test]

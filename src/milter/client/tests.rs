@@ -267,6 +267,31 @@ async fn skip_stops_the_body() {
 }
 
 #[tokio::test]
+async fn skip_stops_the_header_fields() {
+    let (addr, task) = milter(|mut m| async move {
+        m.negotiate(0, SMFIP_SKIP | SMFIP_NOBODY).await;
+        m.expect(b'L').await;
+        m.send(b's', b"").await;
+        m.expect(b'N').await;
+        m.send(b'c', b"").await;
+        m.expect(b'E').await;
+        m.send(b'c', b"").await;
+    })
+    .await;
+    let mut conn = Connection::open(&addr, timeouts(), 0).await.unwrap();
+    let fields = [
+        ("From".to_string(), b"a".to_vec()),
+        ("To".to_string(), b"not sent".to_vec()),
+    ];
+    let end = conn
+        .message(&[], &fields, &b""[..], &mut Vec::new(), 0)
+        .await
+        .unwrap();
+    assert_eq!(end.response, Response::Continue);
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_reject_in_the_header_ends_the_message_early() {
     let (addr, task) = milter(|mut m| async move {
         m.negotiate(0, 0).await;
@@ -485,6 +510,31 @@ async fn steps_the_milter_does_not_answer_are_not_waited_for() {
     assert_eq!(end.response, Response::Accept);
     conn.abort().await.unwrap();
     conn.quit().await;
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn abort_and_quit_are_never_waited_for() {
+    let (addr, task) = milter(|mut m| async move {
+        m.negotiate(0, 0).await;
+        m.expect(b'A').await;
+        m.expect(b'Q').await;
+        // Silent until the client has closed.
+        let mut rest = Vec::new();
+        m.stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    })
+    .await;
+    let slow = Timeouts {
+        command: Duration::from_secs(30),
+        ..timeouts()
+    };
+    let mut conn = Connection::open(&addr, slow, 0).await.unwrap();
+    let quick = tokio::time::timeout(SECOND, async {
+        conn.abort().await.unwrap();
+        conn.quit().await;
+    });
+    quick.await.expect("abort and quit waited for an answer");
     task.await.unwrap();
 }
 

@@ -1,0 +1,38 @@
+//! Any bytes from a milter, fed to the decoder whole, one octet at a time
+//! and in chunks of a size taken from the input: never a panic, the same
+//! responses and the same error however the bytes arrive, and every reply
+//! code a 4xx or 5xx with its text starting with it.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use mxguard::milter::codec::{DecodeError, Decoder, Response};
+
+/// The responses decoded from `bytes` fed in chunks of `chunk` octets, up
+/// to the end or the first error.
+fn decode(bytes: &[u8], chunk: usize) -> (Vec<Response>, Option<DecodeError>) {
+    let mut decoder = Decoder::new();
+    let mut got = Vec::new();
+    for part in bytes.chunks(chunk.max(1)) {
+        decoder.feed(part);
+        loop {
+            match decoder.next() {
+                Ok(Some(r)) => got.push(r),
+                Ok(None) => break,
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+    (got, None)
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let whole = decode(bytes, bytes.len());
+    let chunk = bytes.first().map_or(1, |&b| usize::from(b % 29) + 1);
+    assert_eq!(whole, decode(bytes, 1));
+    assert_eq!(whole, decode(bytes, chunk));
+    for r in &whole.0 {
+        if let Response::ReplyCode { code, text } = r {
+            assert!((400..600).contains(code));
+            assert!(text.starts_with(&code.to_string()));
+        }
+    }
+});
