@@ -416,14 +416,13 @@ fn postfix_with(dir: &Path, milters: &str) -> Postfix {
 /// rejection before it.
 fn send(postfix: &Postfix, args: &[&str]) -> String {
     let addr = format!("127.0.0.1:{}", postfix.port).parse().unwrap();
-    let transcript = swaks(
-        addr,
-        &[
-            &["--from", "bob@sender.test", "--to", "alice@example.test"],
-            args,
-        ]
-        .concat(),
-    );
+    let from_to = ["--from", "bob@sender.test", "--to", "alice@example.test"];
+    end_of_data_reply(&swaks(addr, &[&from_to[..], args].concat()))
+}
+
+/// In a swaks transcript: the reply to the end of DATA, or the first
+/// rejection before it.
+pub fn end_of_data_reply(transcript: &str) -> String {
     let mut lines = transcript.lines().skip_while(|l| l.trim() != "-> .");
     let reply = match lines.nth(1) {
         Some(reply) => reply,

@@ -4,7 +4,7 @@
 //! EICAR, in the body or attached; both in order, and either one stopped
 //! mid-run gives the configured default action. Sent by swaks.
 
-use crate::filters::{Clamav, Rspamd, EICAR, GTUBE};
+use crate::filters::{end_of_data_reply, Clamav, Rspamd, EICAR, GTUBE};
 use crate::harness::*;
 
 fn config(sink: &CaptureSink, milters: &[(&str, &str, &str)]) -> String {
@@ -19,34 +19,15 @@ fn config(sink: &CaptureSink, milters: &[(&str, &str, &str)]) -> String {
 
 /// Sends with swaks; the reply to the end of DATA, or the first refusal.
 fn send(mx: &Mxguard, args: &[&str]) -> String {
-    let transcript = swaks(
-        mx.addr,
-        &[
-            &[
-                "--from",
-                "bob@sender.test",
-                "--to",
-                "user@example.test",
-                "--helo",
-                "client.test",
-            ],
-            args,
-        ]
-        .concat(),
-    );
-    let mut lines = transcript.lines().skip_while(|l| l.trim() != "-> .");
-    let reply = match lines.nth(1) {
-        Some(reply) => reply,
-        None => transcript
-            .lines()
-            .find(|l| l.starts_with("<**"))
-            .unwrap_or_else(|| panic!("no reply to DATA: {transcript}")),
-    };
-    reply
-        .trim_start_matches("<-")
-        .trim_start_matches("<**")
-        .trim()
-        .to_string()
+    let envelope = [
+        "--from",
+        "bob@sender.test",
+        "--to",
+        "user@example.test",
+        "--helo",
+        "client.test",
+    ];
+    end_of_data_reply(&swaks(mx.addr, &[&envelope[..], args].concat()))
 }
 
 /// The header block of the `n`th message the sink got, once delivered.
