@@ -1,7 +1,9 @@
 //! Criterion micro-benchmarks of the hot paths: command parsing, the DATA
-//! decoder, the spool write (fsync'ed, as before every 250), and the
-//! verdict over a stage's check results. Whole-system throughput is
-//! measured by the shared harness (bench/run.sh, docs/BENCHMARKS.md).
+//! decoder, the spool write (fsync'ed, as before every 250) alone and by
+//! sessions committing at once (group commit), a decision's log line
+//! (buffered), the verdict over a stage's check results, and a message's
+//! milter packets. Whole-system throughput is measured by the shared
+//! harness (bench/run.sh, docs/BENCHMARKS.md).
 //!
 //! `cargo bench --bench hot_paths`
 
@@ -56,11 +58,9 @@ fn data(c: &mut Criterion) {
     group.finish();
 }
 
-fn spool(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let spool = Spool::open(dir.path()).expect("spool");
-    let body = vec![b'x'; 10 * 1024];
-    let envelope = || Envelope {
+/// A queue entry's envelope, with a new ID.
+fn bench_envelope() -> Envelope {
+    Envelope {
         id: QueueId::generate(),
         arrival: 0,
         client: "192.0.2.1".parse().expect("address"),
@@ -72,14 +72,20 @@ fn spool(c: &mut Criterion) {
         dsn: Default::default(),
         client_name: None,
         esmtp: true,
-    };
+    }
+}
+
+fn spool(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = Spool::open(dir.path()).expect("spool");
+    let body = vec![b'x'; 10 * 1024];
     let mut group = c.benchmark_group("spool");
     group.throughput(Throughput::Elements(1));
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("write and fsync a 10 KB message", |b| {
         b.iter_batched(
-            envelope,
+            bench_envelope,
             |env| {
                 let mut pending = spool.start(&env, b"Received: from bench\r\n");
                 pending.append(&body).expect("append");
@@ -90,6 +96,117 @@ fn spool(c: &mut Criterion) {
         )
     });
     group.finish();
+}
+
+/// Eight sessions committing at the same moment: with group commit they
+/// share the directory's fsyncs.
+fn group_commit(c: &mut Criterion) {
+    const SESSIONS: usize = 8;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = Spool::open(dir.path()).expect("spool");
+    let body = vec![b'x'; 10 * 1024];
+    let mut group = c.benchmark_group("spool");
+    group.throughput(Throughput::Elements(SESSIONS as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("8 sessions commit a 10 KB message each at once", |b| {
+        b.iter(|| {
+            std::thread::scope(|scope| {
+                for _ in 0..SESSIONS {
+                    scope.spawn(|| {
+                        let env = bench_envelope();
+                        let mut pending = spool.start(&env, b"Received: from bench\r\n");
+                        pending.append(&body).expect("append");
+                        pending.commit(b"").expect("commit");
+                        spool.remove(&env.id).expect("remove");
+                    });
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+/// An accept line, as a session logs one per message, to a file.
+fn log_line(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = mxguard::config::Log {
+        file: Some(dir.path().join("mxguard.log")),
+        ..Default::default()
+    };
+    let log = mxguard::log::Logger::open(&config).expect("log");
+    c.bench_function("log an accept line (buffered)", |b| {
+        b.iter(|| {
+            log.event("accept")
+                .kv("client", "192.0.2.1")
+                .kv("helo", "mail.example.org")
+                .kv("from", "<someone.else@sender.example.org>")
+                .kv("to", "user42@example.test")
+                .kv("stage", "data")
+                .kv("action", "accept")
+                .kv("queue_id", "0123456789ABCDEF")
+                .kv("size", 10_240)
+                .kv("reply", "250 2.0.0 Ok: queued as 0123456789ABCDEF")
+                .emit()
+        })
+    });
+    log.flush();
+}
+
+/// What a message costs in milter packets: every step of a transaction
+/// with ten header fields and a 10 KB body encoded, and the filter's
+/// answers decoded.
+fn milter(c: &mut Criterion) {
+    use mxguard::milter::codec::{encode, Command, Decoder};
+    let macros = vec![("i".to_string(), "0123456789ABCDEF".to_string())];
+    let mail = vec!["<someone.else@sender.example.org>".to_string()];
+    let rcpt = vec!["<user42@example.test>".to_string()];
+    let body = vec![b'x'; 10 * 1024];
+    // Seventeen "continue" packets: length 1, code 'c'.
+    let continues: Vec<u8> = (0..17).flat_map(|_| [0, 0, 0, 1, b'c']).collect();
+    c.bench_function("milter packets of a message", |b| {
+        let mut out = Vec::with_capacity(16 * 1024);
+        b.iter(|| {
+            out.clear();
+            let addr = Some("192.0.2.1:4711".parse().expect("address"));
+            let connect = Command::Connect {
+                hostname: "mail.example.org",
+                addr,
+            };
+            encode(&connect, &mut out);
+            encode(&Command::Helo("mail.example.org"), &mut out);
+            encode(&Command::Mail(&mail), &mut out);
+            encode(&Command::Rcpt(&rcpt), &mut out);
+            encode(&Command::Data, &mut out);
+            for _ in 0..10 {
+                let value = &b"a header value of some length"[..];
+                encode(
+                    &Command::Header {
+                        name: "X-Header",
+                        value,
+                    },
+                    &mut out,
+                );
+            }
+            encode(&Command::EndOfHeaders, &mut out);
+            encode(&Command::Body(&body), &mut out);
+            let stage = b'E';
+            encode(
+                &Command::Macros {
+                    stage,
+                    pairs: &macros,
+                },
+                &mut out,
+            );
+            encode(&Command::EndOfMessage, &mut out);
+            let mut decoder = Decoder::new();
+            decoder.feed(&continues);
+            while let Ok(Some(r)) = decoder.next() {
+                black_box(r);
+            }
+            black_box(out.len())
+        })
+    });
 }
 
 fn verdict(c: &mut Criterion) {
@@ -124,5 +241,14 @@ fn verdict(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, commands, data, spool, verdict);
+criterion_group!(
+    benches,
+    commands,
+    data,
+    spool,
+    group_commit,
+    log_line,
+    verdict,
+    milter
+);
 criterion_main!(benches);
