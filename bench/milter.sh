@@ -115,7 +115,8 @@ wait_port() {
 group_ticks() {
   local pg=$1 total=0 f line rest
   for f in /proc/[0-9]*/stat; do
-    read -r line <"$f" 2>/dev/null || continue
+    # (a process may exit between the glob and the read)
+    { read -r line <"$f"; } 2>/dev/null || continue
     rest=${line##*) }
     # shellcheck disable=SC2086
     set -- $rest
