@@ -225,7 +225,7 @@ EOF
     # Until the helper has compiled the regexps, the workers use PCRE.
     echo "== rspamd: compiling hyperscan databases (once)"
     for _ in $(seq 3000); do
-      grep -q 'hyperscan database of .* has been loaded' "$dir/log/rspamd.log" 2>/dev/null && break
+      grep -q 'rspamd_proxy.*hyperscan database of .* has been loaded' "$dir/log/rspamd.log" 2>/dev/null && break
       sleep 0.1
     done
   fi
@@ -388,5 +388,6 @@ for c in order:
     print(f"| {names[c]} | {m['rate']:.0f} ({rng(p['rate'], '{:.0f}')}) | "
           f"{m['mx']:.3f} ({rng(p['mx'], '{:.3f}')}) | {r1} | {flt} | {m['sum']:.3f} | {r2} |")
 print()
-print(f"Medians of {max(len(p['mx']) for p in per.values())} repetitions (range in parentheses).")
+print(f"Medians of {max(len(p['mx']) for p in per.values())} repetitions (range in parentheses); "
+      "mxguard + filter is the median of each repetition's sum; ÷ (a) divides by (a)'s mxguard figure.")
 PY
