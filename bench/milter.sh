@@ -21,8 +21,9 @@
 #
 #   bench/milter.sh                       # 3 repetitions, 20 clients, 10 s, 10 KB
 #   bench/milter.sh --reps 5 -c 20 -d 10 --size 10240 --configs none,noop,rspamd
-#   bench/milter.sh --hyperscan           # rspamd with hyperscan (compiled once, ~1 min)
-# Needs: cargo, python3, smtp-sink (Postfix), rspamd (Debian's package).
+#   bench/milter.sh --hyperscan           # rspamd with hyperscan (compiled once, seconds)
+# Needs: cargo, python3, smtp-sink (Postfix), rspamd (Debian's package);
+# run as root (smtp-sink drops to nobody).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 
