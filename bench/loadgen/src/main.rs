@@ -5,6 +5,8 @@
 //! `bench.py` reads it unchanged — at a fraction of the Python client's
 //! CPU, so that on two cores the figures show the servers, not the client.
 //! `bench/loadgen.sh` puts it in place of `loadgen.py` for those modes.
+//! A third mode, `noop-milter`, is not a client: the content filter that
+//! judges nothing, for `bench/milter.sh` (see `noop_milter.rs`).
 
 use serde_json::{json, Map, Value};
 use std::cell::{Cell, RefCell};
@@ -14,6 +16,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
+
+mod noop_milter;
 
 /// A client profile: its source addresses and what it says.
 struct Profile {
@@ -136,7 +140,7 @@ fn parse_args() -> Result<Args, String> {
     let mut argv = std::env::args().skip(1);
     let mode = argv
         .next()
-        .ok_or("usage: mxbench-loadgen tx|garbage [options]")?;
+        .ok_or("usage: mxbench-loadgen tx|garbage|noop-milter [options]")?;
     if mode != "tx" && mode != "garbage" {
         return Err(format!(
             "mode {mode}: only tx and garbage (the others stay in loadgen.py)"
@@ -607,6 +611,10 @@ async fn run(a: Rc<Args>) -> Result<Map<String, Value>, String> {
 }
 
 fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("noop-milter") {
+        return noop_milter::main(&argv[1..]);
+    }
     let args = match parse_args() {
         Ok(a) => Rc::new(a),
         Err(e) => {
