@@ -679,6 +679,42 @@ mod tests {
     }
 
     #[test]
+    fn milters_are_named_and_their_errors_name_the_key() {
+        let c = parse(
+            "[[milter]]\naddress = \"inet:127.0.0.1:11332\"\n\
+             [[milter]]\nname = \"clamav\"\naddress = \"unix:/run/clamav/milter.sock\"\n\
+             default_action = \"tempfail\"\ncontent_timeout = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.milter[0].name, "inet:127.0.0.1:11332");
+        assert_eq!(c.milter[0].default_action, milter::DefaultAction::Accept);
+        assert_eq!(c.milter[1].name, "clamav");
+        assert_eq!(c.milter[1].content_timeout.0.as_secs(), 300);
+        for (text, key) in [
+            ("address = \"tcp:1.2.3.4\"", "milter.address"),
+            ("address = \"inet:x:1\"\nname = \"a b\"", "milter.name"),
+            (
+                "address = \"inet:x:1\"\ncommand_timeout = \"0s\"",
+                "milter.command_timeout",
+            ),
+            (
+                "address = \"inet:x:1\"\nmax_sessions = 0",
+                "milter.max_sessions",
+            ),
+            (
+                "address = \"inet:x:1\"\ndefault_action = \"maybe\"",
+                "default_action",
+            ),
+        ] {
+            let err = parse(&format!("[[milter]]\n{text}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        let twice = "[[milter]]\naddress = \"inet:x:1\"\n[[milter]]\naddress = \"inet:x:1\"\n";
+        let err = parse(twice).unwrap_err();
+        assert!(err.to_string().contains("names two filters"), "{err}");
+    }
+
+    #[test]
     fn routes_and_unix_lmtp_targets() {
         let c = parse(
             "[downstream]\ntargets = [\"smtp://mail.example.com\"]\n\

@@ -439,3 +439,29 @@ async fn a_20_mb_message_is_streamed_to_the_filter_in_chunks_with_memory_bounded
     let grown = mx.memory_kb("VmHWM").saturating_sub(before);
     assert!(grown < 12 * 1024, "peak memory grew by {grown} kB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_and_removes_filters_for_new_sessions() {
+    let sink = CaptureSink::start().await;
+    let fake = FakeMilter::start(|step, _| match step {
+        Step::EndOfMessage => Answer::Send(vec![reply_code("554 5.7.1 filtered")]),
+        _ => cont(),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), &config(&sink, ""));
+    let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
+    assert!(replies[3].starts_with("250 2.0.0"), "{replies:?}");
+
+    mx.rewrite_config("", &config(&sink, &milter(&fake.address(), "")));
+    mx.signal(libc::SIGHUP);
+    mx.wait_log(&["event=reload", "status=ok"]);
+    let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
+    assert_eq!(replies[3], "554 5.7.1 filtered");
+
+    mx.rewrite_config("", &config(&sink, ""));
+    mx.signal(libc::SIGHUP);
+    mx.wait_log_count(&["event=reload", "status=ok"], 2);
+    let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
+    assert!(replies[3].starts_with("250 2.0.0"), "{replies:?}");
+}
