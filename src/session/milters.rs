@@ -394,17 +394,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             };
             let scratch = taken.scratch("body");
             *pending = Some(taken);
-            let (header, body) = match read {
-                Ok(both) => both,
-                Err(e) => return Fate::Spool(e),
+            let (header, body, replaced) = match read {
+                Ok(all) => all,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&scratch).await;
+                    return Fate::Spool(e);
+                }
             };
-            let replaced = tokio::fs::File::create(&scratch).await;
-            let mut replaced = match replaced {
-                Ok(file) => file,
-                Err(e) => return Fate::Spool(format!("{}: {e}", scratch.display())),
-            };
+            let mut replaced = tokio::fs::File::from_std(replaced);
             let filter = &mut self.milters.filters[index];
             let Some(conn) = filter.conn.as_mut() else {
+                let _ = tokio::fs::remove_file(&scratch).await;
                 continue;
             };
             filter.in_tx = false;
@@ -501,9 +501,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 }
 
 /// The message's header block (up to and with its empty line; at most
-/// `max` octets) and the file positioned at its body (blocking).
-fn read_message(pending: &Pending, max: u64) -> Result<(Vec<u8>, std::fs::File), String> {
+/// `max` octets), the file positioned at its body, and a new scratch file
+/// (mode 0600) for a body the filter may replace it with (blocking).
+fn read_message(
+    pending: &Pending,
+    max: u64,
+) -> Result<(Vec<u8>, std::fs::File, std::fs::File), String> {
     use std::io::{Read, Seek, SeekFrom};
+    let scratch = pending.scratch("body");
+    let _ = std::fs::remove_file(&scratch);
+    let replaced =
+        crate::owned::new_file(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let mut file = pending.message().map_err(|e| e.to_string())?;
     let start = file.stream_position().map_err(|e| e.to_string())?;
     let mut block = Vec::new();
@@ -516,7 +524,7 @@ fn read_message(pending: &Pending, max: u64) -> Result<(Vec<u8>, std::fs::File),
     }
     file.seek(SeekFrom::Start(start + block.len() as u64))
         .map_err(|e| e.to_string())?;
-    Ok((block, file))
+    Ok((block, file, replaced))
 }
 
 /// A filter's changes: the envelope's (sender, recipients), the header's,
