@@ -458,6 +458,13 @@ async fn a_reload_adds_and_removes_filters_for_new_sessions() {
     mx.wait_log(&["event=reload", "status=ok"]);
     let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
     assert_eq!(replies[3], "554 5.7.1 filtered");
+    // mxguard check says what it cannot judge.
+    let check = mx.cli(&["check", "--client", "127.0.0.1", "--from", "a@client.test"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains("not judged: the content filters ([[milter]])"),
+        "{out}"
+    );
 
     mx.rewrite_config("", &config(&sink, ""));
     mx.signal(libc::SIGHUP);
