@@ -9,12 +9,12 @@
 //! (`event=milter milter=NAME action=… elapsed=…`).
 
 use super::Session;
-use crate::config::milter::Milter as Settings;
 use crate::milter::client::{Address, Connection, MilterError, Timeouts};
 use crate::milter::codec::{self, Command, Modification};
 use crate::policy::milter::{judge, unavailable, Said};
 use crate::smtp::reply::Reply;
 use crate::spool::{Envelope, Pending};
+use crate::verdict::Refusal;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,9 +30,9 @@ const ACTIONS: u32 = codec::SMFIF_ADDHDRS
     | codec::SMFIF_CHGFROM
     | codec::SMFIF_ADDRCPT_PAR;
 
-/// One filter in one session.
+/// One filter in one session (its settings are the session's services'
+/// `config.milter[i]`, for the filter at `i`).
 struct Filter {
-    settings: Settings,
     slots: Arc<tokio::sync::Semaphore>,
     conn: Option<Connection>,
     /// Held while the connection is open (`milter.max_sessions`).
@@ -58,10 +58,10 @@ pub struct Milters {
 }
 
 impl Milters {
-    pub fn new(settings: &[Settings], slots: &[Arc<tokio::sync::Semaphore>]) -> Milters {
-        let filters = (settings.iter().zip(slots))
-            .map(|(settings, slots)| Filter {
-                settings: settings.clone(),
+    /// The filters whose `max_sessions` slots are `slots`, one each.
+    pub fn new(slots: &[Arc<tokio::sync::Semaphore>]) -> Milters {
+        let filters = (slots.iter())
+            .map(|slots| Filter {
                 slots: slots.clone(),
                 conn: None,
                 permit: None,
@@ -76,6 +76,11 @@ impl Milters {
             discard: None,
             discard_session: None,
         }
+    }
+
+    /// Whether no filter is configured (nothing to tell anyone).
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
     }
 
     /// Whether the end of this transaction's message concerns the
@@ -100,16 +105,8 @@ pub enum Fate {
     Spool(String),
 }
 
-/// What a step's refusal carries: the reply, and the check it is logged as
-/// (`milter:NAME`).
-pub struct Refused {
-    pub reply: Reply,
-    pub check: String,
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    fn macros_connect(&self) -> Vec<(String, String)> {
-        let name = self.svc.policy.checks.dns.known_name(self.client);
+    fn macros_connect(&self, name: Option<&str>) -> Vec<(String, String)> {
         let addr = self.client.to_string();
         vec![
             ("j".into(), self.hostname().to_string()),
@@ -119,14 +116,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 concat!("mxguard ", env!("CARGO_PKG_VERSION")).into(),
             ),
             ("{client_addr}".into(), addr.clone()),
-            (
-                "{client_name}".into(),
-                name.clone().unwrap_or_else(|| "unknown".into()),
-            ),
+            ("{client_name}".into(), name.unwrap_or("unknown").into()),
             ("{client_port}".into(), self.port.to_string()),
             (
                 "_".into(),
-                format!("{} [{addr}]", name.as_deref().unwrap_or("unknown")),
+                format!("{} [{addr}]", name.unwrap_or("unknown")),
             ),
         ]
     }
@@ -148,17 +142,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         filter.permit = None;
         filter.in_tx = false;
         filter.done_tx = true;
-        let action = filter.settings.default_action;
+        let settings = &self.svc.config.milter[index];
         self.svc
             .log
             .event("milter")
             .kv("client", self.client)
-            .kv("milter", &filter.settings.name)
+            .kv("milter", &settings.name)
             .kv("stage", step)
-            .kv("action", format!("default_{}", action.as_str()))
+            .kv(
+                "action",
+                format!("default_{}", settings.default_action.as_str()),
+            )
             .kv("error", error)
             .emit();
-        unavailable(action)
+        unavailable(settings.default_action)
     }
 
     /// Opens the filter's milter session and tells it of the connection
@@ -168,7 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let Ok(permit) = filter.slots.clone().try_acquire_owned() else {
             return self.milter_failed(index, "connect", "over milter.max_sessions");
         };
-        let s = &filter.settings;
+        let s = &self.svc.config.milter[index];
         let timeouts = Timeouts {
             connect: s.connect_timeout.0,
             command: s.command_timeout.0,
@@ -182,19 +179,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(conn) => conn,
             Err(e) => return self.milter_failed(index, "connect", &e.to_string()),
         };
-        let connect = self.macros_connect();
+        // The client's name as the reverse-DNS check confirmed it.
+        let name = self.svc.policy.checks.dns.known_name(self.client);
+        let connect = self.macros_connect(name.as_deref());
+        let hostname = name.unwrap_or_else(|| format!("[{}]", self.client));
+        let addr = Some(std::net::SocketAddr::new(self.client, self.port));
         let said = conn
             .step(
                 &connect,
                 Command::Connect {
-                    hostname: &self
-                        .svc
-                        .policy
-                        .checks
-                        .dns
-                        .known_name(self.client)
-                        .unwrap_or_else(|| format!("[{}]", self.client)),
-                    addr: Some(std::net::SocketAddr::new(self.client, self.port)),
+                    hostname: &hostname,
+                    addr,
                 },
             )
             .await;
@@ -237,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Said::Discard => {
                 filter.done_tx = true;
                 filter.done_session |= session;
-                let name = Some(filter.settings.name.clone());
+                let name = Some(self.svc.config.milter[index].name.clone());
                 if session {
                     self.milters.discard_session = name.clone();
                 }
@@ -253,16 +248,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         said
     }
 
-    fn refused(&self, index: usize, reply: Reply) -> Refused {
-        Refused {
-            reply,
-            check: format!("milter:{}", self.milters.filters[index].settings.name),
-        }
+    /// A filter's refusal, logged as the check `milter:NAME`.
+    fn refused(&self, index: usize, reply: Reply) -> Refusal {
+        let name = &self.svc.config.milter[index].name;
+        Refusal::new(&format!("milter:{name}"), reply)
     }
 
     /// The filters hear of MAIL (opened first when new); a refusal from
     /// any of them refuses it.
-    pub(super) async fn milters_mail(&mut self, from: &str, args: Vec<String>) -> Option<Refused> {
+    pub(super) async fn milters_mail(&mut self, from: &str, args: Vec<String>) -> Option<Refusal> {
         self.milters.discard = self.milters.discard_session.clone();
         let mut command = vec![format!("<{from}>")];
         command.extend(args);
@@ -298,7 +292,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Each filter still asking hears of a recipient; one refusal refuses
     /// that recipient only.
-    pub(super) async fn milters_rcpt(&mut self, to: &str, args: Vec<String>) -> Option<Refused> {
+    pub(super) async fn milters_rcpt(&mut self, to: &str, args: Vec<String>) -> Option<Refusal> {
         let mut command = vec![format!("<{to}>")];
         command.extend(args);
         let macros = vec![("{rcpt_addr}".to_string(), to.to_string())];
@@ -307,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     /// DATA, before the 354.
-    pub(super) async fn milters_data(&mut self, id: &str) -> Option<Refused> {
+    pub(super) async fn milters_data(&mut self, id: &str) -> Option<Refusal> {
         let macros = vec![("i".to_string(), id.to_string())];
         self.milters_step("data", &macros, Command::Data).await
     }
@@ -317,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         step: &str,
         macros: &[(String, String)],
         command: Command<'_>,
-    ) -> Option<Refused> {
+    ) -> Option<Refusal> {
         for index in 0..self.milters.filters.len() {
             let filter = &mut self.milters.filters[index];
             if filter.done_session || filter.done_tx {
@@ -425,14 +419,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     let said = self.milter_failed(index, "end_of_message", &e.to_string());
                     match said {
                         Said::Refuse(reply) => {
-                            let name = self.milters.filters[index].settings.name.clone();
+                            let name = self.svc.config.milter[index].name.clone();
                             Some(Fate::Refuse(reply, name))
                         }
                         _ => None,
                     }
                 }
                 Ok(end) => {
-                    let name = self.milters.filters[index].settings.name.clone();
+                    let name = self.svc.config.milter[index].name.clone();
                     let said = judge(&end.response);
                     let quarantine = end.quarantine.clone();
                     let changes = end.modifications.len() + usize::from(end.body_replaced);

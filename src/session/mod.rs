@@ -165,7 +165,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(svc: &Services, stream: S, p
         deadline: Instant::now() + svc.config.limits.session_timeout.0,
         phase: svc.phase.clone(),
         warned: HashSet::new(),
-        milters: milters::Milters::new(&svc.config.milter, &svc.milter_slots),
+        milters: milters::Milters::new(&svc.milter_slots),
     };
     session.serve().await;
 }
@@ -203,7 +203,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let _ = self.conn.flush(timeout).await;
         self.conn.shutdown().await;
-        Box::pin(self.milters_quit()).await;
+        if !self.milters.is_empty() {
+            Box::pin(self.milters_quit()).await;
+        }
         self.svc
             .log
             .event("disconnect")
@@ -490,7 +492,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Command::Rset => {
                 self.tx = None;
                 self.checks.end_transaction();
-                Box::pin(self.milters_abort()).await;
+                if !self.milters.is_empty() {
+                    Box::pin(self.milters_abort()).await;
+                }
                 self.ok(Reply::new(250, "2.0.0", "Ok"))
             }
             Command::Noop => self.ok(Reply::new(250, "2.0.0", "Ok")),

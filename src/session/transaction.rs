@@ -112,7 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 return flow;
             }
         }
-        if let Some(tx) = &self.tx {
+        if let (false, Some(tx)) = (self.milters.is_empty(), &self.tx) {
             let from = tx.from.mailbox.as_ref().map(ToString::to_string);
             let (from, args) = (from.unwrap_or_default(), mail_args(&tx.params));
             self.milters_abort().await;
@@ -150,10 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
             return self.refuse("rcpt", &refusal.check, Some(&to), refusal.reply);
         }
-        let args = rcpt_args(&params);
-        let mailbox = to.mailbox.as_ref().map(ToString::to_string);
-        if let Some(refused) = self.milters_rcpt(&mailbox.unwrap_or_default(), args).await {
-            return self.refuse("rcpt", &refused.check, Some(&to), refused.reply);
+        if !self.milters.is_empty() {
+            let mailbox = to.mailbox.as_ref().map(ToString::to_string);
+            let (mailbox, args) = (mailbox.unwrap_or_default(), rcpt_args(&params));
+            if let Some(refused) = self.milters_rcpt(&mailbox, args).await {
+                return self.refuse("rcpt", &refused.check, Some(&to), refused.reply);
+            }
         }
         if let (Some(tx), Some(mailbox)) = (&mut self.tx, to.mailbox) {
             if params != RcptParams::default() {
@@ -213,10 +215,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let Some(envelope) = self.envelope() else {
             return Flow::Continue;
         };
-        if let Some(refused) = self.milters_data(envelope.id.as_str()).await {
-            self.tx = None;
-            self.checks.end_transaction();
-            return self.refuse("data", &refused.check, None, refused.reply);
+        if !self.milters.is_empty() {
+            if let Some(refused) = self.milters_data(envelope.id.as_str()).await {
+                self.tx = None;
+                self.checks.end_transaction();
+                return self.refuse("data", &refused.check, None, refused.reply);
+            }
         }
         self.conn
             .write_reply(&Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
