@@ -20,6 +20,19 @@ fn milter(address: &str, extra: &str) -> String {
     format!("[[milter]]\nname = \"fake\"\naddress = \"{address}\"\n{extra}")
 }
 
+/// A capture sink as the downstream, the scripted filter, and mxguard
+/// asking it with the `[[milter]]` settings `extra`.
+async fn with_filter(
+    script: impl Fn(&Step, &[Step]) -> Answer + Send + Sync + 'static,
+    extra: &str,
+) -> (CaptureSink, FakeMilter, tempfile::TempDir, Mxguard) {
+    let sink = CaptureSink::start().await;
+    let fake = FakeMilter::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), extra)));
+    (sink, fake, dir, mx)
+}
+
 /// One transaction: the replies to MAIL, each RCPT, DATA and the message.
 async fn transaction(mx: &Mxguard, rcpts: &[&str], content: &str) -> Vec<String> {
     let mut c = Client::greet(mx.addr).await;
@@ -55,16 +68,16 @@ const MESSAGE: &str = "From: <a@client.test>\r\nSubject: hello\r\nX-Old: one\r\n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_recipient_is_refused_alone_with_the_filters_words() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, _| match step {
-        Step::Rcpt(args) if args[0] == "<bad@example.test>" => {
-            Answer::Send(vec![reply_code("550 5.7.1 not this one")])
-        }
-        _ => cont(),
-    })
+    let (sink, fake, _dir, mx) = with_filter(
+        |step, _| match step {
+            Step::Rcpt(args) if args[0] == "<bad@example.test>" => {
+                Answer::Send(vec![reply_code("550 5.7.1 not this one")])
+            }
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let replies = transaction(&mx, &["bad@example.test", "good@example.test"], MESSAGE).await;
     assert_eq!(replies[1], "550 5.7.1 not this one");
     assert!(replies[2].starts_with("250 2.1.5"), "{replies:?}");
@@ -101,14 +114,14 @@ async fn a_refused_recipient_is_refused_alone_with_the_filters_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_refused_by_a_filter_is_refused_before_the_250() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, _| match step {
-        Step::EndOfMessage => Answer::Send(vec![reply_code("554 5.7.1 Gtube pattern")]),
-        _ => cont(),
-    })
+    let (_sink, _fake, _dir, mx) = with_filter(
+        |step, _| match step {
+            Step::EndOfMessage => Answer::Send(vec![reply_code("554 5.7.1 Gtube pattern")]),
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
     assert_eq!(replies[3], "554 5.7.1 Gtube pattern");
     let line = mx.wait_log(&["event=reject", "stage=data", "check=milter:fake"]);
@@ -120,16 +133,16 @@ async fn a_message_refused_by_a_filter_is_refused_before_the_250() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempfail_and_reject_at_data_and_mail_are_heard_at_that_command() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, _| match step {
-        Step::Mail(args) if args[0] == "<a@client.test>" => cont(),
-        Step::Mail(_) => Answer::Send(vec![(b'r', vec![])]),
-        Step::Data => Answer::Send(vec![(b't', vec![])]),
-        _ => cont(),
-    })
+    let (_sink, _fake, _dir, mx) = with_filter(
+        |step, _| match step {
+            Step::Mail(args) if args[0] == "<a@client.test>" => cont(),
+            Step::Mail(_) => Answer::Send(vec![(b'r', vec![])]),
+            Step::Data => Answer::Send(vec![(b't', vec![])]),
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
     assert_eq!(
         replies[2],
@@ -145,14 +158,14 @@ async fn tempfail_and_reject_at_data_and_mail_are_heard_at_that_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_that_refuses_the_helo_refuses_every_mail_of_the_session() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, _| match step {
-        Step::Helo(_) => Answer::Send(vec![reply_code("554 5.7.1 go away")]),
-        _ => cont(),
-    })
+    let (_sink, fake, _dir, mx) = with_filter(
+        |step, _| match step {
+            Step::Helo(_) => Answer::Send(vec![reply_code("554 5.7.1 go away")]),
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let mut c = Client::greet(mx.addr).await;
     for _ in 0..2 {
         let reply = c.cmd("MAIL FROM:<a@client.test>").await;
@@ -170,10 +183,7 @@ async fn a_filter_that_refuses_the_helo_refuses_every_mail_of_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rset_aborts_the_filters_transaction_and_quit_ends_its_session() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|_, _| cont()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
+    let (_sink, fake, _dir, mx) = with_filter(|_, _| cont(), "").await;
     let mut c = Client::greet(mx.addr).await;
     assert!(c.cmd("MAIL FROM:<a@client.test>").await.starts_with("250"));
     assert!(c
@@ -206,34 +216,34 @@ async fn rset_aborts_the_filters_transaction_and_quit_ends_its_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_modification_reaches_the_downstream() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, _| match step {
-        Step::EndOfMessage => {
-            let mut change = 1u32.to_be_bytes().to_vec();
-            change.extend(z("X-Old"));
-            change.extend(z("two"));
-            let mut insert = 0u32.to_be_bytes().to_vec();
-            insert.extend(z("X-First"));
-            insert.extend(z("top"));
-            let mut add = z("X-Added");
-            add.extend(z("yes"));
-            Answer::Send(vec![
-                (b'h', add),
-                (b'm', change),
-                (b'i', insert),
-                (b'e', z("<new@client.test>")),
-                (b'+', z("<added@example.test>")),
-                (b'-', z("<user@example.test>")),
-                (b'b', b"new body\r\n".to_vec()),
-                (b'p', vec![]),
-                (b'a', vec![]),
-            ])
-        }
-        _ => cont(),
-    })
+    let (sink, _fake, _dir, mx) = with_filter(
+        |step, _| match step {
+            Step::EndOfMessage => {
+                let mut change = 1u32.to_be_bytes().to_vec();
+                change.extend(z("X-Old"));
+                change.extend(z("two"));
+                let mut insert = 0u32.to_be_bytes().to_vec();
+                insert.extend(z("X-First"));
+                insert.extend(z("top"));
+                let mut add = z("X-Added");
+                add.extend(z("yes"));
+                Answer::Send(vec![
+                    (b'h', add),
+                    (b'm', change),
+                    (b'i', insert),
+                    (b'e', z("<new@client.test>")),
+                    (b'+', z("<added@example.test>")),
+                    (b'-', z("<user@example.test>")),
+                    (b'b', b"new body\r\n".to_vec()),
+                    (b'p', vec![]),
+                    (b'a', vec![]),
+                ])
+            }
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
     assert!(
         replies[3].starts_with("250 2.0.0 Ok: queued as"),
@@ -255,17 +265,21 @@ async fn every_modification_reaches_the_downstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discarded_message_is_taken_and_dropped_and_a_quarantined_one_kept() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, seen| match step {
-        Step::EndOfMessage if seen.contains(&Step::Header("Subject".into(), "drop me".into())) => {
-            Answer::Send(vec![(b'd', vec![])])
-        }
-        Step::EndOfMessage => Answer::Send(vec![(b'q', z("looks like a virus")), (b'c', vec![])]),
-        _ => cont(),
-    })
+    let (sink, _fake, _dir, mx) = with_filter(
+        |step, seen| match step {
+            Step::EndOfMessage
+                if seen.contains(&Step::Header("Subject".into(), "drop me".into())) =>
+            {
+                Answer::Send(vec![(b'd', vec![])])
+            }
+            Step::EndOfMessage => {
+                Answer::Send(vec![(b'q', z("looks like a virus")), (b'c', vec![])])
+            }
+            _ => cont(),
+        },
+        "",
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
     let dropped = MESSAGE.replace("hello", "drop me");
     let replies = transaction(&mx, &["user@example.test"], &dropped).await;
     assert!(
@@ -331,11 +345,8 @@ async fn a_filter_that_is_down_gets_its_default_action() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_over_max_sessions_gets_the_default_action() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|_, _| cont()).await;
-    let dir = tempfile::tempdir().unwrap();
     let extra = "default_action = \"reject\"\nmax_sessions = 1\n";
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), extra)));
+    let (_sink, _fake, _dir, mx) = with_filter(|_, _| cont(), extra).await;
     let mut first = Client::greet(mx.addr).await;
     assert!(first
         .cmd("MAIL FROM:<a@client.test>")
@@ -365,17 +376,17 @@ async fn a_session_over_max_sessions_gets_the_default_action() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_filter_holds_only_its_own_session_until_content_timeout() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|step, seen| match step {
-        Step::EndOfMessage if seen.contains(&Step::Header("Subject".into(), "slow".into())) => {
-            Answer::Hang
-        }
-        _ => cont(),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
     let extra = "content_timeout = \"3s\"\n";
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), extra)));
+    let (_sink, fake, _dir, mx) = with_filter(
+        |step, seen| match step {
+            Step::EndOfMessage if seen.contains(&Step::Header("Subject".into(), "slow".into())) => {
+                Answer::Hang
+            }
+            _ => cont(),
+        },
+        extra,
+    )
+    .await;
     let mut slow = at_data(&mx).await;
     slow.send(MESSAGE.replace("hello", "slow").as_bytes()).await;
     slow.send(b".\r\n").await;
@@ -409,10 +420,7 @@ async fn a_hung_filter_holds_only_its_own_session_until_content_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mb_message_is_streamed_to_the_filter_in_chunks_with_memory_bounded() {
-    let sink = CaptureSink::start().await;
-    let fake = FakeMilter::start(|_, _| cont()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mx = Mxguard::start(dir.path(), &config(&sink, &milter(&fake.address(), "")));
+    let (_sink, fake, _dir, mx) = with_filter(|_, _| cont(), "").await;
     let before = mx.memory_kb("VmHWM");
     let line = format!("{}\r\n", "x".repeat(998));
     let body = line.repeat(20 * 1024 * 1024 / line.len());
