@@ -20,6 +20,10 @@ pub struct Milter {
     /// breaks the protocol or is over `max_sessions`.
     #[serde(default)]
     pub default_action: DefaultAction,
+    /// How much of the message it is shown at the end of DATA (the
+    /// envelope steps it always sees, as the protocol wants).
+    #[serde(default)]
+    pub content: Content,
     #[serde(default = "connect_timeout")]
     pub connect_timeout: HumanDuration,
     /// The wait for the reply to one step (connect, HELO, MAIL, RCPT, DATA,
@@ -74,6 +78,23 @@ impl DefaultAction {
             DefaultAction::Reject => "reject",
         }
     }
+}
+
+/// `milter.content`: the stages of the message a filter sees. A filter
+/// that judges by the envelope or the header alone (an SPF or DMARC
+/// milter) is spared the body's round trips; its steps stay in the order
+/// libmilter accepts (a message without header fields or body is one it
+/// knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Content {
+    /// Header fields and body.
+    #[default]
+    Whole,
+    /// Header fields, no body.
+    Headers,
+    /// Neither: the envelope steps, then the end of the message.
+    Envelope,
 }
 
 /// Checks the entries and names the unnamed; errors name the key.

@@ -9,6 +9,7 @@
 //! (`event=milter milter=NAME action=… elapsed=…`).
 
 use super::Session;
+use crate::config::milter::Content;
 use crate::milter::client::{Address, Connection, MilterError, Timeouts};
 use crate::milter::codec::{self, Command, Modification};
 use crate::policy::milter::{judge, unavailable, Said};
@@ -402,9 +403,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 continue;
             };
             filter.in_tx = false;
+            let content = self.svc.config.milter[index].content;
             let leading_space = conn.protocol() & codec::SMFIP_HDR_LEADSPC != 0;
-            let fields = crate::milter::edit::fields(&header, leading_space);
-            let body = tokio::fs::File::from_std(body);
+            let fields = match content {
+                Content::Envelope => Vec::new(),
+                _ => crate::milter::edit::fields(&header, leading_space),
+            };
+            let body: Box<dyn AsyncRead + Unpin + Send> = match content {
+                Content::Whole => Box::new(tokio::fs::File::from_std(body)),
+                _ => Box::new(tokio::io::empty()),
+            };
             // Progress notices restart the filter's own timeout; the
             // session's lifetime bounds it all the same.
             let end = tokio::time::timeout_at(

@@ -480,3 +480,34 @@ async fn a_reload_adds_and_removes_filters_for_new_sessions() {
     let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
     assert!(replies[3].starts_with("250 2.0.0"), "{replies:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_sees_only_the_stages_its_content_setting_names() {
+    for (content, headers, body) in [
+        ("whole", true, true),
+        ("headers", true, false),
+        ("envelope", false, false),
+    ] {
+        let extra = format!("content = \"{content}\"\n");
+        let (_sink, fake, _dir, mx) = with_filter(|_, _| cont(), &extra).await;
+        let replies = transaction(&mx, &["user@example.test"], MESSAGE).await;
+        assert!(
+            replies[3].starts_with("250 2.0.0"),
+            "{content}: {replies:?}"
+        );
+        let steps = fake.steps().remove(0);
+        let saw = |f: fn(&Step) -> bool| steps.iter().any(f);
+        assert!(saw(|s| matches!(s, Step::Rcpt(_))), "{content}: {steps:?}");
+        assert_eq!(
+            saw(|s| matches!(s, Step::Header(..))),
+            headers,
+            "{content}: {steps:?}"
+        );
+        assert_eq!(
+            saw(|s| matches!(s, Step::Body(_))),
+            body,
+            "{content}: {steps:?}"
+        );
+        assert!(saw(|s| *s == Step::EndOfMessage), "{content}: {steps:?}");
+    }
+}

@@ -141,3 +141,23 @@ async fn both_filters_in_order_and_a_stopped_one_gets_its_default_action() {
     assert_eq!(third, "451 4.7.1 Service unavailable - try again later");
     mx.wait_log(&["event=milter", "milter=rspamd", "action=default_tempfail"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clamav_shown_no_body_takes_the_shorter_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let clamav = Clamav::start(&dir.path().join("clamav"));
+    let sink = CaptureSink::start().await;
+    std::fs::create_dir(dir.path().join("mx")).unwrap();
+    let mut sections = config(&sink, &[("clamav", &clamav.address(), "tempfail")]);
+    sections.push_str("content = \"headers\"\n");
+    let mx = Mxguard::start(&dir.path().join("mx"), &sections);
+    // libmilter takes a message without body chunks; the virus in the
+    // body is not seen, so it passes (what `content` is for: a filter
+    // that judges the header alone).
+    let reply = tokio::task::block_in_place(|| send(&mx, &["--body", &format!("{EICAR}\n")]));
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    let line = mx.wait_log(&["event=milter", "milter=clamav", "stage=end_of_message"]);
+    assert!(!line.contains("default_"), "{line}");
+    let header = tokio::task::block_in_place(|| delivered_header(&mx, &sink, 0));
+    assert!(header.contains("X-Virus-Status: Clean"), "{header}");
+}
