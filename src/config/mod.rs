@@ -705,6 +705,7 @@ mod tests {
                 "address = \"inet:x:1\"\ndefault_action = \"maybe\"",
                 "default_action",
             ),
+            ("address = \"inet:x:1\"\ncontent = \"body\"", "content"),
         ] {
             let err = parse(&format!("[[milter]]\n{text}\n")).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");
