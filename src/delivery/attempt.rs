@@ -44,11 +44,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-pub async fn run(ctx: &Context, id: &QueueId) -> Outcome {
+/// One attempt at the message `id`; `fresh`: its entry as its commit
+/// wrote it, when this is its first attempt (else it is read from the
+/// spool).
+pub async fn run(ctx: &Context, id: &QueueId, fresh: Option<Entry>) -> Outcome {
     let downstream = &ctx.config.downstream;
     let spool = ctx.spool.clone();
     let read_id = id.clone();
-    let entry = match tokio::task::spawn_blocking(move || spool.read(&read_id)).await {
+    let read = match fresh {
+        Some(entry) => Ok(Ok(entry)),
+        None => tokio::task::spawn_blocking(move || spool.read(&read_id)).await,
+    };
+    let entry = match read {
         Ok(Ok(entry)) => entry,
         Ok(Err(SpoolError::NotFound(_))) => return Outcome::Done,
         Ok(Err(SpoolError::Format { id: _, source })) => {
@@ -287,7 +294,13 @@ async fn finish(
         );
         state.next_attempt = now + wait.as_secs();
         let next = state.next_attempt;
-        let saved = blocking(move || spool.save_state(&task_id, &state)).await;
+        let saved =
+            match tokio::task::spawn_blocking(move || spool.save_state(&task_id, &state)).await {
+                // Deleted by the administrator meanwhile: nothing left to do.
+                Ok(Err(SpoolError::NotFound(_))) => return Outcome::Done,
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
         if let Err(e) = saved {
             ctx.log
                 .event("spool_error")
@@ -298,7 +311,7 @@ async fn finish(
         return Outcome::Retry(next);
     }
     if state.failed.is_empty() {
-        match blocking(move || spool.remove(&task_id)).await {
+        match blocking(move || spool.remove_delivered(&task_id)).await {
             Ok(()) => {
                 ctx.log.event("removed").kv("queue_id", id).emit();
                 return Outcome::Done;
@@ -321,7 +334,7 @@ async fn finish(
         match queue_dsn(ctx, entry, &notices).await {
             Ok(dsn_id) => {
                 let (spool, task_id) = (ctx.spool.clone(), id.clone());
-                if let Err(e) = blocking(move || spool.remove(&task_id)).await {
+                if let Err(e) = blocking(move || spool.remove_delivered(&task_id)).await {
                     ctx.log
                         .event("spool_error")
                         .kv("queue_id", id)

@@ -19,7 +19,7 @@ pub mod pool;
 
 use crate::config::Config;
 use crate::log::Logger;
-use crate::spool::{QueueId, Spool};
+use crate::spool::{Entry, QueueId, Spool};
 use attempt::Outcome;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 enum Request {
-    Enqueue(QueueId),
+    Enqueue(Box<Entry>),
     Flush,
     Reconfigure(Arc<Context>),
     /// Start no more attempts; answer once those in flight are done.
@@ -43,9 +43,10 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// A message was just committed to the spool.
-    pub fn enqueue(&self, id: QueueId) {
-        let _ = self.tx.send(Request::Enqueue(id));
+    /// A message was just committed to the spool (`entry`: as the
+    /// commit wrote it, so its first attempt need not read it back).
+    pub fn enqueue(&self, entry: Entry) {
+        let _ = self.tx.send(Request::Enqueue(Box::new(entry)));
     }
 
     /// Make every queued message due now.
@@ -87,11 +88,18 @@ pub struct Context {
     pub pool: pool::Pool,
 }
 
-/// Next attempt times, with stale heap entries skipped on pop.
+/// How many just-committed messages' entries are kept for their first
+/// attempt (a few hundred bytes each); beyond, an attempt reads its entry
+/// from the spool.
+const FRESH_MAX: usize = 1000;
+
+/// Next attempt times, with stale heap entries skipped on pop; and the
+/// entries of messages not yet attempted, as their commit wrote them.
 #[derive(Default)]
 struct Schedule {
     heap: BinaryHeap<Reverse<(u64, QueueId)>>,
     next: HashMap<QueueId, u64>,
+    fresh: HashMap<QueueId, Entry>,
 }
 
 impl Schedule {
@@ -111,15 +119,26 @@ impl Schedule {
         None
     }
 
-    /// Takes one message due at `now`, if any.
-    fn pop_due(&mut self, now: u64) -> Option<QueueId> {
+    /// A message just committed, due now.
+    fn set_fresh(&mut self, entry: Entry) {
+        let id = entry.envelope.id.clone();
+        if self.fresh.len() < FRESH_MAX {
+            self.fresh.insert(id.clone(), entry);
+        }
+        self.set(id, 0);
+    }
+
+    /// Takes one message due at `now`, if any, with its entry when it was
+    /// committed since the last attempt.
+    fn pop_due(&mut self, now: u64) -> Option<(QueueId, Option<Entry>)> {
         let at = self.earliest()?;
         if at > now {
             return None;
         }
         let Reverse((_, id)) = self.heap.pop()?;
         self.next.remove(&id);
-        Some(id)
+        let fresh = self.fresh.remove(&id);
+        Some((id, fresh))
     }
 }
 
@@ -186,12 +205,14 @@ async fn schedule(mut ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request
             ctx.config.downstream.concurrency
         };
         while running.len() < limit {
-            let Some(id) = plan.pop_due(now) else { break };
+            let Some((id, fresh)) = plan.pop_due(now) else {
+                break;
+            };
             if running.values().any(|r| *r == id) {
                 continue;
             }
             let (task_ctx, task_id) = (ctx.clone(), id.clone());
-            let handle = tasks.spawn(async move { attempt::run(&task_ctx, &task_id).await });
+            let handle = tasks.spawn(async move { attempt::run(&task_ctx, &task_id, fresh).await });
             running.insert(handle.id(), id);
         }
         let wait = match plan.earliest() {
@@ -201,7 +222,7 @@ async fn schedule(mut ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Request
         tokio::select! {
             request = rx.recv() => match request {
                 None => break,
-                Some(Request::Enqueue(id)) => plan.set(id, 0),
+                Some(Request::Enqueue(entry)) => plan.set_fresh(*entry),
                 Some(Request::Flush) => {
                     for (id, at) in scan(&ctx, true).await {
                         plan.set(id, at);
@@ -245,10 +266,64 @@ mod tests {
         s.set(b.clone(), 50);
         s.set(a.clone(), 10);
         assert_eq!(s.earliest(), Some(10));
-        assert_eq!(s.pop_due(20), Some(a.clone()));
-        assert_eq!(s.pop_due(20), None);
+        let popped = |s: &mut Schedule, now| s.pop_due(now).map(|(id, _)| id);
+        assert_eq!(popped(&mut s, 20), Some(a.clone()));
+        assert_eq!(popped(&mut s, 20), None);
         assert_eq!(s.earliest(), Some(50));
-        assert_eq!(s.pop_due(60), Some(b));
-        assert_eq!(s.pop_due(1000), None, "the stale entry for a is gone");
+        assert_eq!(popped(&mut s, 60), Some(b));
+        assert_eq!(popped(&mut s, 1000), None, "the stale entry for a is gone");
+    }
+
+    fn entry(id: &QueueId) -> Entry {
+        Entry {
+            envelope: crate::spool::Envelope {
+                id: id.clone(),
+                arrival: 1_700_000_000,
+                client: std::net::IpAddr::from([192, 0, 2, 1]),
+                helo: "client.example".into(),
+                from: "<a@example.org>".into(),
+                body_8bit: false,
+                rcpts: vec!["b@example.com".into()],
+                smtputf8: false,
+                dsn: Default::default(),
+                client_name: None,
+                esmtp: true,
+            },
+            state: Default::default(),
+            path: std::path::PathBuf::from("/nonexistent"),
+            body: 100,
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn a_fresh_entry_goes_with_its_first_attempt_only() {
+        let mut s = Schedule::default();
+        let a = QueueId::generate();
+        s.set_fresh(entry(&a));
+        let (id, fresh) = s.pop_due(0).unwrap();
+        assert_eq!(id, a);
+        assert_eq!(fresh.map(|e| e.envelope.id), Some(a.clone()));
+        s.set(a.clone(), 10);
+        assert!(
+            s.pop_due(10).unwrap().1.is_none(),
+            "a retry reads the spool"
+        );
+    }
+
+    #[test]
+    fn fresh_entries_beyond_the_bound_are_read_from_the_spool() {
+        let mut s = Schedule::default();
+        let ids: Vec<QueueId> = (0..FRESH_MAX + 5).map(|_| QueueId::generate()).collect();
+        for id in &ids {
+            s.set_fresh(entry(id));
+        }
+        assert_eq!(s.fresh.len(), FRESH_MAX);
+        let mut with_entry = 0;
+        while let Some((_, fresh)) = s.pop_due(0) {
+            with_entry += usize::from(fresh.is_some());
+        }
+        assert_eq!(with_entry, FRESH_MAX, "every message still attempted");
+        assert!(s.fresh.is_empty());
     }
 }

@@ -1,10 +1,16 @@
 //! A message being received: each decoded DATA piece goes through the
 //! [`Intake`] and into the spool file, on a blocking thread (the scanning,
-//! the DKIM body hashing and the write all stay off the async threads), so
-//! a session holds at most one piece of the message in memory.
+//! the DKIM body hashing and the write all stay off the async threads; a
+//! small last piece, which is only scanned, is scanned in place), so a
+//! session holds at most one piece of the message in memory.
 
 use crate::message::intake::{Finished, Flaw, Intake};
 use crate::spool::Pending;
+
+/// The longest last piece scanned on the session's own thread (the
+/// header checks, the DKIM body hash: tens of microseconds); a longer one
+/// goes to a blocking thread like every other piece.
+const INLINE_LAST_PIECE: usize = 32 * 1024;
 
 /// Why a received message cannot be queued.
 #[derive(Debug)]
@@ -66,15 +72,21 @@ impl Receiving {
         if let Some(error) = self.error.take() {
             return Err(ReceiveError::Spool(error));
         }
+        let size = last.len();
         let (pending, intake) = (self.pending.take(), self.intake.take());
-        let finished = tokio::task::spawn_blocking(move || {
+        let last_piece = move || {
             let mut intake = intake?;
             let mut tail = Vec::with_capacity(last.len());
             intake.feed(&last, &mut tail);
             let finished = intake.finish(&mut tail);
             Some((tail, finished))
-        })
-        .await;
+        };
+        // A small last piece costs less to scan here than the hand-over to
+        // a blocking thread and back (nothing is written yet).
+        let finished = match size <= INLINE_LAST_PIECE {
+            true => Ok(last_piece()),
+            false => tokio::task::spawn_blocking(last_piece).await,
+        };
         let (tail, finished) = match finished {
             Ok(Some(both)) => both,
             Ok(None) => return Err(ReceiveError::Spool("the message was lost".into())),

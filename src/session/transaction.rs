@@ -14,7 +14,7 @@ use crate::smtp::conn::ConnError;
 use crate::smtp::data::{DataDecoder, DataOutcome};
 use crate::smtp::received::{self, Trace};
 use crate::smtp::reply::Reply;
-use crate::spool::{Envelope, QueueId};
+use crate::spool::{Entry, Envelope, QueueId};
 use crate::verdict::Refusal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -384,7 +384,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let written =
                 tokio::task::spawn_blocking(move || pending.commit_with(&header, &tail)).await;
             return match written {
-                Ok(Ok(())) => self.queued(envelope, size, wrapped),
+                Ok(Ok(entry)) => self.queued(entry, size, wrapped),
                 Ok(Err(e)) => self.spool_failed(e.to_string()),
                 Err(e) => self.spool_failed(e.to_string()),
             };
@@ -408,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Fate::Queue => {
                 let written = tokio::task::spawn_blocking(move || pending.commit_completed()).await;
                 match written {
-                    Ok(Ok(())) => self.queued(envelope, size, wrapped),
+                    Ok(Ok(entry)) => self.queued(entry, size, wrapped),
                     Ok(Err(e)) => self.spool_failed(e.to_string()),
                     Err(e) => self.spool_failed(e.to_string()),
                 }
@@ -438,9 +438,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     /// A message queued: counted, logged, and its 250.
-    fn queued(&mut self, envelope: Envelope, size: u64, wrapped: u32) -> Flow {
-        let id = envelope.id;
-        self.svc.delivery.enqueue(id.clone());
+    fn queued(&mut self, entry: Entry, size: u64, wrapped: u32) -> Flow {
+        let envelope = &entry.envelope;
+        let id = &envelope.id;
         self.counts.accepted += 1;
         self.counts.rcpts += envelope.rcpts.len() as u32;
         self.counts.bytes += size;
@@ -454,11 +454,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .kv("to", crate::log::join_addresses(&envelope.rcpts))
             .kv("stage", "data")
             .kv("action", "accept")
-            .kv("queue_id", &id)
+            .kv("queue_id", id)
             .kv("size", size)
             .opt("wrapped", (wrapped > 0).then_some(wrapped))
             .kv("reply", &reply)
             .emit();
+        self.svc.delivery.enqueue(entry);
         self.ok(reply)
     }
 

@@ -690,53 +690,91 @@ const SEND_CHUNK: usize = 64 * 1024;
 
 /// Sends the message with leading dots doubled, CRLF-terminated, then
 /// `.`, read from its file and sent a chunk at a time (never the whole
-/// message in memory).
+/// message in memory); the final dot goes with the last chunk.
 async fn send_dot_stuffed(
     conn: &mut Conn<Link>,
     message: Message<'_>,
     t: Duration,
 ) -> Result<(), ClientError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(message.path)
-        .await
-        .map_err(ClientError::QueueFile)?;
-    file.seek(std::io::SeekFrom::Start(message.offset))
-        .await
-        .map_err(ClientError::QueueFile)?;
-    let mut file = file.take(message.len);
+    let mut reader = ChunkReader {
+        file: None,
+        path: message.path.to_path_buf(),
+        at: message.offset,
+        chunk: vec![0u8; SEND_CHUNK],
+    };
+    let mut left = message.len;
     let mut line_start = true;
-    let mut chunk = vec![0u8; SEND_CHUNK];
     let mut out = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 8);
     // The last two octets sent, to know whether the message ended a line.
     let mut tail = [0u8; 2];
     let mut sent = 0u64;
-    loop {
-        let n = file
-            .read(&mut chunk)
-            .await
-            .map_err(ClientError::QueueFile)?;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(SEND_CHUNK, |l| l.min(SEND_CHUNK));
+        let n;
+        (reader, n) = reader.next(want).await.map_err(ClientError::QueueFile)?;
         if n == 0 {
-            break;
+            return Err(ClientError::QueueFile(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "shorter than its message",
+            )));
         }
+        let chunk = &reader.chunk[..n];
         out.clear();
-        stuff(&chunk[..n], &mut line_start, &mut out);
+        stuff(chunk, &mut line_start, &mut out);
         tail = match n {
             1 => [tail[1], chunk[0]],
             _ => [chunk[n - 2], chunk[n - 1]],
         };
         sent += n as u64;
+        left -= n as u64;
+        if left == 0 {
+            out.extend_from_slice(end_of_data(sent, tail));
+        }
         conn.write(&out);
         conn.flush(t).await?;
     }
-    if sent != message.len {
-        return Err(ClientError::QueueFile(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "shorter than its message",
-        )));
+    if sent == 0 {
+        conn.write(end_of_data(0, tail));
+        conn.flush(t).await?;
     }
-    conn.write(end_of_data(sent, tail));
-    conn.flush(t).await?;
     Ok(())
+}
+
+/// The queue file read a chunk at a time on a blocking thread, one
+/// hand-over per chunk (the first also opens it).
+struct ChunkReader {
+    file: Option<std::fs::File>,
+    path: std::path::PathBuf,
+    /// Where the next chunk starts in the file.
+    at: u64,
+    chunk: Vec<u8>,
+}
+
+impl ChunkReader {
+    /// Reads up to `want` octets (at most a chunk) into `chunk`; fewer
+    /// only at the end of the file.
+    async fn next(mut self, want: usize) -> std::io::Result<(ChunkReader, usize)> {
+        let task = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = match &self.file {
+                Some(file) => file,
+                None => self.file.insert(std::fs::File::open(&self.path)?),
+            };
+            let want = want.min(self.chunk.len());
+            let mut n = 0;
+            while n < want {
+                match file.read_at(&mut self.chunk[n..want], self.at + n as u64) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.at += n as u64;
+            Ok((self, n))
+        });
+        task.await.map_err(std::io::Error::other)?
+    }
 }
 
 /// Appends `chunk` with a dot doubled at every line start.
