@@ -5,7 +5,8 @@
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export BENCH="${BENCH:-$REPO/../shared/bench}"
 . "$BENCH/lib/common.sh"
-(cd "$REPO" && cargo build --release --quiet)
+# $MXGUARD_BIN: a binary built elsewhere (then nothing is built here).
+[ -n "${MXGUARD_BIN:-}" ] || (cd "$REPO" && cargo build --release --quiet)
 SYS="$REPO/bench/mxbench"
 OUT="$(mktemp -d)"
 "$BENCH/infra.sh" start
