@@ -1,7 +1,8 @@
 //! The durable queue on disk, Postfix's discipline in plain files:
 //!
 //! ```text
-//! <spool.dir>/tmp/          being written; emptied at start
+//! <spool.dir>/tmp/          being written, and delivered messages' files
+//!                           kept emptied for reuse ([`recycle`]); emptied at start
 //! <spool.dir>/queue/ID      envelope lines, a blank line, the message
 //! <spool.dir>/queue/ID.state  delivery progress, once an attempt happened
 //! <spool.dir>/quarantine/   messages that failed for good, with their state
@@ -19,6 +20,7 @@
 pub mod envelope;
 pub mod group;
 pub mod id;
+pub mod recycle;
 
 pub use envelope::{DeliveryState, Envelope};
 pub use id::QueueId;
@@ -73,13 +75,22 @@ pub struct Pending {
     envelope_len: usize,
     /// The queue directory's fsyncs, shared with every other commit.
     queue_sync: Arc<group::DirSync>,
+    /// Emptied files of delivered messages, written into before a new
+    /// file is made.
+    recycler: Arc<recycle::Recycler>,
     file: Option<File>,
 }
 
 impl Pending {
     fn open(&mut self) -> Result<&mut File, SpoolError> {
         if self.file.is_none() {
-            let mut file = crate::owned::new_file(&self.tmp).map_err(io_err(&self.tmp))?;
+            let mut file = match self.recycler.take() {
+                Some((file, path)) => {
+                    self.tmp = path;
+                    file
+                }
+                None => crate::owned::new_file(&self.tmp).map_err(io_err(&self.tmp))?,
+            };
             file.write_all(&self.head).map_err(io_err(&self.tmp))?;
             self.file = Some(file);
         }
@@ -90,8 +101,16 @@ impl Pending {
 
     /// Adds message bytes (blocking).
     pub fn append(&mut self, data: &[u8]) -> Result<(), SpoolError> {
-        let tmp = self.tmp.clone();
-        self.open()?.write_all(data).map_err(io_err(&tmp))
+        self.write(data)
+    }
+
+    /// Writes to the file in `tmp/`, opened first if need be.
+    fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        self.open()?;
+        match self.file.as_mut() {
+            Some(file) => file.write_all(data).map_err(io_err(&self.tmp)),
+            None => Err(SpoolError::NotFound(self.id.clone())),
+        }
     }
 
     /// Writes the last bytes, fsyncs, renames into the queue and fsyncs the
@@ -144,8 +163,7 @@ impl Pending {
             }
         };
         self.file = Some(written);
-        let tmp = self.tmp.clone();
-        self.open()?.write_all(rest).map_err(io_err(&tmp))
+        self.write(rest)
     }
 
     /// The message as it stands in `tmp/` (after [`Pending::complete`]),
@@ -212,6 +230,7 @@ impl Pending {
     /// queue: fsync, rename, fsync of the directory (blocking). Returns
     /// the queue entry as [`Spool::read`] would read it back.
     pub fn commit_completed(mut self) -> Result<Entry, SpoolError> {
+        self.open()?;
         let tmp = self.tmp.clone();
         let file = self.open()?;
         file.sync_all().map_err(io_err(&tmp))?;
@@ -235,6 +254,7 @@ impl Pending {
     /// Makes the whole message durable in the quarantine instead, with
     /// `reason` in its state file (a content filter's verdict; blocking).
     pub fn commit_quarantined(mut self, reason: &str) -> Result<(), SpoolError> {
+        self.open()?;
         let tmp = self.tmp.clone();
         let file = self.open()?;
         file.sync_all().map_err(io_err(&tmp))?;
@@ -320,6 +340,7 @@ pub struct Spool {
     tmp: PathBuf,
     quarantine: PathBuf,
     queue_sync: Arc<group::DirSync>,
+    recycler: Arc<recycle::Recycler>,
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -354,6 +375,7 @@ impl Spool {
             tmp: root.join("tmp"),
             quarantine: root.join("quarantine"),
             queue_sync: Arc::new(group::DirSync::new(&root.join("queue"))),
+            recycler: Arc::new(recycle::Recycler::new(&root.join("tmp"))),
         };
         // Missing directories are made 0700; existing ones keep their mode
         // (the server sets it, under its lock: a command run by root or by
@@ -487,6 +509,7 @@ impl Spool {
             dest: self.path(&envelope.id),
             queue: self.queue.clone(),
             queue_sync: self.queue_sync.clone(),
+            recycler: self.recycler.clone(),
             file: None,
         }
     }
@@ -593,10 +616,16 @@ impl Spool {
     /// to reach the disk: a crash of the machine (not of the process) just
     /// after may bring it back, to be delivered again — a duplicate, never
     /// a loss (Postfix's queue manager makes the same choice). Saves a
-    /// directory fsync per message.
+    /// directory fsync per message. Its file is kept, emptied, for a new
+    /// message ([`recycle`]).
     pub fn remove_delivered(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.path(id);
-        match fs::remove_file(&path) {
+        let removed = match self.recycler.keep(&path) {
+            Ok(true) => Ok(()),
+            Ok(false) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
             }
