@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the hot paths: command parsing, the DATA
 //! decoder, the spool write (fsync'ed, as before every 250) alone and by
-//! sessions committing at once (group commit), a decision's log line
+//! sessions committing at once (group commit), a queue file new or reused
+//! (without fsyncs), a decision's log line
 //! (buffered), the verdict over a stage's check results, and a message's
 //! milter packets. Whole-system throughput is measured by the shared
 //! harness (bench/run.sh, docs/BENCHMARKS.md).
@@ -127,6 +128,55 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
+/// A queue file's life without its fsyncs: written in `tmp/`, renamed
+/// into `queue/`, and gone once delivered — a new file each time (created,
+/// then removed) against a delivered one reused (`spool::recycle`). Run
+/// long enough for the filesystem to hold many recently freed inodes, as
+/// a server at a thousand messages a second does.
+fn recycle(c: &mut Criterion) {
+    use mxguard::spool::recycle::Recycler;
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (tmp, queue) = (dir.path().join("tmp"), dir.path().join("queue"));
+    std::fs::create_dir(&tmp).expect("tmp");
+    std::fs::create_dir(&queue).expect("queue");
+    let body = vec![b'x'; 10 * 1024];
+    let mut group = c.benchmark_group("spool");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(10));
+    let mut n = 0u64;
+    group.bench_function("a 10 KB queue file in a new file, then removed", |b| {
+        b.iter(|| {
+            n += 1;
+            let (written, queued) = (tmp.join(format!("N{n}")), queue.join(format!("N{n}")));
+            let mut file = std::fs::File::create(&written).expect("create");
+            file.write_all(&body).expect("write");
+            drop(file);
+            std::fs::rename(&written, &queued).expect("rename");
+            std::fs::remove_file(&queued).expect("remove");
+        })
+    });
+    let recycler = Recycler::new(&tmp);
+    group.bench_function("a 10 KB queue file in a reused file, then kept", |b| {
+        b.iter(|| {
+            n += 1;
+            let queued = queue.join(format!("N{n}"));
+            let (mut file, written) = match recycler.take() {
+                Some(reused) => reused,
+                None => {
+                    let path = tmp.join(format!("N{n}"));
+                    (std::fs::File::create(&path).expect("create"), path)
+                }
+            };
+            file.write_all(&body).expect("write");
+            drop(file);
+            std::fs::rename(&written, &queued).expect("rename");
+            recycler.keep(&queued).expect("keep");
+        })
+    });
+    group.finish();
+}
+
 /// An accept line, as a session logs one per message, to a file.
 fn log_line(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -247,6 +297,7 @@ criterion_group!(
     data,
     spool,
     group_commit,
+    recycle,
     log_line,
     verdict,
     milter
