@@ -12,9 +12,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-/// How many syncs' outcomes are remembered for the commits that waited
-/// for them (a commit woken later than that is told its sync failed,
-/// which refuses the message with a 4xx: never a false 250).
+/// How many failed syncs are remembered for the commits that waited for
+/// them (a commit woken after more failures than that is told its sync
+/// failed, which refuses the message with a 4xx: never a false 250). Only
+/// failures are kept: a commit slow to wake after many good syncs is
+/// still told the truth.
 const REMEMBERED: usize = 64;
 
 /// The directory fsyncs of one directory, shared by its commits.
@@ -31,8 +33,42 @@ struct Syncs {
     started: u64,
     ended: u64,
     running: bool,
-    /// Outcomes of the last syncs that ended: the number and the error.
-    outcomes: VecDeque<(u64, Option<String>)>,
+    /// The last syncs that failed: the number and the error.
+    failures: VecDeque<(u64, String)>,
+    /// Failures of syncs numbered below this are forgotten.
+    forgotten_below: u64,
+}
+
+impl Syncs {
+    /// The outcome of sync number `wanted`, once it has ended.
+    fn outcome(&self, wanted: u64) -> Option<std::io::Result<()>> {
+        if self.ended < wanted {
+            return None;
+        }
+        if wanted < self.forgotten_below {
+            return Some(Err(std::io::Error::other(
+                "directory sync outcome forgotten",
+            )));
+        }
+        Some(match self.failures.iter().find(|(n, _)| *n == wanted) {
+            Some((_, e)) => Err(std::io::Error::other(e.clone())),
+            None => Ok(()),
+        })
+    }
+
+    /// Records the end of sync number `number`.
+    fn ended(&mut self, number: u64, outcome: std::io::Result<()>) {
+        self.running = false;
+        self.ended = number;
+        if let Err(e) = outcome {
+            self.failures.push_back((number, e.to_string()));
+            if self.failures.len() > REMEMBERED {
+                if let Some((oldest, _)) = self.failures.pop_front() {
+                    self.forgotten_below = oldest + 1;
+                }
+            }
+        }
+    }
 }
 
 impl DirSync {
@@ -59,12 +95,8 @@ impl DirSync {
         let mut s = self.lock();
         let wanted = s.started + 1;
         loop {
-            if s.ended >= wanted {
-                return match s.outcomes.iter().find(|(n, _)| *n == wanted) {
-                    Some((_, None)) => Ok(()),
-                    Some((_, Some(e))) => Err(std::io::Error::other(e.clone())),
-                    None => Err(std::io::Error::other("directory sync outcome forgotten")),
-                };
+            if let Some(outcome) = s.outcome(wanted) {
+                return outcome;
             }
             if s.running {
                 s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -76,13 +108,7 @@ impl DirSync {
             drop(s);
             let outcome = File::open(&self.dir).and_then(|d| d.sync_all());
             s = self.lock();
-            s.running = false;
-            s.ended = number;
-            s.outcomes
-                .push_back((number, outcome.err().map(|e| e.to_string())));
-            if s.outcomes.len() > REMEMBERED {
-                s.outcomes.pop_front();
-            }
+            s.ended(number, outcome);
             self.done.notify_all();
         }
     }
@@ -117,6 +143,33 @@ mod tests {
         let s = sync.lock();
         assert!(s.ended <= 16 * 50 && s.ended >= 50, "{}", s.ended);
         assert!(!s.running);
+    }
+
+    #[test]
+    fn a_commit_woken_after_many_syncs_still_hears_its_own_outcome() {
+        let mut s = Syncs::default();
+        for n in 1..=1000 {
+            let failed = n % 10 == 0;
+            s.ended(
+                n,
+                if failed {
+                    Err(std::io::Error::other("EIO"))
+                } else {
+                    Ok(())
+                },
+            );
+        }
+        assert!(s.outcome(1001).is_none(), "not ended yet");
+        assert!(s.outcome(999).unwrap().is_ok());
+        assert!(s.outcome(990).unwrap().is_err());
+        // 100 failures happened; the 64 latest are remembered (from 370 on).
+        assert!(
+            s.outcome(371).unwrap().is_ok(),
+            "a good sync is never forgotten"
+        );
+        assert!(s.outcome(370).unwrap().is_err());
+        let forgotten = s.outcome(5).unwrap().unwrap_err().to_string();
+        assert!(forgotten.contains("forgotten"), "{forgotten}");
     }
 
     #[test]
