@@ -66,10 +66,22 @@ pub fn in_network_namespace<T: Send + 'static>(
     .unwrap()
 }
 
-/// A free loopback port (bound, then released for the test to use).
+/// A free loopback port (bound, then released for the test to use), never
+/// one handed out before in this run: two tests given the same port would
+/// each find "their" server listening — the other's (seen with two
+/// Postfix instances, one of which could not bind).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port not handed out before in 1000 tries");
 }
 
 /// A running `mxguard serve` (or `mxguard policy-server`) on a config
