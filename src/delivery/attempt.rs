@@ -211,6 +211,7 @@ async fn deliver_route(
                 path: &entry.path,
                 offset: entry.body,
                 len: entry.size,
+                in_memory: entry.fresh,
             },
         };
         let key = target.to_string();

@@ -293,6 +293,7 @@ mod tests {
             path: std::path::PathBuf::from("/nonexistent"),
             body: 100,
             size: 10,
+            fresh: true,
         }
     }
 

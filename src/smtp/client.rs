@@ -115,6 +115,9 @@ pub struct Message<'a> {
     pub path: &'a std::path::Path,
     pub offset: u64,
     pub len: u64,
+    /// The file was just written (its pages are in memory): a small one
+    /// is read in place instead of on a blocking thread.
+    pub in_memory: bool,
 }
 
 /// The downstream's answer for one recipient, with its reply text.
@@ -701,6 +704,9 @@ async fn send_dot_stuffed(
         path: message.path.to_path_buf(),
         at: message.offset,
         chunk: vec![0u8; SEND_CHUNK],
+        // One chunk of a file in memory costs less to copy here than the
+        // hand-over to a blocking thread and back.
+        in_place: message.in_memory && message.len <= SEND_CHUNK as u64,
     };
     let mut left = message.len;
     let mut line_start = true;
@@ -741,39 +747,50 @@ async fn send_dot_stuffed(
 }
 
 /// The queue file read a chunk at a time on a blocking thread, one
-/// hand-over per chunk (the first also opens it).
+/// hand-over per chunk (the first also opens it); or, for a small file
+/// just written, in place.
 struct ChunkReader {
     file: Option<std::fs::File>,
     path: std::path::PathBuf,
     /// Where the next chunk starts in the file.
     at: u64,
     chunk: Vec<u8>,
+    in_place: bool,
 }
 
 impl ChunkReader {
     /// Reads up to `want` octets (at most a chunk) into `chunk`; fewer
     /// only at the end of the file.
     async fn next(mut self, want: usize) -> std::io::Result<(ChunkReader, usize)> {
+        if self.in_place {
+            let n = self.read(want)?;
+            return Ok((self, n));
+        }
         let task = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let file = match &self.file {
-                Some(file) => file,
-                None => self.file.insert(std::fs::File::open(&self.path)?),
-            };
-            let want = want.min(self.chunk.len());
-            let mut n = 0;
-            while n < want {
-                match file.read_at(&mut self.chunk[n..want], self.at + n as u64) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.at += n as u64;
+            let n = self.read(want)?;
             Ok((self, n))
         });
         task.await.map_err(std::io::Error::other)?
+    }
+
+    fn read(&mut self, want: usize) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let file = match &self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(&self.path)?),
+        };
+        let want = want.min(self.chunk.len());
+        let mut n = 0;
+        while n < want {
+            match file.read_at(&mut self.chunk[n..want], self.at + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.at += n as u64;
+        Ok(n)
     }
 }
 

@@ -248,6 +248,7 @@ impl Pending {
             path: self.dest.clone(),
             body,
             size: len.saturating_sub(body),
+            fresh: true,
         })
     }
 
@@ -292,6 +293,9 @@ pub struct Entry {
     /// Where the message starts in it, and its length.
     pub body: u64,
     pub size: u64,
+    /// Returned by its commit (not read back): the file was just written,
+    /// so its pages are in memory.
+    pub fresh: bool,
 }
 
 /// The longest envelope read back: `limits.max_recipients` (at most
@@ -577,6 +581,7 @@ impl Spool {
             path,
             body,
             size: len.saturating_sub(body),
+            fresh: false,
         })
     }
 
@@ -729,6 +734,7 @@ mod tests {
             (&committed.path, committed.body, committed.size),
             (&read.path, read.body, read.size)
         );
+        assert!(committed.fresh && !read.fresh);
         assert_eq!(
             committed.read_message().unwrap(),
             b"Received: x\r\nA-R: y\r\npart one\r\npart two\r\n"
