@@ -311,8 +311,10 @@ async fn finish(
         }
         return Outcome::Retry(next);
     }
+    // Before its first attempt ended, a message has no state file.
+    let may_have_state = !entry.fresh;
     if state.failed.is_empty() {
-        match blocking(move || spool.remove_delivered(&task_id)).await {
+        match blocking(move || spool.remove_delivered(&task_id, may_have_state)).await {
             Ok(()) => {
                 ctx.log.event("removed").kv("queue_id", id).emit();
                 return Outcome::Done;
@@ -335,7 +337,9 @@ async fn finish(
         match queue_dsn(ctx, entry, &notices).await {
             Ok(dsn_id) => {
                 let (spool, task_id) = (ctx.spool.clone(), id.clone());
-                if let Err(e) = blocking(move || spool.remove_delivered(&task_id)).await {
+                if let Err(e) =
+                    blocking(move || spool.remove_delivered(&task_id, may_have_state)).await
+                {
                     ctx.log
                         .event("spool_error")
                         .kv("queue_id", id)

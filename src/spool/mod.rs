@@ -613,7 +613,7 @@ impl Spool {
 
     /// Removes a message deleted by the administrator, durably.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        self.remove_delivered(id)?;
+        self.remove_delivered(id, true)?;
         fsync_dir(&self.queue)
     }
 
@@ -622,8 +622,9 @@ impl Spool {
     /// after may bring it back, to be delivered again — a duplicate, never
     /// a loss (Postfix's queue manager makes the same choice). Saves a
     /// directory fsync per message. Its file is kept, emptied, for a new
-    /// message ([`recycle`]).
-    pub fn remove_delivered(&self, id: &QueueId) -> Result<(), SpoolError> {
+    /// message ([`recycle`]); its state file removed when it `may_have_state`
+    /// (it has none before its first attempt ends).
+    pub fn remove_delivered(&self, id: &QueueId, may_have_state: bool) -> Result<(), SpoolError> {
         let path = self.path(id);
         let removed = match self.recycler.keep(&path) {
             Ok(true) => Ok(()),
@@ -636,7 +637,9 @@ impl Spool {
             }
             other => other.map_err(io_err(&path))?,
         }
-        let _ = fs::remove_file(Self::state_file(&self.queue, id));
+        if may_have_state {
+            let _ = fs::remove_file(Self::state_file(&self.queue, id));
+        }
         Ok(())
     }
 
@@ -748,13 +751,13 @@ mod tests {
         let e = envelope();
         spool.commit(&e, &[b"body\r\n"]).unwrap();
         spool.save_state(&e.id, &DeliveryState::default()).unwrap();
-        spool.remove_delivered(&e.id).unwrap();
+        spool.remove_delivered(&e.id, true).unwrap();
         assert!(fs::read_dir(dir.path().join("queue"))
             .unwrap()
             .next()
             .is_none());
         assert!(matches!(
-            spool.remove_delivered(&e.id),
+            spool.remove_delivered(&e.id, false),
             Err(SpoolError::NotFound(_))
         ));
     }

@@ -77,11 +77,11 @@ impl Recycler {
         std::fs::rename(path, &kept)?;
         let emptied = OpenOptions::new()
             .write(true)
+            .truncate(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&kept)
-            .and_then(|f| f.set_len(0));
+            .open(&kept);
         match emptied {
-            Ok(()) => self.free().push(kept),
+            Ok(_) => self.free().push(kept),
             // Out of the queue already: removed instead of kept.
             Err(_) => {
                 let _ = std::fs::remove_file(&kept);
