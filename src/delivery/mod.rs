@@ -278,16 +278,7 @@ mod tests {
         Entry {
             envelope: crate::spool::Envelope {
                 id: id.clone(),
-                arrival: 1_700_000_000,
-                client: std::net::IpAddr::from([192, 0, 2, 1]),
-                helo: "client.example".into(),
-                from: "<a@example.org>".into(),
-                body_8bit: false,
-                rcpts: vec!["b@example.com".into()],
-                smtputf8: false,
-                dsn: Default::default(),
-                client_name: None,
-                esmtp: true,
+                ..crate::spool::test_envelope()
             },
             state: Default::default(),
             path: std::path::PathBuf::from("/nonexistent"),

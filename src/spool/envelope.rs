@@ -224,17 +224,9 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
-            id: QueueId::generate(),
-            arrival: 1_700_000_000,
-            client: "192.0.2.1".parse().unwrap(),
-            helo: "client.example".into(),
-            from: "<a@example.org>".into(),
             body_8bit: true,
             rcpts: vec!["b@example.com".into(), "c@example.com".into()],
-            smtputf8: false,
-            dsn: DsnRequest::default(),
-            client_name: None,
-            esmtp: true,
+            ..crate::spool::test_envelope()
         }
     }
 

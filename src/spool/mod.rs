@@ -666,24 +666,30 @@ impl Spool {
     }
 }
 
+/// An envelope for the tests of the spool and of its users.
+#[cfg(test)]
+pub(crate) fn test_envelope() -> Envelope {
+    Envelope {
+        id: QueueId::generate(),
+        arrival: 1_700_000_000,
+        client: "192.0.2.1".parse().unwrap(),
+        helo: "client.example".into(),
+        from: "<a@example.org>".into(),
+        body_8bit: false,
+        rcpts: vec!["b@example.com".into()],
+        smtputf8: false,
+        dsn: Default::default(),
+        client_name: None,
+        esmtp: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn envelope() -> Envelope {
-        Envelope {
-            id: QueueId::generate(),
-            arrival: 1_700_000_000,
-            client: "192.0.2.1".parse().unwrap(),
-            helo: "client.example".into(),
-            from: "<a@example.org>".into(),
-            body_8bit: false,
-            rcpts: vec!["b@example.com".into()],
-            smtputf8: false,
-            dsn: Default::default(),
-            client_name: None,
-            esmtp: true,
-        }
+        test_envelope()
     }
 
     #[test]
