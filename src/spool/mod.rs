@@ -613,7 +613,9 @@ impl Spool {
 
     /// Removes a message deleted by the administrator, durably.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        self.remove_delivered(id, true)?;
+        // Removed, never recycled: `tmp/` belongs to the serving process,
+        // which may be writing there now (this may be `mxguard queue`).
+        self.removed(id, fs::remove_file(self.path(id)), true)?;
         fsync_dir(&self.queue)
     }
 
@@ -623,7 +625,8 @@ impl Spool {
     /// a loss (Postfix's queue manager makes the same choice). Saves a
     /// directory fsync per message. Its file is kept, emptied, for a new
     /// message ([`recycle`]); its state file removed when it `may_have_state`
-    /// (it has none before its first attempt ends).
+    /// (it has none before its first attempt ends). For the serving process
+    /// only (the owner of `tmp/`).
     pub fn remove_delivered(&self, id: &QueueId, may_have_state: bool) -> Result<(), SpoolError> {
         let path = self.path(id);
         let removed = match self.recycler.keep(&path) {
@@ -631,11 +634,22 @@ impl Spool {
             Ok(false) => fs::remove_file(&path),
             Err(e) => Err(e),
         };
+        self.removed(id, removed, may_have_state)
+    }
+
+    /// After a message's file left the queue (`removed`): its state file
+    /// too, when it may have one.
+    fn removed(
+        &self,
+        id: &QueueId,
+        removed: std::io::Result<()>,
+        may_have_state: bool,
+    ) -> Result<(), SpoolError> {
         match removed {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
             }
-            other => other.map_err(io_err(&path))?,
+            other => other.map_err(io_err(&self.path(id)))?,
         }
         if may_have_state {
             let _ = fs::remove_file(Self::state_file(&self.queue, id));
@@ -748,6 +762,32 @@ mod tests {
             committed.read_message().unwrap(),
             b"Received: x\r\nA-R: y\r\npart one\r\npart two\r\n"
         );
+    }
+
+    #[test]
+    fn an_administrators_removal_leaves_tmp_to_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Spool::open(dir.path()).unwrap();
+        let admin = Spool::open(dir.path()).unwrap();
+        let (delivered, deleted) = (envelope(), envelope());
+        server.commit(&delivered, &[b"one\r\n"]).unwrap();
+        server.commit(&deleted, &[b"two\r\n"]).unwrap();
+        server.remove_delivered(&delivered.id, false).unwrap();
+        let tmp = || -> Vec<(std::ffi::OsString, u64)> {
+            use std::os::unix::fs::MetadataExt;
+            fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .map(|e| e.unwrap())
+                .map(|e| (e.file_name(), e.metadata().unwrap().ino()))
+                .collect()
+        };
+        let kept = tmp();
+        assert_eq!(kept.len(), 1, "the delivered file kept for reuse");
+        admin.remove(&deleted.id).unwrap();
+        // The same file under the same name: the server may be writing
+        // into it, nothing of the administrator's may replace it.
+        assert_eq!(tmp(), kept);
+        assert!(admin.list().unwrap().is_empty());
     }
 
     #[test]

@@ -22,8 +22,8 @@ const KEPT: usize = 256;
 pub struct Recycler {
     tmp: PathBuf,
     free: Mutex<Vec<PathBuf>>,
-    /// Names the recycled files in `tmp/` (`R1`, `R2`, …), never twice in
-    /// one run.
+    /// Names the recycled files in `tmp/` (`R<pid>-1`, `R<pid>-2`, …),
+    /// never twice in one run.
     named: AtomicU64,
 }
 
@@ -73,7 +73,7 @@ impl Recycler {
             return Ok(false);
         }
         let n = self.named.fetch_add(1, Ordering::Relaxed) + 1;
-        let kept = self.tmp.join(format!("R{n}"));
+        let kept = self.tmp.join(format!("R{}-{n}", std::process::id()));
         std::fs::rename(path, &kept)?;
         let emptied = OpenOptions::new()
             .write(true)
