@@ -4,25 +4,7 @@
 //! code a 4xx or 5xx with its text starting with it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mxguard::milter::codec::{DecodeError, Decoder, Response};
-
-/// The responses decoded from `bytes` fed in chunks of `chunk` octets, up
-/// to the end or the first error.
-fn decode(bytes: &[u8], chunk: usize) -> (Vec<Response>, Option<DecodeError>) {
-    let mut decoder = Decoder::new();
-    let mut got = Vec::new();
-    for part in bytes.chunks(chunk.max(1)) {
-        decoder.feed(part);
-        loop {
-            match decoder.next() {
-                Ok(Some(r)) => got.push(r),
-                Ok(None) => break,
-                Err(e) => return (got, Some(e)),
-            }
-        }
-    }
-    (got, None)
-}
+use mxguard::milter::codec::{decode_in_chunks as decode, Response};
 
 fuzz_target!(|bytes: &[u8]| {
     let whole = decode(bytes, bytes.len());

@@ -343,6 +343,25 @@ impl Decoder {
     }
 }
 
+/// The responses in `bytes` fed to a [`Decoder`] `chunk` octets at a time,
+/// up to the end or the first error: for the property tests and the
+/// `milter_reply` fuzz target, which compare them across splits.
+pub fn decode_in_chunks(bytes: &[u8], chunk: usize) -> (Vec<Response>, Option<DecodeError>) {
+    let mut decoder = Decoder::new();
+    let mut got = Vec::new();
+    for part in bytes.chunks(chunk.max(1)) {
+        decoder.feed(part);
+        loop {
+            match decoder.next() {
+                Ok(Some(r)) => got.push(r),
+                Ok(None) => break,
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+    (got, None)
+}
+
 /// The data of one packet, read front to back.
 struct Fields<'a> {
     code: u8,

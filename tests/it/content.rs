@@ -9,13 +9,7 @@ use crate::harness::*;
 /// Sends one message (DATA content without the final dot) and returns the
 /// reply to it.
 async fn send(mx: &Mxguard, content: &[u8]) -> String {
-    let mut c = Client::greet(mx.addr).await;
-    assert!(c.cmd("MAIL FROM:<a@client.test>").await.starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<user@example.test>")
-        .await
-        .starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
+    let mut c = Client::at_data(mx.addr).await;
     c.send(content).await;
     c.send(b".\r\n").await;
     let reply = c.reply().await;

@@ -548,6 +548,19 @@ impl Client {
         c
     }
 
+    /// Greeted, with a transaction from a@client.test to
+    /// user@example.test at the 354.
+    pub async fn at_data(addr: SocketAddr) -> Client {
+        let mut c = Client::greet(addr).await;
+        assert!(c.cmd("MAIL FROM:<a@client.test>").await.starts_with("250"));
+        assert!(c
+            .cmd("RCPT TO:<user@example.test>")
+            .await
+            .starts_with("250"));
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c
+    }
+
     /// The rest of the stream, until the server closes it.
     pub async fn rest(&mut self) -> String {
         let mut out = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();

@@ -52,18 +52,6 @@ async fn transaction(mx: &Mxguard, rcpts: &[&str], content: &str) -> Vec<String>
     replies.iter().map(|r| r.trim_end().to_string()).collect()
 }
 
-/// A client whose transaction is at the 354.
-async fn at_data(mx: &Mxguard) -> Client {
-    let mut c = Client::greet(mx.addr).await;
-    assert!(c.cmd("MAIL FROM:<a@client.test>").await.starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<user@example.test>")
-        .await
-        .starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    c
-}
-
 const MESSAGE: &str = "From: <a@client.test>\r\nSubject: hello\r\nX-Old: one\r\n\r\nbody line\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +375,7 @@ async fn a_hung_filter_holds_only_its_own_session_until_content_timeout() {
         extra,
     )
     .await;
-    let mut slow = at_data(&mx).await;
+    let mut slow = Client::at_data(mx.addr).await;
     slow.send(MESSAGE.replace("hello", "slow").as_bytes()).await;
     slow.send(b".\r\n").await;
     wait_for("the filter to hang", || {
@@ -424,7 +412,7 @@ async fn a_20_mb_message_is_streamed_to_the_filter_in_chunks_with_memory_bounded
     let before = mx.memory_kb("VmHWM");
     let line = format!("{}\r\n", "x".repeat(998));
     let body = line.repeat(20 * 1024 * 1024 / line.len());
-    let mut c = at_data(&mx).await;
+    let mut c = Client::at_data(mx.addr).await;
     c.send(b"Subject: big\r\n\r\n").await;
     c.send(body.as_bytes()).await;
     c.send(b".\r\n").await;

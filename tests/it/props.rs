@@ -147,31 +147,6 @@ fn spf_fuzz_corpus() {
     }
 }
 
-/// The milter responses decoded from `bytes` fed `chunk` octets at a
-/// time, up to the end or the first error (what the milter_reply fuzz
-/// target compares across splits).
-fn milter_replies(
-    bytes: &[u8],
-    chunk: usize,
-) -> (
-    Vec<mxguard::milter::codec::Response>,
-    Option<mxguard::milter::codec::DecodeError>,
-) {
-    let mut decoder = mxguard::milter::codec::Decoder::new();
-    let mut got = Vec::new();
-    for part in bytes.chunks(chunk.max(1)) {
-        decoder.feed(part);
-        loop {
-            match decoder.next() {
-                Ok(Some(r)) => got.push(r),
-                Ok(None) => break,
-                Err(e) => return (got, Some(e)),
-            }
-        }
-    }
-    (got, None)
-}
-
 /// Every input of the milter reply fuzz target's corpus (hand-written
 /// seeds of each response and malformed packets, and what the fuzzer
 /// found): decoded without a panic, alike whole and an octet at a time.
@@ -180,8 +155,13 @@ fn milter_reply_fuzz_corpus() {
     let mut decoded = 0;
     for file in corpus("milter_reply") {
         let data = std::fs::read(&file).unwrap();
-        let whole = milter_replies(&data, data.len());
-        assert_eq!(whole, milter_replies(&data, 1), "{}", file.display());
+        let whole = mxguard::milter::codec::decode_in_chunks(&data, data.len());
+        assert_eq!(
+            whole,
+            mxguard::milter::codec::decode_in_chunks(&data, 1),
+            "{}",
+            file.display()
+        );
         decoded += whole.0.len();
     }
     assert!(decoded > 20, "the seeds decode: {decoded}");
