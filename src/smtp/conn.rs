@@ -9,7 +9,7 @@ use super::stream::MaybeTls;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// Why reading or writing stopped.
@@ -34,11 +34,20 @@ pub enum Line {
     TooLong,
 }
 
-/// Read size while waiting for a command: small, because an idle
-/// connection holds this buffer while it waits.
+/// Read size while waiting for a command (through a buffer on the stack:
+/// see [`read_unbuffered`]).
 const COMMAND_CHUNK: usize = 1024;
-/// Read size during DATA.
+/// Read size during DATA, into the input buffer itself.
 const DATA_CHUNK: usize = 16 * 1024;
+
+/// What a read waits for, which decides where its bytes land first.
+#[derive(Clone, Copy)]
+enum Awaiting {
+    /// A command: the client may stay silent for minutes.
+    Command,
+    /// Message data, arriving in bulk.
+    Data,
+}
 
 pub struct Conn<S> {
     stream: Option<MaybeTls<S>>,
@@ -46,6 +55,23 @@ pub struct Conn<S> {
     /// Start of unread bytes in `input`.
     pos: usize,
     output: Vec<u8>,
+}
+
+/// Reads up to [`COMMAND_CHUNK`] bytes onto the end of `input` through a
+/// buffer that lives on the stack of each poll, so a connection waiting for
+/// its next command holds no read buffer (idle connections are most of a
+/// busy server's connections); `input` grows by what arrived.
+fn read_unbuffered<'a, R: AsyncRead + Unpin>(
+    stream: &'a mut R,
+    input: &'a mut Vec<u8>,
+) -> impl std::future::Future<Output = io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); COMMAND_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut scratch);
+        std::task::ready!(std::pin::Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+        input.extend_from_slice(buf.filled());
+        std::task::Poll::Ready(Ok(buf.filled().len()))
+    })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -83,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Waits up to `wait` for the client to send something: `Ok(true)` if
     /// it did (kept as input), `Ok(false)` if it stayed silent.
     pub async fn wait_for_input(&mut self, wait: Duration) -> Result<bool, ConnError> {
-        match self.fill(COMMAND_CHUNK, Instant::now() + wait).await {
+        match self.fill(Awaiting::Command, Instant::now() + wait).await {
             Ok(()) => Ok(true),
             Err(ConnError::Timeout) => Ok(false),
             Err(e) => Err(e),
@@ -96,10 +122,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.pos = 0;
     }
 
-    /// Reads up to `chunk` more bytes; fails at `deadline` or end of stream.
+    /// Reads what arrives (a command chunk or a data chunk at most); fails at
+    /// `deadline` or end of stream.
     /// Cancel-safe: dropped before it completes, it has read nothing (the
     /// session may stop waiting for a client when the server stops).
-    async fn fill(&mut self, chunk: usize, deadline: Instant) -> Result<(), ConnError> {
+    async fn fill(&mut self, awaiting: Awaiting, deadline: Instant) -> Result<(), ConnError> {
         if self.pos == self.input.len() {
             // Everything was consumed: drop the buffer rather than keep a
             // large one alive while the connection idles.
@@ -109,12 +136,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.input.drain(..self.pos);
             self.pos = 0;
         }
-        self.input.reserve(chunk);
-        let read = match self.stream.as_mut() {
-            Some(stream) => {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(ConnError::Closed);
+        };
+        let read = match awaiting {
+            Awaiting::Command => {
+                tokio::time::timeout_at(deadline, read_unbuffered(stream, &mut self.input)).await
+            }
+            Awaiting::Data => {
+                self.input.reserve(DATA_CHUNK);
                 tokio::time::timeout_at(deadline, stream.read_buf(&mut self.input)).await
             }
-            None => return Err(ConnError::Closed),
         };
         match read {
             Err(_) => Err(ConnError::Timeout),
@@ -154,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 discarding = true;
                 self.pos = self.input.len();
             }
-            self.fill(COMMAND_CHUNK, deadline).await?;
+            self.fill(Awaiting::Command, deadline).await?;
         }
     }
 
@@ -178,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if decoder.buffered() >= flush_at {
                 return Ok(false);
             }
-            self.fill(DATA_CHUNK, deadline).await?;
+            self.fill(Awaiting::Data, deadline).await?;
         }
     }
 
@@ -264,6 +296,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::Poll;
 
     #[tokio::test]
     async fn lines_and_limits() {
@@ -294,6 +328,37 @@ mod tests {
             conn.read_line(512, t).await,
             Err(ConnError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_for_a_command_holds_no_read_buffer() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut conn = Conn::new(server);
+        let t = Duration::from_secs(5);
+        client.write_all(b"EHLO a\r\n").await.unwrap();
+        let line = conn.read_line(512, t).await.unwrap();
+        assert_eq!(line, Line::Text(b"EHLO a".to_vec()));
+        {
+            // Waits for the next command, which has not come.
+            let mut read = std::pin::pin!(conn.read_line(512, t));
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx).is_pending()));
+            assert!(polled.await);
+        }
+        assert_eq!(conn.input.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_a_read_is_put_together() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut conn = Conn::new(server);
+        let long = vec![b'x'; 3 * COMMAND_CHUNK + 17];
+        client.write_all(&long).await.unwrap();
+        client.write_all(b"\r\nQUIT\r\n").await.unwrap();
+        let t = Duration::from_secs(5);
+        assert_eq!(conn.read_line(8192, t).await.unwrap(), Line::Text(long));
+        let quit = conn.read_line(512, t).await.unwrap();
+        assert_eq!(quit, Line::Text(b"QUIT".to_vec()));
     }
 
     #[tokio::test]
