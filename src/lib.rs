@@ -24,7 +24,7 @@
 //! [`control`] (the control socket), [`queue_admin`], [`ban_admin`],
 //! [`greylist_admin`],
 //! [`metrics`], [`report`], [`import`], and the helpers [`time`], [`net`],
-//! [`owned`], [`peers`], [`lists`], [`reload`]; [`spf`] is SPF without I/O,
+//! [`owned`], [`peers`], [`lists`], [`reload`], [`memory`]; [`spf`] is SPF without I/O,
 //! driven on the resolver by [`dns::spf`]; [`milter`] is the MTA side of
 //! the milter protocol (a session with one milter, and its header edits).
 
@@ -41,6 +41,7 @@ pub mod lifecycle;
 pub mod listeners;
 pub mod lists;
 pub mod log;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod milter;

@@ -53,6 +53,8 @@ struct Open<K> {
     max_per_peer: usize,
     total: usize,
     per_peer: HashMap<K, usize>,
+    /// Connections granted since the start.
+    granted: u64,
 }
 
 /// One open connection; released on drop.
@@ -69,6 +71,7 @@ impl<K: Hash + Eq + Clone> Caps<K> {
                 max_per_peer,
                 total: 0,
                 per_peer: HashMap::new(),
+                granted: 0,
             }),
             idle: tokio::sync::Notify::new(),
         })
@@ -88,6 +91,11 @@ impl<K: Hash + Eq + Clone> Caps<K> {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.lock().total
+    }
+
+    /// Connections granted since the start: a burst shows as its rise.
+    pub fn granted(&self) -> u64 {
+        self.lock().granted
     }
 
     /// Waits until no connection is open.
@@ -116,6 +124,7 @@ impl<K: Hash + Eq + Clone> Caps<K> {
         }
         *per += 1;
         open.total += 1;
+        open.granted += 1;
         Ok(Permit {
             caps: self.clone(),
             peer,

@@ -185,6 +185,10 @@ pub async fn serve(config: Config, mode: Mode, path: Option<PathBuf>) -> Result<
             let _ = tokio::task::spawn_blocking(move || state.save()).await;
         }
     });
+    let granted = caps.clone();
+    tokio::spawn(crate::memory::release_after_bursts(move || {
+        granted.granted()
+    }));
     crate::policy_server::start(live.clone()).await?;
     start_metrics(&live, &caps, mode).await?;
     if let Some(failed) = reloader.listen().await.into_iter().next() {

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "message",
             "spf",
             "milter",
+            "memory",
         ],
     ),
     (
