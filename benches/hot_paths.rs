@@ -2,8 +2,10 @@
 //! decoder, the spool write (fsync'ed, as before every 250) alone and by
 //! sessions committing at once (group commit), a queue file new or reused
 //! (without fsyncs), a decision's log line
-//! (buffered), the verdict over a stage's check results, and a message's
-//! milter packets. Whole-system throughput is measured by the shared
+//! (buffered), the verdict over a stage's check results, a message's
+//! milter packets, and what a hand-over to tokio's blocking pool costs
+//! against the work it would carry (the last DATA piece's scan, a queued
+//! body's read for delivery), which decides what runs in place. Whole-system throughput is measured by the shared
 //! harness (bench/run.sh, docs/BENCHMARKS.md).
 //!
 //! `cargo bench --bench hot_paths`
@@ -291,6 +293,77 @@ fn verdict(c: &mut Criterion) {
     });
 }
 
+/// A 10 KB message's last piece scanned and a 10 KB queued body read, each
+/// in place on a runtime thread or handed to the blocking pool and back,
+/// as a session and a delivery do: the difference is what the hand-over
+/// costs (`session::receiving` scans a last piece of up to 32 KiB in place,
+/// a delivery reads a just-committed body of up to 64 KiB in place).
+fn hand_over(c: &mut Criterion) {
+    use mxguard::config::LongLines;
+    use mxguard::message::intake::Intake;
+    use std::os::unix::fs::FileExt;
+    use std::sync::Arc;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .build()
+        .expect("runtime");
+    let mut piece = b"Subject: benchmark\r\nFrom: a@example.org\r\n\r\n".to_vec();
+    while piece.len() < 10 * 1024 {
+        piece.extend_from_slice(b"an ordinary line of the body, seventy-odd characters long.\r\n");
+    }
+    let piece: Arc<[u8]> = piece.into();
+    let scan = |piece: &[u8]| {
+        let mut intake = Intake::new("mx.example.test", 64 * 1024, LongLines::Wrap, true);
+        let mut tail = Vec::with_capacity(piece.len());
+        intake.feed(piece, &mut tail);
+        black_box(intake.finish(&mut tail));
+        tail.len()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let queued = dir.path().join("queued");
+    std::fs::write(&queued, &piece).expect("queue file");
+    let file = Arc::new(std::fs::File::open(&queued).expect("open"));
+    let read = |file: &std::fs::File| {
+        let mut body = vec![0; 10 * 1024];
+        file.read_exact_at(&mut body, 0).expect("read");
+        body.len()
+    };
+    let mut group = c.benchmark_group("hand-over");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("scan a 10 KB last piece in place", |b| {
+        b.iter(|| {
+            let piece = piece.clone();
+            runtime.block_on(runtime.spawn(async move { scan(&piece) }))
+        })
+    });
+    group.bench_function("scan a 10 KB last piece on a blocking thread", |b| {
+        b.iter(|| {
+            let piece = piece.clone();
+            runtime.block_on(
+                runtime
+                    .spawn(async move { tokio::task::spawn_blocking(move || scan(&piece)).await }),
+            )
+        })
+    });
+    group.bench_function("read a 10 KB queued body in place", |b| {
+        b.iter(|| {
+            let file = file.clone();
+            runtime.block_on(runtime.spawn(async move { read(&file) }))
+        })
+    });
+    group.bench_function("read a 10 KB queued body on a blocking thread", |b| {
+        b.iter(|| {
+            let file = file.clone();
+            runtime.block_on(
+                runtime
+                    .spawn(async move { tokio::task::spawn_blocking(move || read(&file)).await }),
+            )
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     commands,
@@ -300,6 +373,7 @@ criterion_group!(
     recycle,
     log_line,
     verdict,
-    milter
+    milter,
+    hand_over
 );
 criterion_main!(benches);
