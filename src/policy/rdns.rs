@@ -8,6 +8,7 @@ use crate::config::OnDnsError;
 use crate::dns::Answer;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 impl Checks {
@@ -129,14 +130,22 @@ pub fn looks_generic(ptr: &str, client: IpAddr) -> bool {
         return false;
     };
     let name = ptr.to_ascii_lowercase();
-    let o = v4.octets().map(|b| b.to_string());
-    let reversed = [o[3].clone(), o[2].clone(), o[1].clone(), o[0].clone()];
-    let with_sep = |parts: &[String], sep: &str| parts.join(sep);
-    ["-", ".", "_"]
-        .iter()
-        .flat_map(|sep| [with_sep(&o, sep), with_sep(&reversed, sep)])
-        .chain([format!("{:08x}", u32::from(v4))])
-        .any(|form| contains_delimited(&name, &form))
+    let [a, b, c, d] = v4.octets();
+    // Each form is written into one buffer in turn (this runs for every
+    // connection with a PTR name).
+    let mut form = String::with_capacity(16);
+    for sep in ['-', '.', '_'] {
+        for [w, x, y, z] in [[a, b, c, d], [d, c, b, a]] {
+            form.clear();
+            let _ = write!(form, "{w}{sep}{x}{sep}{y}{sep}{z}");
+            if contains_delimited(&name, &form) {
+                return true;
+            }
+        }
+    }
+    form.clear();
+    let _ = write!(form, "{:08x}", u32::from(v4));
+    contains_delimited(&name, &form)
 }
 
 /// `needle` occurs in `hay` not glued to more digits on either side.

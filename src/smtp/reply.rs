@@ -53,17 +53,35 @@ impl Reply {
 
     /// Appends the wire form, CRLF-terminated lines, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        let status = self.status.as_deref().map_or(0, |s| s.len() + 1);
+        let size: usize = (self.lines.iter())
+            .map(|line| 6 + status + line.len())
+            .sum();
+        out.reserve(size.max(5));
+        let (mut digits, mut rest, mut at) = ([0u8; 5], self.code, 5);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let code = &digits[at..];
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            let rendered = match &self.status {
-                Some(status) => format!("{}{}{} {}\r\n", self.code, sep, status, line),
-                None => format!("{}{}{}\r\n", self.code, sep, line),
-            };
-            out.extend_from_slice(rendered.as_bytes());
+            out.extend_from_slice(code);
+            out.push(if i == last { b' ' } else { b'-' });
+            if let Some(status) = &self.status {
+                out.extend_from_slice(status.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if self.lines.is_empty() {
-            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+            out.extend_from_slice(code);
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
@@ -75,9 +93,12 @@ impl fmt::Display for Reply {
         if let Some(status) = &self.status {
             write!(f, " {status}")?;
         }
-        let text = self.lines.join(" ");
-        if !text.is_empty() {
-            write!(f, " {text}")?;
+        // The lines joined by spaces, if that makes any text.
+        let text = self.lines.iter().map(String::len).sum::<usize>() + self.lines.len();
+        if text > 1 {
+            for line in &self.lines {
+                write!(f, " {line}")?;
+            }
         }
         Ok(())
     }
@@ -128,6 +149,39 @@ mod tests {
         assert_eq!(
             Reply::new(451, "4.3.0", "x").as_temporary().to_string(),
             "451 4.3.0 x"
+        );
+    }
+
+    #[test]
+    fn a_multi_line_reply_with_a_status_carries_it_on_every_line() {
+        let mut out = b"kept".to_vec();
+        let reply = Reply {
+            code: 554,
+            status: Some("5.7.1".into()),
+            lines: vec!["first".into(), String::new(), "last".into()],
+        };
+        reply.write_to(&mut out);
+        assert_eq!(
+            out,
+            b"kept554-5.7.1 first\r\n554-5.7.1 \r\n554 5.7.1 last\r\n"
+        );
+        assert_eq!(reply.to_string(), "554 5.7.1 first  last");
+    }
+
+    #[test]
+    fn a_reply_without_text_is_its_code() {
+        let mut out = Vec::new();
+        let bare = Reply::plain(250, Vec::new());
+        bare.write_to(&mut out);
+        assert_eq!(out, b"250\r\n");
+        assert_eq!(bare.to_string(), "250");
+        let empty_line = Reply::plain(220, vec![String::new()]);
+        assert_eq!(empty_line.to_string(), "220");
+        let two_empty = Reply::plain(220, vec![String::new(), String::new()]);
+        assert_eq!(
+            two_empty.to_string(),
+            "220  ",
+            "the lines joined by a space"
         );
     }
 }
