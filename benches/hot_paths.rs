@@ -312,7 +312,6 @@ fn hand_over(c: &mut Criterion) {
     while piece.len() < 10 * 1024 {
         piece.extend_from_slice(b"an ordinary line of the body, seventy-odd characters long.\r\n");
     }
-    let piece: Arc<[u8]> = piece.into();
     let scan = |piece: &[u8]| {
         let mut intake = Intake::new("mx.example.test", 64 * 1024, LongLines::Wrap, true);
         let mut tail = Vec::with_capacity(piece.len());
@@ -323,44 +322,34 @@ fn hand_over(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let queued = dir.path().join("queued");
     std::fs::write(&queued, &piece).expect("queue file");
-    let file = Arc::new(std::fs::File::open(&queued).expect("open"));
+    let file = std::fs::File::open(&queued).expect("open");
     let read = |file: &std::fs::File| {
         let mut body = vec![0; 10 * 1024];
         file.read_exact_at(&mut body, 0).expect("read");
         body.len()
     };
+    type Work = Arc<dyn Fn() -> usize + Send + Sync>;
+    let works: [(&str, Work); 2] = [
+        ("scan a 10 KB last piece", Arc::new(move || scan(&piece))),
+        ("read a 10 KB queued body", Arc::new(move || read(&file))),
+    ];
     let mut group = c.benchmark_group("hand-over");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("scan a 10 KB last piece in place", |b| {
-        b.iter(|| {
-            let piece = piece.clone();
-            runtime.block_on(runtime.spawn(async move { scan(&piece) }))
-        })
-    });
-    group.bench_function("scan a 10 KB last piece on a blocking thread", |b| {
-        b.iter(|| {
-            let piece = piece.clone();
-            runtime.block_on(
-                runtime
-                    .spawn(async move { tokio::task::spawn_blocking(move || scan(&piece)).await }),
-            )
-        })
-    });
-    group.bench_function("read a 10 KB queued body in place", |b| {
-        b.iter(|| {
-            let file = file.clone();
-            runtime.block_on(runtime.spawn(async move { read(&file) }))
-        })
-    });
-    group.bench_function("read a 10 KB queued body on a blocking thread", |b| {
-        b.iter(|| {
-            let file = file.clone();
-            runtime.block_on(
-                runtime
-                    .spawn(async move { tokio::task::spawn_blocking(move || read(&file)).await }),
-            )
-        })
-    });
+    for (what, work) in works {
+        group.bench_function(format!("{what} in place"), |b| {
+            b.iter(|| {
+                let work = work.clone();
+                runtime.block_on(runtime.spawn(async move { work() }))
+            })
+        });
+        group.bench_function(format!("{what} on a blocking thread"), |b| {
+            b.iter(|| {
+                let work = work.clone();
+                let handed = async move { tokio::task::spawn_blocking(move || work()).await };
+                runtime.block_on(runtime.spawn(handed))
+            })
+        });
+    }
     group.finish();
 }
 
