@@ -595,8 +595,8 @@ mod tests {
 
     /// A connection waiting for a command holds its session's future: the
     /// session's state is boxed and each stage's future is boxed while it
-    /// runs, so that future stays small (it was 3 KiB when the session was
-    /// kept in it, twice; 1 KiB with the session boxed but built in it).
+    /// runs, so that future stays small (3 KiB when the session was kept in
+    /// it up to three times; 1 KiB with the session boxed but built in it).
     #[tokio::test]
     async fn the_future_a_waiting_connection_holds_is_small() {
         let dir = tempfile::tempdir().unwrap();
