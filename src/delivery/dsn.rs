@@ -86,22 +86,14 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::QueueId;
 
     #[test]
     fn a_well_formed_report() {
         let envelope = Envelope {
-            id: QueueId::generate(),
             arrival: 1_795_964_515,
-            client: "192.0.2.1".parse().unwrap(),
-            helo: "client.example".into(),
             from: "<a@client.example>".into(),
-            body_8bit: false,
             rcpts: vec!["gone@example.com".into()],
-            smtputf8: false,
-            dsn: Default::default(),
-            client_name: None,
-            esmtp: true,
+            ..crate::spool::test_envelope()
         };
         let failed = vec![(
             "gone@example.com".to_string(),
