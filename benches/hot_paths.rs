@@ -1,12 +1,13 @@
-//! Criterion micro-benchmarks of the hot paths: command parsing, the DATA
-//! decoder, the spool write (fsync'ed, as before every 250) alone and by
-//! sessions committing at once (group commit), a queue file new or reused
-//! (without fsyncs), a decision's log line
-//! (buffered), the verdict over a stage's check results, a message's
+//! Criterion micro-benchmarks of the hot paths: command parsing, replies
+//! (written and logged), the DATA decoder, the spool write (fsync'ed, as
+//! before every 250) alone and by sessions committing at once (group
+//! commit), a queue file new or reused (without fsyncs), a decision's log
+//! line (buffered), the verdict over a stage's check results, a message's
 //! milter packets, and what a hand-over to tokio's blocking pool costs
 //! against the work it would carry (the last DATA piece's scan, a queued
-//! body's read for delivery), which decides what runs in place. Whole-system throughput is measured by the shared
-//! harness (bench/run.sh, docs/BENCHMARKS.md).
+//! body's read for delivery), which decides what runs in place.
+//! Whole-system throughput is measured by the shared harness (bench/run.sh,
+//! docs/BENCHMARKS.md).
 //!
 //! `cargo bench --bench hot_paths`
 
@@ -38,6 +39,41 @@ fn commands(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The replies of a refused transaction as a session sends them: the EHLO
+/// reply (eight lines) and a refusal, into the connection's output buffer,
+/// and the refusal's log form.
+fn replies(c: &mut Criterion) {
+    let ehlo = Reply::plain(
+        250,
+        [
+            "mx.example.test",
+            "PIPELINING",
+            "SIZE 26214400",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "DSN",
+            "STARTTLS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let refusal = Reply::new(
+        554,
+        "5.7.1",
+        "Service unavailable; Client host [192.0.2.1] blocked using bl.test",
+    );
+    c.bench_function("write an EHLO reply and a refusal, log the refusal", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            out.clear();
+            black_box(&ehlo).write_to(&mut out);
+            black_box(&refusal).write_to(&mut out);
+            black_box(refusal.to_string())
+        })
+    });
 }
 
 fn data(c: &mut Criterion) {
@@ -356,6 +392,7 @@ fn hand_over(c: &mut Criterion) {
 criterion_group!(
     benches,
     commands,
+    replies,
     data,
     spool,
     group_commit,
