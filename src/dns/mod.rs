@@ -2,20 +2,23 @@
 //! `[dns]` (or the system configuration), shared with mail-auth for DKIM,
 //! ARC and DMARC; answers classified as found, not found (NXDOMAIN/NODATA)
 //! or failed (timeout, SERVFAIL), every lookup bounded by `dns.timeout`.
-//! Identical concurrent queries are merged by hickory's name server pool,
-//! answers cached by its response cache (PTR answers by a small cache
-//! here).
+//! Identical concurrent queries are merged by hickory's name server pool;
+//! what the checks read of an answer is kept here until its TTL runs out
+//! ([`cache`]; PTR answers for a fixed time), hickory's response cache
+//! behind it.
 //! DNSBL queries and health: [`dnsbl`]. SPF: [`spf`].
 //!
 //! Reverse lookups go straight to the name server pool: hickory's resolver
 //! answers names under `127.in-addr.arpa` itself (RFC 6761), and mxguard
 //! must ask the configured server, which holds the real data.
 
+pub mod cache;
 pub mod dnsbl;
 pub mod latency;
 pub mod spf;
 
 use crate::config::checks::Dns as DnsConfig;
+use cache::Expiring;
 use futures_util::StreamExt;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -33,9 +36,9 @@ use mail_auth::{
     ArcOutput, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput,
     SpfResult,
 };
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a lookup found.
@@ -46,6 +49,17 @@ pub enum Answer<T> {
     NotFound,
     /// Timeout, SERVFAIL, refused, no server: nobody can say.
     Failed(String),
+}
+
+impl<T> Answer<Vec<T>> {
+    /// The same answer with each record changed by `f`.
+    fn each<U>(self, f: impl Fn(T) -> U) -> Answer<Vec<U>> {
+        match self {
+            Answer::Found(found) => Answer::Found(found.into_iter().map(f).collect()),
+            Answer::NotFound => Answer::NotFound,
+            Answer::Failed(why) => Answer::Failed(why),
+        }
+    }
 }
 
 /// Why the resolver could not be built.
@@ -64,12 +78,26 @@ pub struct Dns {
     timeout: Duration,
     /// PTR answers (found or not found; failures are asked again), since
     /// the pool has no cache of its own.
-    ptr_cache: Mutex<HashMap<IpAddr, PtrEntry>>,
+    ptr_cache: Expiring<IpAddr, PtrEntry>,
+    /// A, AAAA, TXT and MX answers as the checks read them, by name.
+    answers: Answers,
 }
 
+/// The answers of each kind kept, by lower-case name without the final
+/// dot; failures are asked again.
+struct Answers {
+    a: Kept<Ipv4Addr>,
+    aaaa: Kept<Ipv6Addr>,
+    txt: Kept<String>,
+    mx: Kept<(u16, String)>,
+}
+
+/// The answers of one kind.
+type Kept<T> = Expiring<Box<str>, Answer<Vec<T>>>;
+
 /// A cached PTR answer, and the name a check confirmed from it.
+#[derive(Clone)]
 struct PtrEntry {
-    at: Instant,
     answer: PtrAnswer,
     /// The PTR name that resolves back to the address (FCrDNS).
     confirmed: Option<String>,
@@ -134,8 +162,8 @@ const MAX_PTR_NAMES: usize = 10;
 
 /// How long a PTR answer is reused.
 const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
-/// Beyond this many cached PTR answers, the cache starts over.
-const PTR_CACHE_MAX: usize = 50_000;
+/// Beyond this many answers of one kind, their cache starts over.
+const CACHE_MAX: usize = 50_000;
 
 fn classify<T>(e: &NetError) -> Answer<T> {
     match e {
@@ -151,16 +179,44 @@ fn records<T>(
     lookup: Result<Lookup, NetError>,
     pick: impl Fn(&RData) -> Option<T>,
 ) -> Answer<Vec<T>> {
+    records_until(lookup, pick, Instant::now()).0
+}
+
+/// [`records`], and until when the answer may be kept: the lookup's TTL,
+/// the negative TTL of a name or type that does not exist (none when the
+/// server gave no SOA), never for a failure.
+fn records_until<T>(
+    lookup: Result<Lookup, NetError>,
+    pick: impl Fn(&RData) -> Option<T>,
+    now: Instant,
+) -> (Answer<Vec<T>>, Option<Instant>) {
     match lookup {
         Ok(l) => {
             let found: Vec<T> = l.answers().iter().filter_map(|r| pick(&r.data)).collect();
-            if found.is_empty() {
+            let answer = if found.is_empty() {
                 Answer::NotFound
             } else {
                 Answer::Found(found)
-            }
+            };
+            (answer, Some(l.valid_until()))
         }
-        Err(e) => classify(&e),
+        Err(NetError::Dns(DnsError::NoRecordsFound(none))) => (
+            Answer::NotFound,
+            none.negative_ttl
+                .map(|ttl| now + Duration::from_secs(u64::from(ttl))),
+        ),
+        Err(e) => (classify(&e), None),
+    }
+}
+
+/// The key a name's answers are kept under: lower case, without the final
+/// dot (every lookup of the checks asks for the name as fully qualified).
+fn cache_key(name: &str) -> Cow<'_, str> {
+    let name = name.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -228,7 +284,13 @@ impl Dns {
             resolver,
             pool: RetryDnsHandle::new(pool, 1),
             timeout: config.timeout.0,
-            ptr_cache: Mutex::new(HashMap::new()),
+            ptr_cache: Expiring::new(CACHE_MAX),
+            answers: Answers {
+                a: Expiring::new(CACHE_MAX),
+                aaaa: Expiring::new(CACHE_MAX),
+                txt: Expiring::new(CACHE_MAX),
+                mx: Expiring::new(CACHE_MAX),
+            },
         })
     }
 
@@ -246,11 +308,10 @@ impl Dns {
     /// the log; never a lookup of its own): the first PTR name, or
     /// `unknown` when there is none.
     pub fn known_ptr(&self, ip: IpAddr) -> Option<String> {
-        let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-        match &cache.get(&ip)?.answer {
+        self.ptr_cache.peek(&ip, |entry| match &entry.answer {
             Answer::Found(names) => names.first().cloned(),
             _ => Some("unknown".into()),
-        }
+        })?
     }
 
     /// Which of `names` (PTR names of `ip`, at most five asked) resolves
@@ -275,10 +336,8 @@ impl Dns {
 
     /// Records that `name`, a PTR name of `ip`, resolves back to it.
     fn note_confirmed(&self, ip: IpAddr, name: &str) {
-        let mut cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = cache.get_mut(&ip) {
-            entry.confirmed = Some(name.to_string());
-        }
+        self.ptr_cache
+            .update(&ip, |entry| entry.confirmed = Some(name.to_string()));
     }
 
     /// The client's verified name as a check has established it (never a
@@ -286,39 +345,27 @@ impl Dns {
     /// name, `[UNAVAILABLE]` when it has no PTR; `None` when no check
     /// looked, or none could be confirmed.
     pub fn known_name(&self, ip: IpAddr) -> Option<String> {
-        let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cache.get(&ip)?;
-        match (&entry.confirmed, &entry.answer) {
-            (Some(name), _) => Some(name.clone()),
-            (None, Answer::NotFound) => Some("[UNAVAILABLE]".into()),
-            _ => None,
-        }
+        self.ptr_cache
+            .peek(&ip, |entry| match (&entry.confirmed, &entry.answer) {
+                (Some(name), _) => Some(name.clone()),
+                (None, Answer::NotFound) => Some("[UNAVAILABLE]".into()),
+                _ => None,
+            })?
     }
 
     /// PTR names of an address (cached for a few minutes).
     pub async fn ptr(&self, ip: IpAddr) -> Answer<Vec<String>> {
-        let cached = {
-            let cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache
-                .get(&ip)
-                .filter(|e| e.at.elapsed() < PTR_CACHE_TTL)
-                .map(|e| e.answer.clone())
-        };
-        if let Some(answer) = cached {
-            return answer;
+        if let Some(entry) = self.ptr_cache.get(&ip, Instant::now()) {
+            return entry.answer;
         }
         let answer = self.ptr_uncached(ip).await;
         if !matches!(answer, Answer::Failed(_)) {
-            let mut cache = self.ptr_cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= PTR_CACHE_MAX {
-                cache.clear();
-            }
             let entry = PtrEntry {
-                at: Instant::now(),
                 answer: answer.clone(),
                 confirmed: None,
             };
-            cache.insert(ip, entry);
+            let now = Instant::now();
+            self.ptr_cache.insert(ip, entry, now + PTR_CACHE_TTL, now);
         }
         answer
     }
@@ -356,95 +403,100 @@ impl Dns {
         .await
     }
 
-    /// A and AAAA records of a name, asked in parallel.
-    pub async fn addresses(&self, name: &str) -> Answer<Vec<IpAddr>> {
-        let fqdn = format!("{}.", name.trim_end_matches('.'));
-        self.bounded(async {
-            let (v4, v6) = tokio::join!(
-                self.resolver.ipv4_lookup(fqdn.as_str()),
-                self.resolver.ipv6_lookup(fqdn.as_str())
-            );
-            let v4 = records(v4, |d| match d {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                _ => None,
-            });
-            let v6 = records(v6, |d| match d {
-                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                _ => None,
-            });
-            match (v4, v6) {
-                (Answer::Found(mut a), Answer::Found(b)) => {
-                    a.extend(b);
-                    Answer::Found(a)
-                }
-                (Answer::Found(a), _) | (_, Answer::Found(a)) => Answer::Found(a),
-                (Answer::Failed(why), _) | (_, Answer::Failed(why)) => Answer::Failed(why),
-                _ => Answer::NotFound,
-            }
+    /// The answer kept in `kept` for `name`, or the resolver's (`ask`
+    /// for the name fully qualified, bounded by the timeout), kept until
+    /// its TTL runs out.
+    async fn kept<T: Clone>(
+        &self,
+        kept: &Kept<T>,
+        name: &str,
+        ask: impl AsyncFnOnce(&str) -> Result<Lookup, NetError>,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Answer<Vec<T>> {
+        let key = cache_key(name);
+        if let Some(answer) = kept.get(&*key, Instant::now()) {
+            return answer;
+        }
+        let mut until = None;
+        let answer = self
+            .bounded(async {
+                let lookup = ask(&format!("{key}.")).await;
+                let (answer, valid) = records_until(lookup, pick, Instant::now());
+                until = valid;
+                answer
+            })
+            .await;
+        if let Some(until) = until {
+            let key: Box<str> = key.into();
+            kept.insert(key, answer.clone(), until, Instant::now());
+        }
+        answer
+    }
+
+    /// The A records of a name (and the DNSBL queries).
+    pub async fn ipv4(&self, name: &str) -> Answer<Vec<Ipv4Addr>> {
+        let ask = async |fqdn: &str| self.resolver.ipv4_lookup(fqdn).await;
+        self.kept(&self.answers.a, name, ask, |d| match d {
+            RData::A(a) => Some(a.0),
+            _ => None,
         })
         .await
+    }
+
+    /// The AAAA records of a name.
+    async fn ipv6(&self, name: &str) -> Answer<Vec<Ipv6Addr>> {
+        let ask = async |fqdn: &str| self.resolver.ipv6_lookup(fqdn).await;
+        self.kept(&self.answers.aaaa, name, ask, |d| match d {
+            RData::AAAA(a) => Some(a.0),
+            _ => None,
+        })
+        .await
+    }
+
+    /// A and AAAA records of a name, asked in parallel.
+    pub async fn addresses(&self, name: &str) -> Answer<Vec<IpAddr>> {
+        let (v4, v6) = tokio::join!(self.ipv4(name), self.ipv6(name));
+        match (v4.each(IpAddr::V4), v6.each(IpAddr::V6)) {
+            (Answer::Found(mut a), Answer::Found(b)) => {
+                a.extend(b);
+                Answer::Found(a)
+            }
+            (Answer::Found(a), _) | (_, Answer::Found(a)) => Answer::Found(a),
+            (Answer::Failed(why), _) | (_, Answer::Failed(why)) => Answer::Failed(why),
+            _ => Answer::NotFound,
+        }
     }
 
     /// The addresses of a name in the family of `like` (A for an IPv4
     /// address, AAAA for IPv6): forward confirmation of a PTR name.
     pub async fn addresses_like(&self, name: &str, like: IpAddr) -> Answer<Vec<IpAddr>> {
-        let fqdn = format!("{}.", name.trim_end_matches('.'));
-        self.bounded(async {
-            match like {
-                IpAddr::V4(_) => records(
-                    self.resolver.ipv4_lookup(fqdn.as_str()).await,
-                    |d| match d {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        _ => None,
-                    },
-                ),
-                IpAddr::V6(_) => records(
-                    self.resolver.ipv6_lookup(fqdn.as_str()).await,
-                    |d| match d {
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    },
-                ),
-            }
-        })
-        .await
-    }
-
-    /// IPv4 answers for a name (DNSBL queries).
-    pub async fn ipv4(&self, name: &str) -> Answer<Vec<Ipv4Addr>> {
-        self.bounded(async {
-            records(self.resolver.ipv4_lookup(name).await, |d| match d {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-        })
-        .await
+        match like {
+            IpAddr::V4(_) => self.ipv4(name).await.each(IpAddr::V4),
+            IpAddr::V6(_) => self.ipv6(name).await.each(IpAddr::V6),
+        }
     }
 
     /// TXT strings of a name, each record's strings joined.
     pub async fn txt(&self, name: &str) -> Answer<Vec<String>> {
-        self.bounded(async {
-            records(self.resolver.txt_lookup(name).await, |d| match d {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part).into_owned())
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
+        let ask = async |fqdn: &str| self.resolver.txt_lookup(fqdn).await;
+        self.kept(&self.answers.txt, name, ask, |d| match d {
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
         })
         .await
     }
 
     /// MX records of a domain: (preference, exchange).
     pub async fn mx(&self, domain: &str) -> Answer<Vec<(u16, String)>> {
-        let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        self.bounded(async {
-            records(self.resolver.mx_lookup(fqdn.as_str()).await, |d| match d {
-                RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
-                _ => None,
-            })
+        let ask = async |fqdn: &str| self.resolver.mx_lookup(fqdn).await;
+        self.kept(&self.answers.mx, domain, ask, |d| match d {
+            RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
+            _ => None,
         })
         .await
     }
@@ -565,5 +617,73 @@ fn mail_auth_spf(result: crate::spf::SpfResult) -> SpfResult {
         Ours::SoftFail => SpfResult::SoftFail,
         Ours::TempError => SpfResult::TempError,
         Ours::PermError => SpfResult::PermError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::net::NoRecords;
+    use hickory_resolver::proto::rr::rdata::A;
+    use hickory_resolver::proto::rr::Record;
+
+    fn a_query() -> Query {
+        Query::query(Name::from_ascii("kept.test.").unwrap(), RecordType::A)
+    }
+
+    fn pick_a(d: &RData) -> Option<Ipv4Addr> {
+        match d {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_found_answer_is_kept_until_the_lookup_says() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(300);
+        let record = Record::from_rdata(
+            Name::from_ascii("kept.test.").unwrap(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        );
+        let lookup = Lookup::new_with_deadline(a_query(), [record], until);
+        let (answer, kept) = records_until(Ok(lookup), pick_a, now);
+        assert_eq!(answer, Answer::Found(vec![Ipv4Addr::new(192, 0, 2, 1)]));
+        assert_eq!(kept, Some(until));
+    }
+
+    #[test]
+    fn a_name_that_does_not_exist_is_kept_for_the_negative_ttl_only_when_there_is_one() {
+        let now = Instant::now();
+        let mut none = NoRecords::new(a_query(), ResponseCode::NXDomain);
+        let without_soa = NetError::Dns(DnsError::NoRecordsFound(none.clone()));
+        assert_eq!(
+            records_until(Err(without_soa), pick_a, now),
+            (Answer::NotFound, None)
+        );
+        none.negative_ttl = Some(60);
+        let with_soa = NetError::Dns(DnsError::NoRecordsFound(none));
+        assert_eq!(
+            records_until(Err(with_soa), pick_a, now),
+            (Answer::NotFound, Some(now + Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn a_failure_is_never_kept() {
+        let now = Instant::now();
+        let (answer, kept) = records_until(Err(NetError::Timeout), pick_a, now);
+        assert_eq!(answer, Answer::Failed("timeout".into()));
+        assert_eq!(kept, None);
+        let servfail = NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail));
+        assert_eq!(records_until(Err(servfail), pick_a, now).1, None);
+    }
+
+    #[test]
+    fn names_are_kept_under_one_key_whatever_their_case_and_final_dot() {
+        assert_eq!(cache_key("Kept.Test."), "kept.test");
+        assert_eq!(cache_key("kept.test"), "kept.test");
+        assert!(matches!(cache_key("kept.test."), Cow::Borrowed(_)));
     }
 }

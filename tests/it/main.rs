@@ -12,6 +12,7 @@ mod config_cli;
 mod content;
 mod crash;
 mod delivery;
+mod dns_cache;
 mod dovecot;
 mod downstream_features;
 mod downstream_tls;
