@@ -29,7 +29,58 @@ const MAX_BUFFERED: usize = 64 * 1024;
 
 /// Reads every line as it is written (the metrics count from them).
 pub trait Observer: Send + Sync {
-    fn observe(&self, fields: &[(&'static str, String)]);
+    fn observe(&self, fields: &Fields);
+}
+
+/// The fields of a line: every value written one after the other into one
+/// buffer, each key with where its value ends (two allocations a line,
+/// whatever its number of fields).
+pub struct Fields {
+    values: String,
+    ends: Vec<(&'static str, usize)>,
+}
+
+impl Fields {
+    /// Room for a line of the usual size, so that it grows no more.
+    fn new() -> Fields {
+        Fields {
+            values: String::with_capacity(192),
+            ends: Vec::with_capacity(16),
+        }
+    }
+
+    /// Adds `key=value`.
+    fn push(&mut self, key: &'static str, value: impl std::fmt::Display) {
+        let _ = write!(self.values, "{value}");
+        self.ends.push((key, self.values.len()));
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key, end)| {
+            let value = self.values.get(start..end).unwrap_or_default();
+            start = end;
+            (key, value)
+        })
+    }
+
+    /// The value of the first field named `key` ("" when there is none).
+    pub fn get(&self, key: &str) -> &str {
+        self.iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, value)| value)
+    }
+
+    /// The fields of `pairs` (tests of what reads lines).
+    #[cfg(test)]
+    pub fn of(pairs: &[(&'static str, &str)]) -> Fields {
+        let mut fields = Fields::new();
+        for (key, value) in pairs {
+            fields.push(key, value);
+        }
+        fields
+    }
 }
 
 /// Where log lines go.
@@ -139,23 +190,25 @@ impl Logger {
 
     /// Starts a line for `event`.
     pub fn event(&self, event: &'static str) -> Line<'_> {
+        let mut fields = Fields::new();
+        fields.push("event", event);
         Line {
             logger: self,
-            fields: vec![("event", event.to_string())],
+            fields,
         }
     }
 
-    fn write(&self, fields: &[(&'static str, String)]) {
+    fn write(&self, fields: &Fields) {
         if let Some(observer) = self.observer.get() {
             observer.observe(fields);
         }
         let time = crate::time::now();
-        let now = crate::time::iso8601(time);
+        let now = crate::time::Iso8601(time);
         let json = self.json.load(Ordering::Relaxed);
         let line = if json {
-            render_json(&now, fields)
+            render_json(now, fields)
         } else {
-            render_text(&now, fields)
+            render_text(now, fields)
         };
         let (sink, wake) = &*self.shared;
         let mut sink = lock(sink);
@@ -317,13 +370,13 @@ fn connect_syslog(path: &std::path::Path) -> std::io::Result<UnixDatagram> {
 /// One log line being built.
 pub struct Line<'a> {
     logger: &'a Logger,
-    fields: Vec<(&'static str, String)>,
+    fields: Fields,
 }
 
 impl Line<'_> {
     /// Adds `key=value`.
     pub fn kv(mut self, key: &'static str, value: impl std::fmt::Display) -> Self {
-        self.fields.push((key, value.to_string()));
+        self.fields.push(key, value);
         self
     }
 
@@ -340,11 +393,12 @@ impl Line<'_> {
     }
 }
 
-fn render_text(now: &str, fields: &[(&'static str, String)]) -> String {
-    let mut out = String::with_capacity(160);
-    out.push_str(now);
-    out.push_str(" mxguard:");
-    for (key, value) in fields {
+/// The line as text, at the size it will have unless values need quotes.
+fn render_text(now: impl std::fmt::Display, fields: &Fields) -> String {
+    let keys: usize = fields.ends.iter().map(|(key, _)| key.len() + 2).sum();
+    let mut out = String::with_capacity(40 + keys + fields.values.len());
+    let _ = write!(out, "{now} mxguard:");
+    for (key, value) in fields.iter() {
         let _ = write!(out, " {key}=");
         let plain = !value.is_empty()
             && value
@@ -362,12 +416,11 @@ fn render_text(now: &str, fields: &[(&'static str, String)]) -> String {
     out
 }
 
-fn render_json(now: &str, fields: &[(&'static str, String)]) -> String {
-    let mut out = String::with_capacity(200);
-    out.push_str("{\"ts\":\"");
-    out.push_str(now);
-    out.push('"');
-    for (key, value) in fields {
+fn render_json(now: impl std::fmt::Display, fields: &Fields) -> String {
+    let keys: usize = fields.ends.iter().map(|(key, _)| key.len() + 6).sum();
+    let mut out = String::with_capacity(40 + keys + fields.values.len());
+    let _ = write!(out, "{{\"ts\":\"{now}\"");
+    for (key, value) in fields.iter() {
         let _ = write!(out, ",\"{key}\":\"");
         escape_into(&mut out, value);
         out.push('"');
@@ -461,14 +514,33 @@ pub fn escape_into(out: &mut String, value: &str) {
 mod tests {
     use super::*;
 
-    fn fields() -> Vec<(&'static str, String)> {
-        vec![
-            ("event", "reject".into()),
-            ("client", "192.0.2.1".into()),
-            ("reply", "550 5.1.1 \"x\" unknown".into()),
-            ("helo", "".into()),
-            ("from", "a\r\nb".into()),
-        ]
+    fn fields() -> Fields {
+        Fields::of(&[
+            ("event", "reject"),
+            ("client", "192.0.2.1"),
+            ("reply", "550 5.1.1 \"x\" unknown"),
+            ("helo", ""),
+            ("from", "a\r\nb"),
+        ])
+    }
+
+    #[test]
+    fn fields_are_read_back_in_order_empty_ones_included() {
+        let fields = fields();
+        let read: Vec<(&str, &str)> = fields.iter().collect();
+        assert_eq!(
+            read,
+            [
+                ("event", "reject"),
+                ("client", "192.0.2.1"),
+                ("reply", "550 5.1.1 \"x\" unknown"),
+                ("helo", ""),
+                ("from", "a\r\nb"),
+            ]
+        );
+        assert_eq!(fields.get("client"), "192.0.2.1");
+        assert_eq!(fields.get("helo"), "");
+        assert_eq!(fields.get("size"), "");
     }
 
     #[test]

@@ -137,11 +137,22 @@ pub fn rfc3164(t: SystemTime) -> String {
 
 /// `2026-11-29T15:01:55.123Z`.
 pub fn iso8601(t: SystemTime) -> String {
-    let p = parts(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
-    )
+    Iso8601(t).to_string()
+}
+
+/// A time written as [`iso8601`] says, where it is displayed (a log line
+/// writes it into its own buffer).
+pub struct Iso8601(pub SystemTime);
+
+impl std::fmt::Display for Iso8601 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = parts(self.0);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
+        )
+    }
 }
 
 #[cfg(test)]

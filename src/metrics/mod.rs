@@ -13,6 +13,7 @@ pub mod scrape;
 pub mod site;
 
 use crate::dns::latency::Histogram;
+use crate::log::Fields;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -73,13 +74,6 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
 ];
 
-fn field<'a>(fields: &'a [(&'static str, String)], key: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// `key="value"` with Prometheus escaping.
 fn label(key: &str, value: &str) -> String {
     let mut out = format!("{key}=\"");
@@ -116,10 +110,10 @@ impl Metrics {
     }
 
     /// Counts one log line.
-    pub fn observe(&self, fields: &[(&'static str, String)]) {
-        let event = field(fields, "event");
+    pub fn observe(&self, fields: &Fields) {
+        let event = fields.get("event");
         self.add("mxguard_events_total", labels(&[("event", event)]), 1);
-        let f = |key| field(fields, key);
+        let f = |key| fields.get(key);
         match event {
             "disconnect" => self.add("mxguard_connections_total", String::new(), 1),
             "accept" => {
@@ -240,7 +234,7 @@ fn family_has_labels(family: &str) -> bool {
 }
 
 impl crate::log::Observer for Metrics {
-    fn observe(&self, fields: &[(&'static str, String)]) {
+    fn observe(&self, fields: &Fields) {
         Metrics::observe(self, fields);
     }
 }
@@ -282,8 +276,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn line(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    fn line(pairs: &[(&'static str, &str)]) -> Fields {
+        Fields::of(pairs)
     }
 
     #[test]
