@@ -140,6 +140,17 @@ pub fn iso8601(t: SystemTime) -> String {
     Iso8601(t).to_string()
 }
 
+/// A duration in seconds to the millisecond, rounded: `0.042s` (the log's
+/// durations, written without a float or a string of their own).
+pub struct Seconds(pub Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = (self.0.as_nanos() + 500_000) / 1_000_000;
+        write!(f, "{}.{:03}s", millis / 1000, millis % 1000)
+    }
+}
+
 /// A time written as [`iso8601`] says, where it is displayed (a log line
 /// writes it into its own buffer).
 pub struct Iso8601(pub SystemTime);
@@ -167,6 +178,17 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3164(t), "Nov 29 15:01:55");
         assert_eq!(rfc3164(UNIX_EPOCH), "Jan  1 00:00:00");
+        for (nanos, written) in [
+            (0, "0.000s"),
+            (1_499_999, "0.001s"),
+            (1_500_000, "0.002s"),
+            (42_000_000, "0.042s"),
+            (61_999_600_000, "62.000s"),
+        ] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(Seconds(d).to_string(), written);
+            assert_eq!(format!("{:.3}s", d.as_secs_f64()), written);
+        }
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc5322(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
     }

@@ -494,10 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .kv("action", action)
             .opt("changes", (changes > 0).then_some(changes))
             .opt("reply", reply)
-            .kv(
-                "elapsed",
-                format!("{:.3}s", started.elapsed().as_secs_f64()),
-            )
+            .kv("elapsed", crate::time::Seconds(started.elapsed()))
             .emit();
     }
 }

@@ -248,10 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .kv("tempfailed", self.counts.tempfailed)
             .kv("rcpts", self.counts.rcpts)
             .kv("bytes", self.counts.bytes)
-            .kv(
-                "duration",
-                format!("{:.3}s", started.elapsed().as_secs_f64()),
-            )
+            .kv("duration", crate::time::Seconds(started.elapsed()))
             .opt("last_reject", self.counts.last_reject.as_deref())
             .emit();
         Box::pin(self.count_offences()).await;
