@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the hot paths: command parsing, replies
 //! (written and logged), the DATA decoder, the spool write (fsync'ed, as
 //! before every 250) alone and by sessions committing at once (group
-//! commit), a queue file new or reused (without fsyncs), a decision's log
+//! commit), the relay's dot-stuffing, a queue file new or reused (without fsyncs), a decision's log
 //! line (buffered), the verdict over a stage's check results, a message's
 //! milter packets, and what a hand-over to tokio's blocking pool costs
 //! against the work it would carry (the last DATA piece's scan, a queued
@@ -14,7 +14,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mxguard::config::{BareLineEndings, CheckSetting, Mode, OnDnsError};
 use mxguard::smtp::command;
-use mxguard::smtp::data::DataDecoder;
+use mxguard::smtp::data::{self, DataDecoder};
 use mxguard::smtp::reply::Reply;
 use mxguard::spool::{Envelope, QueueId, Spool};
 use mxguard::verdict::{decide, CheckResult, Outcome, Stage};
@@ -92,6 +92,19 @@ fn data(c: &mut Criterion) {
             let (used, done) = decoder.feed(black_box(&message));
             assert!(done && used == message.len());
             black_box(decoder.finish())
+        })
+    });
+    // The same message as the relay sends it: stuffed again.
+    let mut decoder = DataDecoder::new(26_214_400, BareLineEndings::Reject);
+    decoder.feed(&message);
+    let plain = decoder.take();
+    group.bench_function("encode 10 KB (the relay's dot-stuffing)", |b| {
+        let mut out = Vec::with_capacity(plain.len() + plain.len() / 8 + 5);
+        b.iter(|| {
+            out.clear();
+            let mut line_start = true;
+            data::stuff(black_box(&plain), &mut line_start, &mut out);
+            black_box(&out);
         })
     });
     group.finish();

@@ -1,7 +1,8 @@
 //! The DATA decoder (sans-IO): finds the end of the message, which is only
 //! ever `<CRLF>.<CRLF>`, undoes dot-stuffing, enforces the size limit, and
 //! refuses or normalises bare CR and LF so nothing can be smuggled past a
-//! downstream that reads line ends differently (SMTP smuggling).
+//! downstream that reads line ends differently (SMTP smuggling). And the
+//! encoder the relay sends with ([`stuff`], [`end_of_data`]).
 
 use serde::Deserialize;
 
@@ -182,6 +183,30 @@ impl DataDecoder {
     }
 }
 
+/// The encoder, for the relay: appends `chunk` of a message with a dot
+/// doubled at every line start (`line_start` carried from one chunk to the
+/// next, true at the start of the message), a line at a time (a byte at a
+/// time was 4 % of an accepted message's CPU).
+pub fn stuff(chunk: &[u8], line_start: &mut bool, out: &mut Vec<u8>) {
+    for line in chunk.split_inclusive(|&b| b == b'\n') {
+        if *line_start && line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+        *line_start = line.last() == Some(&b'\n');
+    }
+}
+
+/// What ends the data: the final dot, after a CRLF if the message (of
+/// `len` octets, ending with `tail`) lacks one.
+pub fn end_of_data(len: u64, tail: [u8; 2]) -> &'static [u8] {
+    if len == 0 || tail == *b"\r\n" {
+        b".\r\n"
+    } else {
+        b"\r\n.\r\n"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +288,72 @@ mod tests {
             let (_, done) = d.feed(&input[split..]);
             assert!(done);
             assert_eq!(d.finish(), whole, "split at {split}");
+        }
+    }
+
+    fn dot_stuff(message: &[u8], chunk: usize) -> Vec<u8> {
+        let (mut out, mut line_start) = (Vec::new(), true);
+        for part in message.chunks(chunk.max(1)) {
+            stuff(part, &mut line_start, &mut out);
+        }
+        let tail = match message {
+            [.., a, b] => [*a, *b],
+            [b] => [0, *b],
+            [] => [0, 0],
+        };
+        out.extend_from_slice(end_of_data(message.len() as u64, tail));
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_across_chunks() {
+        for chunk in [1, 2, 3, 100] {
+            assert_eq!(
+                dot_stuff(b"a\r\n.b\r\n.\r\n", chunk),
+                b"a\r\n..b\r\n..\r\n.\r\n"
+            );
+            assert_eq!(dot_stuff(b".x", chunk), b"..x\r\n.\r\n");
+        }
+        assert_eq!(dot_stuff(b"", 1), b".\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dot_stuffing_doubles_exactly_the_dots_that_start_a_line(
+            message in proptest::collection::vec(
+                proptest::sample::select(vec![b'.', b'\r', b'\n', b'a']),
+                0..64,
+            ),
+            chunk in 1usize..9,
+        ) {
+            let mut expected = Vec::new();
+            let mut line_start = true;
+            for &b in &message {
+                if line_start && b == b'.' {
+                    expected.push(b'.');
+                }
+                expected.push(b);
+                line_start = b == b'\n';
+            }
+            let stuffed = dot_stuff(&message, chunk);
+            proptest::prop_assert_eq!(&stuffed[..expected.len()], &expected[..]);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_the_encoder_stuffs_the_decoder_gives_back(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec!["", ".", "..", "a", ".a", "a.", "a\tb"]),
+                0..12,
+            ),
+            chunk in 1usize..9,
+        ) {
+            let message: Vec<u8> = lines.iter().flat_map(|l| [l.as_bytes(), b"\r\n"].concat()).collect();
+            let mut decoder = DataDecoder::new(1000, BareLineEndings::Reject);
+            let stuffed = dot_stuff(&message, chunk);
+            proptest::prop_assert_eq!(decoder.feed(&stuffed), (stuffed.len(), true));
+            proptest::prop_assert_eq!(decoder.finish(), DataOutcome::Message(message));
         }
     }
 }
