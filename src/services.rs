@@ -15,6 +15,7 @@ use crate::log::Logger;
 use crate::policy::pipeline::{Front, Pipeline};
 use crate::policy::Policy;
 use crate::reload::FileError;
+use crate::smtp::reply::{self, Reply};
 use crate::spool::Spool;
 use crate::state::State;
 use crate::tls::server::ServerTls;
@@ -35,6 +36,38 @@ pub struct Services {
     pub phase: lifecycle::Watch,
     /// One per `[[milter]]`: its `max_sessions` slots.
     pub milter_slots: Vec<Arc<tokio::sync::Semaphore>>,
+    /// The replies every session gives alike, written once.
+    pub greetings: Greetings,
+}
+
+/// The banner and the answers to HELO and EHLO, in wire form: the same for
+/// every session of a configuration (a session writes them as they are,
+/// without building a reply of eight lines each time).
+pub struct Greetings {
+    pub banner: Vec<u8>,
+    pub helo: Vec<u8>,
+    /// EHLO's answer where STARTTLS is not offered (no `[tls]`, or the
+    /// connection is already encrypted).
+    pub ehlo: Vec<u8>,
+    pub ehlo_starttls: Vec<u8>,
+}
+
+impl Greetings {
+    fn new(config: &Config) -> Greetings {
+        let host = &config.server.hostname;
+        let size = config.limits.max_message_size;
+        let wire = |reply: Reply| {
+            let mut out = Vec::new();
+            reply.write_to(&mut out);
+            out
+        };
+        Greetings {
+            banner: wire(Reply::plain(220, vec![format!("{host} ESMTP mxguard")])),
+            helo: wire(Reply::plain(250, vec![host.clone()])),
+            ehlo: wire(reply::ehlo(host, size, false)),
+            ehlo_starttls: wire(reply::ehlo(host, size, true)),
+        }
+    }
 }
 
 /// What outlives a reload.
@@ -82,6 +115,7 @@ impl Services {
             .collect();
         Ok(Services {
             milter_slots,
+            greetings: Greetings::new(&config),
             policy: Policy::new(
                 config.clone(),
                 dns,

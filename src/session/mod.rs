@@ -226,8 +226,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let limits = &self.svc.config.limits;
         let timeout = limits.command_timeout.0;
         if Box::pin(self.before_banner()).await == Flow::Continue {
-            let banner = Reply::plain(220, vec![format!("{} ESMTP mxguard", self.hostname())]);
-            self.conn.write_reply(&banner);
+            self.conn.write(&self.svc.greetings.banner);
             self.converse().await;
         }
         let _ = self.conn.flush(timeout).await;

@@ -31,23 +31,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         self.helo = Some(name);
         self.esmtp = esmtp;
-        let host = self.hostname().to_string();
-        if !esmtp {
-            return self.ok(Reply::plain(250, vec![host]));
-        }
-        let mut lines = vec![
-            host,
-            "PIPELINING".to_string(),
-            format!("SIZE {}", self.svc.config.limits.max_message_size),
-            "8BITMIME".to_string(),
-            "ENHANCEDSTATUSCODES".to_string(),
-            "SMTPUTF8".to_string(),
-            "DSN".to_string(),
-        ];
-        if self.svc.tls.is_some() && !self.conn.is_tls() {
-            lines.push("STARTTLS".to_string());
-        }
-        self.ok(Reply::plain(250, lines))
+        let greetings = &self.svc.greetings;
+        let reply = match (esmtp, self.svc.tls.is_some() && !self.conn.is_tls()) {
+            (false, _) => &greetings.helo,
+            (true, false) => &greetings.ehlo,
+            (true, true) => &greetings.ehlo_starttls,
+        };
+        self.conn.write(reply);
+        Flow::Continue
     }
 
     /// The verdict of the connect, HELO (and MAIL) checks; warnings not

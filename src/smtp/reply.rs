@@ -86,6 +86,24 @@ impl Reply {
     }
 }
 
+/// What mxguard answers to EHLO: its name, then the extensions it offers
+/// (STARTTLS when `starttls`).
+pub fn ehlo(hostname: &str, max_message_size: u64, starttls: bool) -> Reply {
+    let mut lines = vec![
+        hostname.to_string(),
+        "PIPELINING".to_string(),
+        format!("SIZE {max_message_size}"),
+        "8BITMIME".to_string(),
+        "ENHANCEDSTATUSCODES".to_string(),
+        "SMTPUTF8".to_string(),
+        "DSN".to_string(),
+    ];
+    if starttls {
+        lines.push("STARTTLS".to_string());
+    }
+    Reply::plain(250, lines)
+}
+
 /// The one-line form used in logs: `550 5.1.1 text`.
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
