@@ -162,8 +162,13 @@ const MAX_PTR_NAMES: usize = 10;
 
 /// How long a PTR answer is reused.
 const PTR_CACHE_TTL: Duration = Duration::from_secs(300);
-/// Beyond this many answers of one kind, their cache starts over.
-const CACHE_MAX: usize = 50_000;
+/// Beyond this many PTR answers (one per client address), their cache
+/// starts over.
+const PTR_CACHE_MAX: usize = 50_000;
+/// Beyond this many names of one kind, their cache starts over: clients
+/// choose them (HELO names, sender domains), and 10,000 names of at most
+/// 253 octets stay under 4 MB a kind.
+const ANSWERS_MAX: usize = 10_000;
 
 fn classify<T>(e: &NetError) -> Answer<T> {
     match e {
@@ -284,12 +289,12 @@ impl Dns {
             resolver,
             pool: RetryDnsHandle::new(pool, 1),
             timeout: config.timeout.0,
-            ptr_cache: Expiring::new(CACHE_MAX),
+            ptr_cache: Expiring::new(PTR_CACHE_MAX),
             answers: Answers {
-                a: Expiring::new(CACHE_MAX),
-                aaaa: Expiring::new(CACHE_MAX),
-                txt: Expiring::new(CACHE_MAX),
-                mx: Expiring::new(CACHE_MAX),
+                a: Expiring::new(ANSWERS_MAX),
+                aaaa: Expiring::new(ANSWERS_MAX),
+                txt: Expiring::new(ANSWERS_MAX),
+                mx: Expiring::new(ANSWERS_MAX),
             },
         })
     }
