@@ -114,7 +114,16 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         Some((v, a)) => (v, a.trim_start_matches([' ', '\t'])),
         None => (line, ""),
     };
-    let verb = verb.to_ascii_uppercase();
+    // The verb in upper case on the stack: the longest known is 8 letters.
+    let mut upper = [0u8; 8];
+    let known = match upper.get_mut(..verb.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(verb.as_bytes());
+            slot.make_ascii_uppercase();
+            &*slot
+        }
+        None => b"",
+    };
     let no_args = |cmd: Command, name: &'static str| {
         if args.is_empty() {
             Ok(cmd)
@@ -122,22 +131,22 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
             Err(CommandError::Syntax(name))
         }
     };
-    match verb.as_str() {
-        "HELO" => greeting(args, "HELO").map(Command::Helo),
-        "EHLO" => greeting(args, "EHLO").map(Command::Ehlo),
-        "MAIL" => parse_mail(args),
-        "RCPT" => parse_rcpt(args),
-        "DATA" => no_args(Command::Data, "DATA"),
-        "RSET" => no_args(Command::Rset, "RSET"),
-        "QUIT" => no_args(Command::Quit, "QUIT"),
-        "STARTTLS" => no_args(Command::StartTls, "STARTTLS"),
-        "NOOP" => Ok(Command::Noop),
-        "HELP" => Ok(Command::Help),
-        "VRFY" if !args.is_empty() => Ok(Command::Vrfy),
-        "VRFY" => Err(CommandError::Syntax("VRFY")),
-        "EXPN" => Ok(Command::Expn),
-        "BDAT" | "AUTH" | "ETRN" | "TURN" | "ATRN" | "SEND" | "SOML" | "SAML" => {
-            Ok(Command::NotImplemented(verb))
+    match known {
+        b"HELO" => greeting(args, "HELO").map(Command::Helo),
+        b"EHLO" => greeting(args, "EHLO").map(Command::Ehlo),
+        b"MAIL" => parse_mail(args),
+        b"RCPT" => parse_rcpt(args),
+        b"DATA" => no_args(Command::Data, "DATA"),
+        b"RSET" => no_args(Command::Rset, "RSET"),
+        b"QUIT" => no_args(Command::Quit, "QUIT"),
+        b"STARTTLS" => no_args(Command::StartTls, "STARTTLS"),
+        b"NOOP" => Ok(Command::Noop),
+        b"HELP" => Ok(Command::Help),
+        b"VRFY" if !args.is_empty() => Ok(Command::Vrfy),
+        b"VRFY" => Err(CommandError::Syntax("VRFY")),
+        b"EXPN" => Ok(Command::Expn),
+        b"BDAT" | b"AUTH" | b"ETRN" | b"TURN" | b"ATRN" | b"SEND" | b"SOML" | b"SAML" => {
+            Ok(Command::NotImplemented(verb.to_ascii_uppercase()))
         }
         _ => Err(CommandError::Unknown),
     }
