@@ -311,7 +311,7 @@ fn milter(c: &mut Criterion) {
 }
 
 fn verdict(c: &mut Criterion) {
-    let result = |check: &str, outcome: Outcome| CheckResult {
+    let result = |check: &'static str, outcome: Outcome| CheckResult {
         check: check.into(),
         stage: Stage::Connect,
         setting: CheckSetting::default(),

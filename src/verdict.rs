@@ -7,21 +7,26 @@
 
 use crate::config::{Action, CheckSetting, Mode, OnDnsError};
 use crate::smtp::reply::Reply;
+use std::borrow::Cow;
 use std::time::Duration;
+
+/// A check's name: a constant for most (`reverse_dns`), made once per
+/// result for those named after their list (`dnsbl:zen.spamhaus.org`).
+pub type CheckName = Cow<'static, str>;
 
 /// A check said no: its name for the log, and the reply for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub check: String,
+    pub check: CheckName,
     pub reply: Reply,
     /// Why a refusal became a warning, for the log (`note=`).
     pub note: Option<String>,
 }
 
 impl Refusal {
-    pub fn new(check: &str, reply: Reply) -> Refusal {
+    pub fn new(check: impl Into<CheckName>, reply: Reply) -> Refusal {
         Refusal {
-            check: check.to_string(),
+            check: check.into(),
             reply,
             note: None,
         }
@@ -69,7 +74,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct CheckResult {
     /// `reverse_dns`, `dnsbl:zen.spamhaus.org`, …
-    pub check: String,
+    pub check: CheckName,
     pub stage: Stage,
     pub setting: CheckSetting,
     /// The default when the setting names no `on_dns_error`.
@@ -143,15 +148,15 @@ pub fn decide(results: &[CheckResult], mode: Mode, reject_score: f64, client: &s
                 decision.score += w;
                 scored.push(format!("{}({w})", r.check));
             }
-            Effect::Warn(reply) => decision.warnings.push(Refusal::new(&r.check, reply)),
+            Effect::Warn(reply) => decision.warnings.push(Refusal::new(r.check.clone(), reply)),
             Effect::Refuse(reply) if reply.code >= 500 => {
                 if decision.refusal.is_none() {
-                    decision.refusal = Some(Refusal::new(&r.check, reply));
+                    decision.refusal = Some(Refusal::new(r.check.clone(), reply));
                 }
             }
             Effect::Refuse(reply) => {
                 if temporary.is_none() {
-                    temporary = Some(Refusal::new(&r.check, reply));
+                    temporary = Some(Refusal::new(r.check.clone(), reply));
                 }
             }
         }
@@ -182,7 +187,7 @@ pub fn decide(results: &[CheckResult], mode: Mode, reject_score: f64, client: &s
 mod tests {
     use super::*;
 
-    fn result(check: &str, setting: CheckSetting, outcome: Outcome) -> CheckResult {
+    fn result(check: &'static str, setting: CheckSetting, outcome: Outcome) -> CheckResult {
         CheckResult {
             check: check.into(),
             stage: Stage::Connect,
@@ -221,7 +226,7 @@ mod tests {
         ];
         let d = decide(&results, Mode::Enforce, 10.0, "192.0.2.1");
         let refusal = d.refusal.unwrap();
-        assert_eq!((refusal.check.as_str(), refusal.reply.code), ("c", 550));
+        assert_eq!((&*refusal.check, refusal.reply.code), ("c", 550));
         assert_eq!(d.warnings.len(), 1);
         let d = decide(&results[..2], Mode::Enforce, 10.0, "192.0.2.1");
         assert_eq!(d.refusal.unwrap().reply.to_string(), "450 4.7.1 listed");

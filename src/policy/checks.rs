@@ -17,7 +17,8 @@ use crate::log::Logger;
 use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
-use crate::verdict::{CheckResult, Outcome, Stage};
+use crate::verdict::{CheckName, CheckResult, Outcome, Stage};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,14 +52,14 @@ impl Timer {
 
     pub(super) fn result(
         &self,
-        check: &str,
+        check: impl Into<CheckName>,
         setting: CheckSetting,
         dns_error_default: OnDnsError,
         outcome: Outcome,
         detail: impl Into<String>,
     ) -> CheckResult {
         CheckResult {
-            check: check.to_string(),
+            check: check.into(),
             stage: self.stage,
             setting,
             dns_error_default,
@@ -69,6 +70,9 @@ impl Timer {
     }
 }
 
+/// A DNSBL's reply text: `{client_ip}`, `{zone}`, `{txt}` and
+/// `{sender_domain}` in the template replaced by their values, in one pass
+/// (a value is never searched for placeholders in its turn).
 pub(super) fn render(
     template: &str,
     client: IpAddr,
@@ -76,11 +80,38 @@ pub(super) fn render(
     txt: &str,
     sender: &str,
 ) -> String {
-    template
-        .replace("{client_ip}", &client.to_string())
-        .replace("{zone}", zone)
-        .replace("{txt}", txt)
-        .replace("{sender_domain}", sender)
+    let mut out = String::with_capacity(template.len() + zone.len() + txt.len() + 40);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        // The client's address is written in place (None), the rest copied.
+        let placeholder = [
+            ("{client_ip}", None),
+            ("{zone}", Some(zone)),
+            ("{txt}", Some(txt)),
+            ("{sender_domain}", Some(sender)),
+        ]
+        .into_iter()
+        .find(|(name, _)| rest.starts_with(name));
+        rest = match placeholder {
+            Some((name, value)) => {
+                match value {
+                    Some(text) => out.push_str(text),
+                    None => {
+                        let _ = write!(out, "{client}");
+                    }
+                }
+                &rest[name.len()..]
+            }
+            None => {
+                out.push('{');
+                &rest[1..]
+            }
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Checks {
@@ -195,4 +226,25 @@ pub(super) fn join_ips(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn a_dnsbl_message_gets_each_placeholder_once_and_keeps_other_braces() {
+        let client = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            render(
+                "{client_ip} at {zone}: {txt} ({sender_domain}) {client_ip} {other} {",
+                client,
+                "bl.test",
+                "see {sender_domain}",
+                "example.test"
+            ),
+            "192.0.2.1 at bl.test: see {sender_domain} (example.test) 192.0.2.1 {other} {"
+        );
+        assert_eq!(render("plain", client, "z", "", ""), "plain");
+    }
 }

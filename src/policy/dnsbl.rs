@@ -13,6 +13,7 @@ use crate::dns::dnsbl::{self, Listing};
 use crate::dns::Answer;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// What is looked up in a list.
@@ -39,22 +40,17 @@ impl Checks {
         zone: &ListZone,
         what: Listed<'_>,
     ) -> CheckResult {
-        let (check, name, default, failed, domain) = match what {
+        let (check, name, default, domain) = match what {
             Listed::Client => (
                 format!("dnsbl:{}", zone.zone),
                 dnsbl::query_name(client, &zone.query_zone()),
                 "Service unavailable; Client host [{client_ip}] blocked using {zone}",
-                format!(
-                    "Service unavailable; {} lookup failed for [{client}]",
-                    zone.zone
-                ),
                 "",
             ),
             Listed::Domain(domain) => (
                 format!("rhsbl:{}", zone.zone),
                 format!("{domain}.{}.", zone.query_zone()),
                 "Service unavailable; Sender domain {sender_domain} blocked using {zone}",
-                format!("Service unavailable; {} lookup failed", zone.zone),
                 domain,
             ),
         };
@@ -63,19 +59,28 @@ impl Checks {
         if matches!(what, Listed::Client) && !zone.covers(client) {
             let family = if client.is_ipv4() { "ipv4" } else { "ipv6" };
             let detail = format!("not asked: {family} = false");
-            return t.result(&check, setting, ignore, Outcome::Pass, detail);
+            return t.result(check, setting, ignore, Outcome::Pass, detail);
         }
         let health = self.health.get(&zone.zone);
         if !health.usable() {
             let detail = format!("zone {}: {}", health.label(), health.reason());
-            return t.result(&check, setting, ignore, Outcome::Pass, detail);
+            return t.result(check, setting, ignore, Outcome::Pass, detail);
         }
         match dnsbl::interpret(self.dns.ipv4(&name).await, &zone.codes) {
-            Listing::NotListed => t.result(&check, setting, ignore, Outcome::Pass, "not listed"),
+            Listing::NotListed => t.result(check, setting, ignore, Outcome::Pass, "not listed"),
             Listing::Failed(why) => {
+                let failed = match what {
+                    Listed::Client => format!(
+                        "Service unavailable; {} lookup failed for [{client}]",
+                        zone.zone
+                    ),
+                    Listed::Domain(_) => {
+                        format!("Service unavailable; {} lookup failed", zone.zone)
+                    }
+                };
                 let reply = Reply::new(451, "4.7.1", failed);
                 let detail = zone.redact(&format!("lookup failed: {why}"));
-                t.result(&check, setting, ignore, Outcome::DnsError(reply), detail)
+                t.result(check, setting, ignore, Outcome::DnsError(reply), detail)
             }
             Listing::ZoneError(code) => {
                 let health = match dnsbl::Refusal::of(code) {
@@ -86,10 +91,9 @@ impl Checks {
                 };
                 self.health.set(&zone.zone, health, &self.log);
                 let detail = format!("zone error code {code}: zone disabled");
-                t.result(&check, setting, ignore, Outcome::Pass, detail)
+                t.result(check, setting, ignore, Outcome::Pass, detail)
             }
             Listing::Listed(ips) => {
-                let answers: Vec<String> = ips.iter().map(ToString::to_string).collect();
                 let txt = match &zone.message {
                     Some(m) if m.contains("{txt}") => match self.dns.txt(&name).await {
                         Answer::Found(t) => t.join(" "),
@@ -103,8 +107,11 @@ impl Checks {
                     "5.7.1",
                     render(template, client, &zone.zone, &txt, domain),
                 );
-                let detail = format!("listed: {}", answers.join(","));
-                t.result(&check, setting, ignore, Outcome::Hit(reply), detail)
+                let mut detail = String::from("listed: ");
+                for (i, ip) in ips.iter().enumerate() {
+                    let _ = write!(detail, "{}{ip}", if i > 0 { "," } else { "" });
+                }
+                t.result(check, setting, ignore, Outcome::Hit(reply), detail)
             }
         }
     }

@@ -93,7 +93,7 @@ impl Greylisting {
         for r in results {
             let hit = matches!(r.outcome, Outcome::Hit(_));
             match r.stage {
-                Stage::Connect | Stage::Helo if hit => signals.hits.push(r.check.clone()),
+                Stage::Connect | Stage::Helo if hit => signals.hits.push(r.check.to_string()),
                 Stage::Mail if r.check == "spf" => {
                     signals.spf_pass = r.detail.starts_with("spf=pass");
                 }

@@ -251,7 +251,7 @@ impl<'a> Pipeline<'a> {
     /// 421 with our name.
     pub fn refusal_before_banner(&self, refusal: Refusal) -> Refusal {
         let text = format!("{} {}", self.hostname(), refusal.reply.lines.join(" "));
-        Refusal::new(&refusal.check, Reply::new(421, "4.3.0", text))
+        Refusal::new(refusal.check.clone(), Reply::new(421, "4.3.0", text))
     }
 
     /// The refusal of a client that talked before the banner.

@@ -261,7 +261,7 @@ impl Decider {
         let bans = &self.svc.abuse.bans;
         if self.svc.config.policy_server.count_offences
             && bans.counts(&refusal.check)
-            && self.tx.offences.insert(refusal.check.clone())
+            && self.tx.offences.insert(refusal.check.to_string())
         {
             // A failing store already logged; nothing more to do here.
             let _ = bans.offence(env.client, &refusal.check).await;
@@ -499,7 +499,7 @@ mod tests {
         assert!(Envelope::read(&no_client).is_err());
     }
 
-    fn result(check: &str, outcome: Outcome) -> CheckResult {
+    fn result(check: &'static str, outcome: Outcome) -> CheckResult {
         CheckResult {
             check: check.into(),
             stage: Stage::Connect,
@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn cached_results_hold_while_what_they_are_about_holds() {
         let env = Envelope::read(&request("RCPT")).unwrap().unwrap();
-        let at = |check: &str, stage| CheckResult {
+        let at = |check: &'static str, stage| CheckResult {
             stage,
             ..result(check, Outcome::Pass)
         };
@@ -536,7 +536,8 @@ mod tests {
         let valid = |req: &Request| {
             let env = Envelope::read(req).unwrap().unwrap();
             cached().still_valid(&env).map(|(depth, results)| {
-                let checks: Vec<String> = results.into_iter().map(|r| r.check).collect();
+                let checks: Vec<String> =
+                    results.into_iter().map(|r| r.check.into_owned()).collect();
                 (depth, checks.join(","))
             })
         };

@@ -39,7 +39,7 @@ pub struct Verifier {
     log: Arc<Logger>,
 }
 
-fn unknown(mailbox: &Mailbox, check: &str, why: &str) -> Refusal {
+fn unknown(mailbox: &Mailbox, check: &'static str, why: &str) -> Refusal {
     Refusal::new(
         check,
         Reply::new(

@@ -28,7 +28,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             {
                 Ok(true) => {
                     let refusal = pipeline.pregreet();
-                    self.offences.push(refusal.check.clone());
+                    self.offences.push(refusal.check.to_string());
                     self.conn.write_reply(&refusal.reply);
                     let reply = &refusal.reply;
                     self.log_decision("reject", "connect", &refusal.check, "reject", reply, None);

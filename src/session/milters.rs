@@ -252,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// A filter's refusal, logged as the check `milter:NAME`.
     fn refused(&self, index: usize, reply: Reply) -> Refusal {
         let name = &self.svc.config.milter[index].name;
-        Refusal::new(&format!("milter:{name}"), reply)
+        Refusal::new(format!("milter:{name}"), reply)
     }
 
     /// The filters hear of MAIL (opened first when new); a refusal from
