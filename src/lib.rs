@@ -38,6 +38,7 @@ pub mod dry_run;
 pub mod greylist_admin;
 pub mod import;
 pub mod lifecycle;
+pub mod lines;
 pub mod listeners;
 pub mod lists;
 pub mod log;

@@ -243,7 +243,7 @@ impl Intake {
         if let Some(hashes) = &mut self.body_hashes {
             hashes.write(bytes);
         }
-        for segment in bytes.split_inclusive(|&b| b == b'\n') {
+        for segment in crate::lines::of(bytes) {
             let ends_line = segment.last() == Some(&b'\n');
             if self.body_line + content_len(segment) <= MAX_LINE {
                 out.extend_from_slice(segment);
