@@ -495,7 +495,13 @@ impl<'a> Iterator for SplitAddresses<'a> {
 /// JSON-style escaping, also used inside quoted text values (and by the
 /// report's JSON).
 pub fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
+    // Most values need nothing escaped: copied up to the first byte that
+    // may (a quote, a backslash, a control, anything not ASCII).
+    let plain = (value.bytes())
+        .position(|b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f)
+        .unwrap_or(value.len());
+    out.push_str(&value[..plain]);
+    for c in value[plain..].chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -513,6 +519,25 @@ pub fn escape_into(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_escaped_from_the_first_byte_that_needs_it() {
+        let mut out = String::new();
+        for value in [
+            "plain é text",
+            "a\"b\\c",
+            "tab\there",
+            "nel\u{85}é\u{7f}",
+            "",
+        ] {
+            escape_into(&mut out, value);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "plain é text|a\\\"b\\\\c|tab\\there|nel\\u0085é\\u007f||"
+        );
+    }
 
     fn fields() -> Fields {
         Fields::of(&[

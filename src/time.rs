@@ -157,12 +157,25 @@ pub struct Iso8601(pub SystemTime);
 
 impl std::fmt::Display for Iso8601 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Digits written in place: every log line starts with one.
         let p = parts(self.0);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
-        )
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        for (value, end, width) in [
+            (u64::try_from(p.year).unwrap_or(0), 4, 4),
+            (u64::from(p.month), 7, 2),
+            (u64::from(p.day), 10, 2),
+            (p.hour, 13, 2),
+            (p.minute, 16, 2),
+            (p.second, 19, 2),
+            (u64::from(p.millis), 23, 3),
+        ] {
+            let mut rest = value;
+            for at in (end - width..end).rev() {
+                text[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        }
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }
 
