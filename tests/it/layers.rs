@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "spf",
             "milter",
             "memory",
+            "lines",
         ],
     ),
     (
