@@ -342,6 +342,23 @@ fn verdict(c: &mut Criterion) {
     });
 }
 
+/// The generic-PTR test, run for every connection with a PTR name: a name
+/// that carries the address and one that does not (the whole name read).
+fn generic_ptr(c: &mut Criterion) {
+    use mxguard::policy::rdns::looks_generic;
+    let client = "192.0.2.1".parse().unwrap();
+    let mut group = c.benchmark_group("generic PTR name");
+    for (what, name) in [
+        ("generic", "host-1-2-0-192.dyn.pool.broadband.example.net"),
+        ("not generic", "mail-out-17.relay.mailservice.example.net"),
+    ] {
+        group.bench_function(what, |b| {
+            b.iter(|| black_box(looks_generic(black_box(name), client)))
+        });
+    }
+    group.finish();
+}
+
 /// A 10 KB message's last piece scanned and a 10 KB queued body read, each
 /// in place on a runtime thread or handed to the blocking pool and back,
 /// as a session and a delivery do: the difference is what the hand-over
@@ -406,6 +423,7 @@ criterion_group!(
     benches,
     commands,
     replies,
+    generic_ptr,
     data,
     spool,
     group_commit,
