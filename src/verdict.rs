@@ -137,7 +137,12 @@ pub struct Decision {
 }
 
 /// Folds results into a decision; `client` is named in the score reply.
-pub fn decide(results: &[CheckResult], mode: Mode, reject_score: f64, client: &str) -> Decision {
+pub fn decide<'a>(
+    results: impl IntoIterator<Item = &'a CheckResult>,
+    mode: Mode,
+    reject_score: f64,
+    client: &str,
+) -> Decision {
     let mut decision = Decision::default();
     let mut temporary: Option<Refusal> = None;
     let mut scored = Vec::new();

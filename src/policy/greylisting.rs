@@ -85,7 +85,7 @@ impl Greylisting {
     }
 
     /// The standing of `client`, from the results of its checks so far.
-    pub async fn standing(&self, client: IpAddr, results: &[CheckResult]) -> Standing {
+    pub async fn standing(&self, client: IpAddr, results: &[&CheckResult]) -> Standing {
         let mut signals = Signals {
             client: Some(client),
             ..Signals::default()

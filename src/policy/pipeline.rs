@@ -80,21 +80,20 @@ impl Upto {
 /// stages, as a front end gathers them (the session in the background,
 /// from the moment each stage's input is known).
 pub trait Evidence: Send {
-    /// The results of the stages up to `upto`.
-    fn results(&mut self, upto: Upto)
-        -> impl std::future::Future<Output = Vec<CheckResult>> + Send;
+    /// The results of the stages up to `upto`, borrowed: a fold reads them,
+    /// and only the front ends that show them keep copies.
+    fn results(
+        &mut self,
+        upto: Upto,
+    ) -> impl std::future::Future<Output = Vec<&CheckResult>> + Send;
 }
 
 /// Results gathered beforehand.
 pub struct Known(pub Vec<CheckResult>);
 
 impl Evidence for Known {
-    async fn results(&mut self, upto: Upto) -> Vec<CheckResult> {
-        self.0
-            .iter()
-            .filter(|r| upto.covers(r.stage))
-            .cloned()
-            .collect()
+    async fn results(&mut self, upto: Upto) -> Vec<&CheckResult> {
+        self.0.iter().filter(|r| upto.covers(r.stage)).collect()
     }
 }
 
@@ -296,10 +295,22 @@ impl<'a> Pipeline<'a> {
 
     /// The results, folded: the refusal of the first refusing check (a 5xx
     /// before a 4xx), the warnings, the score.
-    fn fold(&self, results: Vec<CheckResult>, client: Option<IpAddr>) -> Decision {
+    /// The results themselves are kept in the decision only for the front
+    /// ends that show them (`mxguard check`, the policy server's log); a
+    /// session never reads them.
+    fn fold(&self, results: Vec<&CheckResult>, client: Option<IpAddr>) -> Decision {
         let policy = &self.config.policy;
         let shown = client.map(|c| c.to_string()).unwrap_or_default();
-        let folded = decide(&results, policy.mode, policy.reject_score, &shown);
+        let folded = decide(
+            results.iter().copied(),
+            policy.mode,
+            policy.reject_score,
+            &shown,
+        );
+        let results = match self.front {
+            Front::Session => Vec::new(),
+            Front::PolicyServer { .. } | Front::Check => results.into_iter().cloned().collect(),
+        };
         Decision {
             refusal: folded.refusal,
             warnings: folded.warnings,
@@ -388,7 +399,7 @@ impl<'a> Pipeline<'a> {
         }
         if let Some(mailbox) = &to.mailbox {
             let results = self.policy.checks.rcpt(mailbox);
-            decision = decision.then(self.fold(results, Some(client)));
+            decision = decision.then(self.fold(results.iter().collect(), Some(client)));
             if decision.refuses() {
                 return decision;
             }
@@ -526,7 +537,7 @@ fn bare(path: &Path) -> String {
 
 /// Whether a DNS allow list (a `[[dnsbl]]` with a negative weight) lists
 /// the client, among these results.
-pub fn allow_listed(results: &[CheckResult]) -> bool {
+pub fn allow_listed(results: &[&CheckResult]) -> bool {
     results.iter().any(|r| {
         r.check.starts_with("dnsbl:")
             && r.setting.weight.is_some_and(|w| w < 0.0)

@@ -32,12 +32,17 @@ impl Slot {
         Slot::Running(tokio::spawn(Box::pin(future)))
     }
 
-    async fn finish(&mut self) -> &[CheckResult] {
+    /// Waits for a running stage.
+    async fn finish(&mut self) {
         if let Slot::Running(handle) = self {
             // A check task that failed (it should not) counts as no result.
             let results = handle.await.unwrap_or_default();
             *self = Slot::Done(results);
         }
+    }
+
+    /// The results of a finished stage (none while running).
+    fn done(&self) -> &[CheckResult] {
         match self {
             Slot::Done(results) => results,
             _ => &[],
@@ -131,13 +136,20 @@ impl SessionChecks {
 
 impl Evidence for SessionChecks {
     /// Waits for the stages up to `upto` and gives their results.
-    async fn results(&mut self, upto: Upto) -> Vec<CheckResult> {
-        let mut results: Vec<CheckResult> = self.connect.finish().await.to_vec();
+    async fn results(&mut self, upto: Upto) -> Vec<&CheckResult> {
+        self.connect.finish().await;
         if upto >= Upto::Helo {
-            results.extend_from_slice(self.helo.finish().await);
+            self.helo.finish().await;
         }
         if upto >= Upto::Mail {
-            results.extend_from_slice(self.mail.finish().await);
+            self.mail.finish().await;
+        }
+        let mut results: Vec<&CheckResult> = self.connect.done().iter().collect();
+        if upto >= Upto::Helo {
+            results.extend(self.helo.done());
+        }
+        if upto >= Upto::Mail {
+            results.extend(self.mail.done());
         }
         results
     }
