@@ -296,7 +296,7 @@ impl<'a> Pipeline<'a> {
     /// The results, folded: the refusal of the first refusing check (a 5xx
     /// before a 4xx), the warnings, the score.
     /// The results themselves are kept in the decision only for the front
-    /// ends that show them (`mxguard check`, the policy server's log); a
+    /// ends that show them (`mxguard check`, the policy server); a
     /// session never reads them.
     fn fold(&self, results: Vec<&CheckResult>, client: Option<IpAddr>) -> Decision {
         let policy = &self.config.policy;
