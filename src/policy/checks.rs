@@ -221,11 +221,20 @@ pub(super) fn domain_of(m: &Mailbox) -> &str {
     }
 }
 
-pub(super) fn join_ips(ips: &[IpAddr]) -> String {
-    ips.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+/// Addresses (or anything shown) joined by commas, written straight into
+/// the text that holds them.
+pub(super) struct Joined<'a, T>(pub &'a [T]);
+
+impl<T: std::fmt::Display> std::fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,12 @@
 //! message quotes it, and the message with `{client_ip}`, `{zone}`,
 //! `{txt}`, `{sender_domain}`.
 
-use super::checks::{render, Checks, Timer};
+use super::checks::{render, Checks, Joined, Timer};
 use crate::config::{ListZone, OnDnsError};
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::Answer;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// What is looked up in a list.
@@ -107,10 +106,7 @@ impl Checks {
                     "5.7.1",
                     render(template, client, &zone.zone, &txt, domain),
                 );
-                let mut detail = String::from("listed: ");
-                for (i, ip) in ips.iter().enumerate() {
-                    let _ = write!(detail, "{}{ip}", if i > 0 { "," } else { "" });
-                }
+                let detail = format!("listed: {}", Joined(&ips));
                 t.result(check, setting, ignore, Outcome::Hit(reply), detail)
             }
         }

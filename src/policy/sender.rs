@@ -6,7 +6,7 @@
 //! ([`super::forwarded`]) is never refused for its SPF. The RHSBLs of the
 //! sender domain are [`super::dnsbl`]'s.
 
-use super::checks::{domain_of, join_ips, Checks, Timer};
+use super::checks::{domain_of, Checks, Joined, Timer};
 use super::dnsbl::Listed;
 use crate::config::OnDnsError;
 use crate::dns::spf::SpfOnce;
@@ -209,7 +209,7 @@ impl Checks {
             Answer::NotFound => {
                 let exists = match self.dns.addresses(domain).await {
                     Answer::Found(ips) => {
-                        (Outcome::Pass, format!("no MX; address {}", join_ips(&ips)))
+                        (Outcome::Pass, format!("no MX; address {}", Joined(&ips)))
                     }
                     Answer::NotFound => (
                         Outcome::Hit(rejected(550, "5.1.8", "Domain not found")),
