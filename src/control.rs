@@ -175,6 +175,11 @@ async fn answer(svc: &Services, command: &str) -> String {
                 Err(_) => "error usage: clock advance SECONDS\n".into(),
             }
         }
+        #[cfg(feature = "test-clock")]
+        ["clock", "freeze"] if crate::time::test_clock_enabled() => {
+            crate::time::freeze();
+            "ok\n".into()
+        }
         _ => "error unknown command\n".into(),
     }
 }

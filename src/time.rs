@@ -3,7 +3,8 @@
 //!
 //! Every time-dependent decision (bans, rate windows, greylisting, cache
 //! lifetimes, retries) reads [`now`] or [`unix_now`]. Tests move this clock
-//! forward with [`advance`] instead of sleeping; a running server lets its
+//! forward with [`advance`] instead of sleeping (and may [`freeze`] it
+//! first, for steps of exactly a second); a running server lets its
 //! control socket do that only when it was built with the `test-clock`
 //! feature (test builds only) and started with `MXGUARD_TEST_CLOCK=1`.
 
@@ -13,11 +14,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Seconds added to the system clock by [`advance`].
 static OFFSET: AtomicU64 = AtomicU64::new(0);
 
+/// The Unix second the clock stopped at ([`freeze`]), 0 while it runs.
+static FROZEN: AtomicU64 = AtomicU64::new(0);
+
 /// The current time, as every decision sees it.
 pub fn now() -> SystemTime {
-    let real = SystemTime::now();
-    real.checked_add(Duration::from_secs(OFFSET.load(Ordering::Relaxed)))
-        .unwrap_or(real)
+    let frozen = FROZEN.load(Ordering::Relaxed);
+    let base = match frozen {
+        0 => SystemTime::now(),
+        secs => UNIX_EPOCH + Duration::from_secs(secs),
+    };
+    base.checked_add(Duration::from_secs(OFFSET.load(Ordering::Relaxed)))
+        .unwrap_or(base)
 }
 
 /// Seconds since the Unix epoch, now.
@@ -33,6 +41,14 @@ pub fn advance(by: Duration) {
     let _ = OFFSET.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
         Some(o.saturating_add(by.as_secs()).min(MAX_OFFSET))
     });
+}
+
+/// Stops the clock at the current second (tests only): from then on it
+/// moves only by [`advance`], so a test's steps of a second are exact
+/// however long the test takes between them.
+pub fn freeze() {
+    let secs = since_epoch(SystemTime::now()).as_secs().max(1);
+    let _ = FROZEN.compare_exchange(0, secs, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Whether this process lets its control socket move the clock: never in

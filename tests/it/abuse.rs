@@ -366,6 +366,8 @@ async fn greylisting_edges() {
         dns.config()
     );
     let mx = Mxguard::start(dir.path(), &config);
+    // Steps of one second below: the clock must not also run on its own.
+    mx.freeze_clock();
     let greylisted = |rcpt: &str, wait: u64| {
         format!("451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, try again in {wait} seconds\r\n")
     };

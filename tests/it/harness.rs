@@ -375,6 +375,12 @@ impl Mxguard {
         let answer = self.control(&format!("clock advance {secs}"));
         assert_eq!(answer, "ok\n");
     }
+
+    /// Stops the server's clock: it moves only by `advance_clock`, so a
+    /// step of one second is exact however slow the machine.
+    pub fn freeze_clock(&self) {
+        assert_eq!(self.control("clock freeze"), "ok\n");
+    }
 }
 
 /// The `address=` of an `event=listen` line.
