@@ -363,7 +363,9 @@ impl Dns {
         if let Some(entry) = self.ptr_cache.get(&ip, Instant::now()) {
             return entry.answer;
         }
-        let answer = self.ptr_uncached(ip).await;
+        // Boxed: only a miss carries the resolver's future (kilobytes),
+        // so every future awaiting a lookup stays small.
+        let answer = Box::pin(self.ptr_uncached(ip)).await;
         if !matches!(answer, Answer::Failed(_)) {
             let entry = PtrEntry {
                 answer: answer.clone(),
@@ -423,14 +425,14 @@ impl Dns {
             return answer;
         }
         let mut until = None;
-        let answer = self
-            .bounded(async {
-                let lookup = ask(&format!("{key}.")).await;
-                let (answer, valid) = records_until(lookup, pick, Instant::now());
-                until = valid;
-                answer
-            })
-            .await;
+        // Boxed, as in `ptr`: a hit never builds the resolver's future.
+        let answer = Box::pin(self.bounded(async {
+            let lookup = ask(&format!("{key}.")).await;
+            let (answer, valid) = records_until(lookup, pick, Instant::now());
+            until = valid;
+            answer
+        }))
+        .await;
         if let Some(until) = until {
             let key: Box<str> = key.into();
             kept.insert(key, answer.clone(), until, Instant::now());

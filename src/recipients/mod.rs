@@ -135,7 +135,9 @@ impl Verifier {
                 };
             }
         }
-        match callout.probe(&address).await {
+        // Boxed: the callout's SMTP conversation (kilobytes of future) is
+        // built only when it runs, not carried by every RCPT's future.
+        match Box::pin(callout.probe(&address)).await {
             Probe::Exists => {
                 let known = Known {
                     exists: true,

@@ -106,8 +106,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if let (false, Some(tx)) = (self.milters.is_empty(), &self.tx) {
             let from = tx.from.mailbox.as_ref().map(ToString::to_string);
             let (from, args) = (from.unwrap_or_default(), mail_args(&tx.params));
-            self.milters_abort().await;
-            if let Some(refused) = self.milters_mail(&from, args).await {
+            // Boxed, as each milter call: its future (kilobytes) is built
+            // only when milters are configured, not in every MAIL's.
+            Box::pin(self.milters_abort()).await;
+            if let Some(refused) = Box::pin(self.milters_mail(&from, args)).await {
                 let flow = self.refuse("mail", &refused.check, None, refused.reply);
                 self.tx = None;
                 self.checks.end_transaction();
@@ -144,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if !self.milters.is_empty() {
             let mailbox = to.mailbox.as_ref().map(ToString::to_string);
             let (mailbox, args) = (mailbox.unwrap_or_default(), rcpt_args(&params));
-            if let Some(refused) = self.milters_rcpt(&mailbox, args).await {
+            if let Some(refused) = Box::pin(self.milters_rcpt(&mailbox, args)).await {
                 return self.refuse("rcpt", &refused.check, Some(&to), refused.reply);
             }
         }
@@ -207,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Flow::Continue;
         };
         if !self.milters.is_empty() {
-            if let Some(refused) = self.milters_data(envelope.id.as_str()).await {
+            if let Some(refused) = Box::pin(self.milters_data(envelope.id.as_str())).await {
                 self.tx = None;
                 self.checks.end_transaction();
                 return self.refuse("data", &refused.check, None, refused.reply);
@@ -391,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok((_, Err(e))) => return self.spool_failed(e.to_string()),
             Err(e) => return self.spool_failed(e.to_string()),
         };
-        let fate = self.milters_message(&mut pending, &mut envelope).await;
+        let fate = Box::pin(self.milters_message(&mut pending, &mut envelope)).await;
         let Some(pending) = pending else {
             return self.spool_failed("the message was lost".into());
         };

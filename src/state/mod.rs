@@ -79,11 +79,15 @@ impl Store {
         }
     }
 
+    // Each Redis call is boxed: its future (the connection's, kilobytes)
+    // is then built only for Redis, not carried by every future that
+    // asks the memory backend (every rate, ban and trap check).
+
     /// The value at `key`, if it has not expired.
     pub async fn get(&self, key: &str) -> Result<Option<String>, StateError> {
         match self {
             Store::Memory(m) => Ok(m.get(key, crate::time::unix_now())),
-            Store::Redis(r) => r.get(key).await,
+            Store::Redis(r) => Box::pin(r.get(key)).await,
         }
     }
 
@@ -95,7 +99,7 @@ impl Store {
                 m.put(key, value, crate::time::unix_now(), ttl);
                 Ok(())
             }
-            Store::Redis(r) => r.put(key, value, ttl).await,
+            Store::Redis(r) => Box::pin(r.put(key, value, ttl)).await,
         }
     }
 
@@ -105,7 +109,7 @@ impl Store {
                 m.remove(key);
                 Ok(())
             }
-            Store::Redis(r) => r.remove(key).await,
+            Store::Redis(r) => Box::pin(r.remove(key)).await,
         }
     }
 
@@ -123,7 +127,7 @@ impl Store {
         let now = crate::time::unix_now();
         match self {
             Store::Memory(m) => Ok(m.hit(key, now, window, limit)),
-            Store::Redis(r) => r.hit(key, now, window, limit).await,
+            Store::Redis(r) => Box::pin(r.hit(key, now, window, limit)).await,
         }
     }
 
@@ -133,7 +137,7 @@ impl Store {
         let now = crate::time::unix_now();
         match self {
             Store::Memory(m) => Ok(m.count(key, now, window)),
-            Store::Redis(r) => r.count(key, now, window).await,
+            Store::Redis(r) => Box::pin(r.count(key, now, window)).await,
         }
     }
 
@@ -141,7 +145,7 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
         match self {
             Store::Memory(m) => Ok(m.list(prefix, crate::time::unix_now())),
-            Store::Redis(r) => r.list(prefix).await,
+            Store::Redis(r) => Box::pin(r.list(prefix)).await,
         }
     }
 
