@@ -13,6 +13,7 @@
 #   MODE=storm bench/instructions.sh        # storm: 500 and 2500 transactions
 #   TOP=40 bench/instructions.sh            # and the 40 costliest functions
 #   MXGUARD_BIN=/path/mxguard bench/instructions.sh
+#   KEEP=/tmp/cg bench/instructions.sh      # keep both profiles there (callgrind_annotate)
 # Needs root (the harness's namespace) and valgrind.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -83,4 +84,8 @@ rows = sorted(((f2.get(k, 0) - f1.get(k, 0)) / n, k) for k in set(f1) | set(f2))
 for per, name in reversed(rows[-top:]):
     print(f"{per:10,.0f}  {name[:110]}")
 PY
+if [ -n "${KEEP:-}" ]; then
+  mkdir -p "$KEEP" && cp "$WORK/$small.out" "$WORK/$large.out" "$KEEP/"
+  echo "profiles: $KEEP/$small.out $KEEP/$large.out"
+fi
 rm -rf "$WORK"
