@@ -55,6 +55,12 @@ impl Fields {
         self.ends.push((key, self.values.len()));
     }
 
+    /// Adds `key=ip`, written without the formatting machinery.
+    fn push_ip(&mut self, key: &'static str, ip: std::net::IpAddr) {
+        crate::net::push_ip(&mut self.values, ip);
+        self.ends.push((key, self.values.len()));
+    }
+
     /// The fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         let mut start = 0;
@@ -380,6 +386,13 @@ impl Line<'_> {
         self
     }
 
+    /// Adds `key=ip`: the same text as `kv`, cheaper (the client's
+    /// address is on every session's lines).
+    pub fn ip(mut self, key: &'static str, ip: std::net::IpAddr) -> Self {
+        self.fields.push_ip(key, ip);
+        self
+    }
+
     /// Adds `key=value` when there is a value.
     pub fn opt(self, key: &'static str, value: Option<impl std::fmt::Display>) -> Self {
         match value {
@@ -399,7 +412,9 @@ fn render_text(now: impl std::fmt::Display, fields: &Fields) -> String {
     let mut out = String::with_capacity(40 + keys + fields.values.len());
     let _ = write!(out, "{now} mxguard:");
     for (key, value) in fields.iter() {
-        let _ = write!(out, " {key}=");
+        out.push(' ');
+        out.push_str(key);
+        out.push('=');
         let plain = !value.is_empty()
             && value
                 .chars()
@@ -421,7 +436,9 @@ fn render_json(now: impl std::fmt::Display, fields: &Fields) -> String {
     let mut out = String::with_capacity(40 + keys + fields.values.len());
     let _ = write!(out, "{{\"ts\":\"{now}\"");
     for (key, value) in fields.iter() {
-        let _ = write!(out, ",\"{key}\":\"");
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":\"");
         escape_into(&mut out, value);
         out.push('"');
     }

@@ -28,10 +28,44 @@ pub fn client_network(ip: IpAddr) -> IpAddr {
 /// [`client_network`] as text: `192.0.2.1` or `2001:db8::/64`, the key
 /// bans, rates and the connection caps count by.
 pub fn client_id(ip: IpAddr) -> String {
-    match client_network(ip) {
-        IpAddr::V6(net) => format!("{net}/64"),
-        v4 => v4.to_string(),
+    let mut id = String::with_capacity(24);
+    push_ip(&mut id, client_network(ip));
+    if id.contains(':') {
+        id.push_str("/64");
     }
+    id
+}
+
+/// Appends `ip` as `Display` writes it, IPv4's digits without the
+/// formatting machinery (every session's log lines and counter keys hold
+/// the client's address).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_octet(out, octet);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends an octet in decimal.
+pub fn push_octet(out: &mut String, octet: u8) {
+    if octet >= 100 {
+        out.push(char::from(b'0' + octet / 100));
+    }
+    if octet >= 10 {
+        out.push(char::from(b'0' + octet / 10 % 10));
+    }
+    out.push(char::from(b'0' + octet % 10));
 }
 
 #[cfg(test)]
@@ -46,6 +80,28 @@ mod tests {
         assert_eq!(client_id(a), "2001:db8:1:2::/64");
         assert_ne!(client_id(a), client_id("2001:db8:1:3::1".parse().unwrap()));
         assert_eq!(client_id("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for octet in 0..=255u8 {
+            let mut text = String::new();
+            push_octet(&mut text, octet);
+            assert_eq!(text, octet.to_string());
+        }
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "255.255.255.255",
+            "10.100.9.99",
+            "2001:db8::1",
+            "::",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut text = String::new();
+            push_ip(&mut text, ip);
+            assert_eq!(text, ip.to_string());
+        }
     }
 
     #[test]

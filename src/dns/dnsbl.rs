@@ -23,13 +23,22 @@ use std::sync::Mutex;
 pub fn query_name(ip: IpAddr, zone: &str) -> String {
     match crate::net::canonical_ip(ip) {
         IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.{zone}.")
+            let mut name = String::with_capacity(17 + zone.len());
+            for octet in v4.octets().into_iter().rev() {
+                crate::net::push_octet(&mut name, octet);
+                name.push('.');
+            }
+            name.push_str(zone);
+            name.push('.');
+            name
         }
         IpAddr::V6(v6) => {
-            let mut name = String::with_capacity(64 + zone.len());
-            for byte in v6.octets().iter().rev() {
-                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            let mut name = String::with_capacity(65 + zone.len());
+            for byte in v6.octets().into_iter().rev() {
+                for nibble in [byte & 0xf, byte >> 4] {
+                    name.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+                    name.push('.');
+                }
             }
             name.push_str(zone);
             name.push('.');

@@ -273,7 +273,7 @@ async fn refuse_connection(
     .await;
     svc.log
         .event("reject")
-        .kv("client", client)
+        .ip("client", client)
         .kv("stage", "connect")
         .kv("check", check)
         .kv("action", "tempfail")

@@ -51,7 +51,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 self.svc
                     .log
                     .event("tarpit")
-                    .kv("client", self.client)
+                    .ip("client", self.client)
                     .kv("score", score)
                     .kv("reason", reason)
                     .emit();
@@ -63,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 self.svc
                     .log
                     .event("tarpit_full")
-                    .kv("client", self.client)
+                    .ip("client", self.client)
                     .kv("score", score)
                     .kv("tarpit_max", config.tarpit_max)
                     .emit();
@@ -97,7 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.svc
                 .log
                 .event("tls_error")
-                .kv("client", self.client)
+                .ip("client", self.client)
                 .kv("error", e)
                 .emit();
             return Flow::Close;

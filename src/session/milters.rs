@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("milter")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("milter", &settings.name)
             .kv("stage", step)
             .kv(
@@ -487,7 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("milter")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("queue_id", &envelope.id)
             .kv("milter", name)
             .kv("stage", "end_of_message")

@@ -139,7 +139,7 @@ async fn open<'a, S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(why) = &exemption {
         svc.log
             .event("exempt")
-            .kv("client", client)
+            .ip("client", client)
             .kv("reason", why)
             .emit();
     }
@@ -191,7 +191,7 @@ async fn refuse_at_connect<S: AsyncRead + AsyncWrite + Unpin>(
     conn.shutdown().await;
     svc.log
         .event("reject")
-        .kv("client", client)
+        .ip("client", client)
         .kv("stage", "connect")
         .kv("check", &refusal.check)
         .kv("action", if drop { "drop" } else { refusal.action() })
@@ -237,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("disconnect")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .opt("ptr", self.svc.policy.checks.dns.known_ptr(self.client))
             .opt("helo", self.helo.as_deref())
             .opt("tls", self.conn.tls_description())
@@ -450,7 +450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event(event)
-            .kv("client", self.client)
+            .ip("client", self.client)
             // What mxguard decided comes before what the client sent, so
             // a filter anchored at `client=` (fail2ban) reads only ours.
             .kv("stage", stage)
@@ -469,7 +469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("would_reject")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("stage", stage)
             .kv("check", &warning.check)
             .kv("action", "warn")

@@ -441,7 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("accept")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("helo", &envelope.helo)
             .kv("from", &envelope.from)
             .kv("to", crate::log::join_addresses(&envelope.rcpts))
@@ -470,7 +470,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event(event)
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("helo", &envelope.helo)
             .kv("from", &envelope.from)
             .kv("to", crate::log::join_addresses(&envelope.rcpts))
@@ -487,7 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.svc
             .log
             .event("spool_error")
-            .kv("client", self.client)
+            .ip("client", self.client)
             .kv("error", error)
             .emit();
         let reply = Reply::new(451, "4.3.0", "Error: queue file write error");
