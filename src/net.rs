@@ -41,15 +41,7 @@ pub fn client_id(ip: IpAddr) -> String {
 /// the client's address).
 pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_octet(out, octet);
-            }
-        }
+        IpAddr::V4(v4) => out.push_str(v4_text(v4, &mut [0; 15])),
         IpAddr::V6(v6) => {
             use std::fmt::Write as _;
             let _ = write!(out, "{v6}");
@@ -57,15 +49,49 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// An address shown as `IpAddr`'s `Display` shows it, IPv4 written
+/// without the formatting machinery (in check details, counter keys).
+#[derive(Debug, Clone, Copy)]
+pub struct Ip(pub IpAddr);
+
+impl std::fmt::Display for Ip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => f.write_str(v4_text(v4, &mut [0; 15])),
+            IpAddr::V6(v6) => std::fmt::Display::fmt(&v6, f),
+        }
+    }
+}
+
 /// Appends an octet in decimal.
 pub fn push_octet(out: &mut String, octet: u8) {
-    if octet >= 100 {
-        out.push(char::from(b'0' + octet / 100));
+    let (digits, n) = octet_digits(octet);
+    out.push_str(std::str::from_utf8(&digits[..n]).unwrap_or_default());
+}
+
+/// Dotted decimal, in `buf`.
+fn v4_text(v4: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        let (digits, n) = octet_digits(octet);
+        buf[len..len + n].copy_from_slice(&digits[..n]);
+        len += n;
     }
-    if octet >= 10 {
-        out.push(char::from(b'0' + octet / 10 % 10));
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+/// The decimal digits of `octet` (the first `n` of three).
+fn octet_digits(octet: u8) -> ([u8; 3], usize) {
+    let (hundreds, tens, ones) = (octet / 100, octet / 10 % 10, octet % 10);
+    match octet {
+        100.. => ([b'0' + hundreds, b'0' + tens, b'0' + ones], 3),
+        10.. => ([b'0' + tens, b'0' + ones, 0], 2),
+        _ => ([b'0' + ones, 0, 0], 1),
     }
-    out.push(char::from(b'0' + octet % 10));
 }
 
 #[cfg(test)]
@@ -101,6 +127,7 @@ mod tests {
             let mut text = String::new();
             push_ip(&mut text, ip);
             assert_eq!(text, ip.to_string());
+            assert_eq!(Ip(ip).to_string(), ip.to_string());
         }
     }
 

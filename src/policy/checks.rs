@@ -194,7 +194,7 @@ impl Checks {
             return Vec::new();
         };
         let t = Timer::start(Stage::Rcpt);
-        let addr = format!("{}@{}", to.local_unquoted(), domain_of(to));
+        let addr = to.unquoted();
         let (outcome, detail) = match list.find(&addr, &self.log) {
             Some(pattern) => (
                 Outcome::Hit(Reply::new(
@@ -215,23 +215,18 @@ impl Checks {
         )]
     }
 }
-pub(super) fn domain_of(m: &Mailbox) -> &str {
-    match &m.domain {
-        crate::smtp::address::Domain::Name(d) | crate::smtp::address::Domain::Literal(d) => d,
-    }
-}
 
-/// Addresses (or anything shown) joined by commas, written straight into
-/// the text that holds them.
+/// Addresses joined by commas, written straight into the text that
+/// holds them.
 pub(super) struct Joined<'a, T>(pub &'a [T]);
 
-impl<T: std::fmt::Display> std::fmt::Display for Joined<'_, T> {
+impl<T: Copy + Into<std::net::IpAddr>> std::fmt::Display for Joined<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, item) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{item}")?;
+            crate::net::Ip((*item).into()).fmt(f)?;
         }
         Ok(())
     }

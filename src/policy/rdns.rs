@@ -6,6 +6,7 @@
 use super::checks::{Checks, Timer};
 use crate::config::OnDnsError;
 use crate::dns::Answer;
+use crate::net::Ip;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
 use std::net::IpAddr;
@@ -82,7 +83,7 @@ impl Checks {
             Answer::NotFound => (None, None),
         };
         let forged = match (&confirmed, failure) {
-            (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {client}")),
+            (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {}", Ip(client))),
             (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),
             (None, None) => (
                 Outcome::Hit(Reply::new(

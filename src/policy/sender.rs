@@ -6,7 +6,7 @@
 //! ([`super::forwarded`]) is never refused for its SPF. The RHSBLs of the
 //! sender domain are [`super::dnsbl`]'s.
 
-use super::checks::{domain_of, Checks, Joined, Timer};
+use super::checks::{Checks, Joined, Timer};
 use super::dnsbl::Listed;
 use crate::config::OnDnsError;
 use crate::dns::spf::SpfOnce;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 /// `postmaster@<helo>` for the null sender (RFC 7208 section 2.4).
 pub fn spf_sender(from: &Path, helo: &str) -> String {
     match &from.mailbox {
-        Some(m) => format!("{}@{}", m.local_unquoted(), domain_of(m)),
+        Some(m) => m.unquoted(),
         None => format!("postmaster@{}", helo.trim_end_matches('.')),
     }
 }
@@ -56,7 +56,7 @@ impl Checks {
         let address = from
             .mailbox
             .as_ref()
-            .map(|m| format!("{}@{}", m.local_unquoted(), domain_of(m)));
+            .map(crate::smtp::address::Mailbox::unquoted);
         if let (Some(list), Some(addr)) = (&self.sender_blocklist, &address) {
             if !c.sender_blocklist.is_off() {
                 let outcome = match list.find(addr, &self.log) {

@@ -263,5 +263,5 @@ impl Verifier {
 }
 
 fn trap_key(client: IpAddr) -> String {
-    format!("trap:{client}")
+    format!("trap:{}", crate::net::Ip(client))
 }

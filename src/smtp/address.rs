@@ -4,6 +4,7 @@
 //! mailers turned into open relays (percent hack, `!` paths, quoted local
 //! parts holding an `@`, source routes, address literals).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The domain of a mailbox: a host name, or an address literal `[…]`.
@@ -61,8 +62,8 @@ const MAX_LOCAL: usize = 64;
 const MAX_DOMAIN: usize = 255;
 
 impl Mailbox {
-    /// The local part with quoting undone.
-    pub fn local_unquoted(&self) -> String {
+    /// The local part with quoting undone (borrowed when unquoted).
+    pub fn local_unquoted(&self) -> Cow<'_, str> {
         match self
             .local
             .strip_prefix('"')
@@ -80,10 +81,22 @@ impl Mailbox {
                         out.push(c);
                     }
                 }
-                out
+                Cow::Owned(out)
             }
-            None => self.local.clone(),
+            None => Cow::Borrowed(&self.local),
         }
+    }
+
+    /// `local@domain` with the local part's quoting undone: the address
+    /// SPF checks and the sender and recipient lists match.
+    pub fn unquoted(&self) -> String {
+        let local = self.local_unquoted();
+        let (Domain::Name(domain) | Domain::Literal(domain)) = &self.domain;
+        let mut address = String::with_capacity(local.len() + 1 + domain.len());
+        address.push_str(&local);
+        address.push('@');
+        address.push_str(domain);
+        address
     }
 
     /// Routing syntax in the local part that a downstream mailer might
