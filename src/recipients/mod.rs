@@ -90,6 +90,18 @@ impl Verifier {
         let Some(callout) = &self.callout else {
             return Ok(());
         };
+        // Boxed: the cache's and the callout's futures are built only
+        // where a callout is configured, not into every RCPT's future.
+        Box::pin(self.verify_by_callout(callout, mailbox)).await
+    }
+
+    /// [`Verifier::verify`] of a mailbox the table does not hold: the
+    /// cached answer of the downstream, or its answer now.
+    async fn verify_by_callout(
+        self: &Arc<Self>,
+        callout: &Callout,
+        mailbox: &Mailbox,
+    ) -> Result<(), Refusal> {
         let r = &self.config.recipients;
         let address = format!(
             "{}@{}",

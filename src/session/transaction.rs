@@ -67,10 +67,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     pub(super) async fn mail(&mut self, from: Path, params: MailParams) -> Flow {
-        let Some(helo) = self.helo.clone() else {
+        if self.helo.is_none() {
             let reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
             return self.protocol_error("mail", "protocol", None, reply);
-        };
+        }
         if self.tx.is_some() {
             let reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
             return self.protocol_error("mail", "protocol", None, reply);
@@ -88,7 +88,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if let Some(refusal) = self.pipeline.mail(self.client, &from).await.refusal {
             return self.refuse("mail", &refusal.check, None, refusal.reply);
         }
-        self.checks.on_mail(&helo, &from);
+        let helo = self.helo.as_deref().unwrap_or_default();
+        self.checks.on_mail(helo, &from);
         self.tx = Some(Transaction {
             from,
             params,
@@ -131,10 +132,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let reply = Reply::new(452, "4.5.3", "Error: too many recipients");
             return self.refuse("rcpt", "max_recipients", Some(&to), reply);
         }
-        let from = tx.from.clone();
         let decision = self
             .pipeline
-            .rcpt(self.client, &from, &to, &mut self.checks)
+            .rcpt(self.client, &tx.from, &to, &mut self.checks)
             .await;
         self.warn(decision.warnings, "rcpt", Some(&to));
         if let Some(refusal) = decision.refusal {
