@@ -352,10 +352,10 @@ impl ListZone {
 
     /// The zone queries are made under: `<key>.<zone>` with a key, else
     /// the zone. Never for display: the zone is `zone`.
-    pub fn query_zone(&self) -> String {
+    pub fn query_zone(&self) -> std::borrow::Cow<'_, str> {
         match &self.key {
-            Some(key) => format!("{}.{}", key.as_str(), self.zone),
-            None => self.zone.clone(),
+            Some(key) => format!("{}.{}", key.as_str(), self.zone).into(),
+            None => std::borrow::Cow::Borrowed(&self.zone),
         }
     }
 

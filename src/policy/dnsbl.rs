@@ -41,13 +41,13 @@ impl Checks {
     ) -> CheckResult {
         let (check, name, default, domain) = match what {
             Listed::Client => (
-                format!("dnsbl:{}", zone.zone),
+                ["dnsbl:", &zone.zone].concat(),
                 dnsbl::query_name(client, &zone.query_zone()),
                 "Service unavailable; Client host [{client_ip}] blocked using {zone}",
                 "",
             ),
             Listed::Domain(domain) => (
-                format!("rhsbl:{}", zone.zone),
+                ["rhsbl:", &zone.zone].concat(),
                 format!("{domain}.{}.", zone.query_zone()),
                 "Service unavailable; Sender domain {sender_domain} blocked using {zone}",
                 domain,

@@ -6,7 +6,6 @@
 use super::checks::{Checks, Timer};
 use crate::config::OnDnsError;
 use crate::dns::Answer;
-use crate::net::Ip;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckResult, Outcome, Stage};
 use std::net::IpAddr;
@@ -74,7 +73,7 @@ impl Checks {
             c.reverse_dns,
             tempfail,
             Outcome::Pass,
-            format!("ptr={}", names.join(",")),
+            ["ptr=", &names.join(",")].concat(),
         )];
         // Forward-confirm: one of (at most five) PTR names resolves back.
         let (confirmed, failure) = match self.dns.confirm(client, &names).await {
@@ -83,7 +82,11 @@ impl Checks {
             Answer::NotFound => (None, None),
         };
         let forged = match (&confirmed, failure) {
-            (Some(name), _) => (Outcome::Pass, format!("{name} resolves to {}", Ip(client))),
+            (Some(name), _) => {
+                let mut detail = [name.as_str(), " resolves to "].concat();
+                crate::net::push_ip(&mut detail, client);
+                (Outcome::Pass, detail)
+            }
             (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),
             (None, None) => (
                 Outcome::Hit(Reply::new(

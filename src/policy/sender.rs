@@ -15,6 +15,7 @@ use crate::smtp::address::Path;
 use crate::smtp::reply::Reply;
 use crate::spf::{SpfResult, Verdict};
 use crate::verdict::{CheckResult, Outcome, Stage};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -186,11 +187,13 @@ impl Checks {
         let (exists, null_mx) = match self.dns.mx(domain).await {
             Answer::Found(mx) => {
                 let null = mx.iter().any(|(_, exchange)| exchange.is_empty());
-                let shown = mx
-                    .iter()
-                    .map(|(p, e)| format!("{p} {e}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let mut shown = String::from("mx=");
+                for (i, (preference, exchange)) in mx.iter().enumerate() {
+                    if i > 0 {
+                        shown.push(',');
+                    }
+                    let _ = write!(shown, "{preference} {exchange}");
+                }
                 let null_outcome = if null {
                     Outcome::Hit(rejected(
                         550,
@@ -200,10 +203,7 @@ impl Checks {
                 } else {
                     Outcome::Pass
                 };
-                (
-                    (Outcome::Pass, format!("mx={shown}")),
-                    (null_outcome, format!("mx={shown}")),
-                )
+                ((Outcome::Pass, shown.clone()), (null_outcome, shown))
             }
             Answer::Failed(why) => (lookup_failed(why.clone()), lookup_failed(why)),
             Answer::NotFound => {

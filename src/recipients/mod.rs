@@ -275,5 +275,7 @@ impl Verifier {
 }
 
 fn trap_key(client: IpAddr) -> String {
-    format!("trap:{}", crate::net::Ip(client))
+    let mut key = String::from("trap:");
+    crate::net::push_ip(&mut key, client);
+    key
 }
