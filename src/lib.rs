@@ -32,6 +32,7 @@ pub mod abuse;
 pub mod ban_admin;
 pub mod config;
 pub mod control;
+pub mod decimal;
 pub mod delivery;
 pub mod dns;
 pub mod dry_run;

@@ -1,6 +1,7 @@
 //! Small helpers for client addresses shared by the listener, the policy and
 //! the logs.
 
+use crate::decimal::Decimal;
 use std::net::IpAddr;
 
 /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) as the IPv4 address it
@@ -28,9 +29,10 @@ pub fn client_network(ip: IpAddr) -> IpAddr {
 /// [`client_network`] as text: `192.0.2.1` or `2001:db8::/64`, the key
 /// bans, rates and the connection caps count by.
 pub fn client_id(ip: IpAddr) -> String {
+    let network = client_network(ip);
     let mut id = String::with_capacity(24);
-    push_ip(&mut id, client_network(ip));
-    if id.contains(':') {
+    push_ip(&mut id, network);
+    if network.is_ipv6() {
         id.push_str("/64");
     }
     id
@@ -65,8 +67,7 @@ impl std::fmt::Display for Ip {
 
 /// Appends an octet in decimal.
 pub fn push_octet(out: &mut String, octet: u8) {
-    let (digits, n) = octet_digits(octet);
-    out.push_str(std::str::from_utf8(&digits[..n]).unwrap_or_default());
+    out.push_str(Decimal::of(u64::from(octet)).as_str());
 }
 
 /// Dotted decimal, in `buf`.
@@ -77,21 +78,12 @@ fn v4_text(v4: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
             buf[len] = b'.';
             len += 1;
         }
-        let (digits, n) = octet_digits(octet);
-        buf[len..len + n].copy_from_slice(&digits[..n]);
-        len += n;
+        let digits = Decimal::of(u64::from(octet));
+        let digits = digits.as_str().as_bytes();
+        buf[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
     }
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
-}
-
-/// The decimal digits of `octet` (the first `n` of three).
-fn octet_digits(octet: u8) -> ([u8; 3], usize) {
-    let (hundreds, tens, ones) = (octet / 100, octet / 10 % 10, octet % 10);
-    match octet {
-        100.. => ([b'0' + hundreds, b'0' + tens, b'0' + ones], 3),
-        10.. => ([b'0' + tens, b'0' + ones, 0], 2),
-        _ => ([b'0' + ones, 0, 0], 1),
-    }
 }
 
 #[cfg(test)]

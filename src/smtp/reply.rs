@@ -1,6 +1,7 @@
 //! SMTP replies: a code, an RFC 3463 enhanced status and text, rendered once
 //! into wire form (multi-line aware).
 
+use crate::decimal::Decimal;
 use std::fmt;
 
 /// One SMTP reply, possibly several lines long.
@@ -58,7 +59,7 @@ impl Reply {
             .map(|line| 6 + status + line.len())
             .sum();
         out.reserve(size.max(5));
-        let digits = Digits::of(self.code);
+        let digits = Decimal::of(u64::from(self.code));
         let code = digits.as_str().as_bytes();
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
@@ -75,32 +76,6 @@ impl Reply {
             out.extend_from_slice(code);
             out.extend_from_slice(b"\r\n");
         }
-    }
-}
-
-/// A reply code in decimal, written without the formatting machinery
-/// (every reply and every log line of a refusal has one).
-struct Digits {
-    digits: [u8; 5],
-    at: usize,
-}
-
-impl Digits {
-    fn of(code: u16) -> Digits {
-        let (mut digits, mut rest, mut at) = ([0u8; 5], code, 5);
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        Digits { digits, at }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.digits[self.at..]).unwrap_or_default()
     }
 }
 
@@ -125,7 +100,7 @@ pub fn ehlo(hostname: &str, max_message_size: u64, starttls: bool) -> Reply {
 /// The one-line form used in logs: `550 5.1.1 text`.
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(Digits::of(self.code).as_str())?;
+        f.write_str(Decimal::of(u64::from(self.code)).as_str())?;
         if let Some(status) = &self.status {
             f.write_str(" ")?;
             f.write_str(status)?;

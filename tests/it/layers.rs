@@ -12,6 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "time",
+            "decimal",
             "net",
             "owned",
             "lifecycle",
