@@ -18,11 +18,10 @@ use crate::reload::FileError;
 use crate::smtp::address::Mailbox;
 use crate::smtp::reply::Reply;
 use crate::verdict::{CheckName, CheckResult, Outcome, Stage};
-use std::fmt::Write as _;
+use futures_util::future::{join, join_all};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::task::JoinSet;
 
 /// Everything the DNS checks need, shared by all sessions.
 pub struct Checks {
@@ -98,9 +97,7 @@ pub(super) fn render(
             Some((name, value)) => {
                 match value {
                     Some(text) => out.push_str(text),
-                    None => {
-                        let _ = write!(out, "{client}");
-                    }
+                    None => crate::net::push_ip(&mut out, client),
                 }
                 &rest[name.len()..]
             }
@@ -170,19 +167,12 @@ impl Checks {
             && c.generic_reverse_dns.is_off())
     }
 
-    /// Connect stage: reverse DNS and every DNSBL, in parallel.
+    /// Connect stage: reverse DNS and every DNSBL, concurrently, their
+    /// results in the configuration's order.
     pub async fn connect(self: Arc<Self>, client: IpAddr) -> Vec<CheckResult> {
-        let mut tasks = JoinSet::new();
-        for zone in self.config.dnsbl.clone() {
-            let checks = self.clone();
-            tasks.spawn(async move { checks.dnsbl(client, &zone).await });
-        }
-        let mut results = self.rdns(client).await;
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(result) = done {
-                results.push(result);
-            }
-        }
+        let lists = (self.config.dnsbl.iter()).map(|zone| self.dnsbl(client, zone));
+        let (mut results, listed) = join(self.rdns(client), join_all(lists)).await;
+        results.extend(listed);
         results
     }
 
@@ -216,20 +206,18 @@ impl Checks {
     }
 }
 
-/// Addresses joined by commas, written straight into the text that
-/// holds them.
-pub(super) struct Joined<'a, T>(pub &'a [T]);
-
-impl<T: Copy + Into<std::net::IpAddr>> std::fmt::Display for Joined<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, item) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            crate::net::Ip((*item).into()).fmt(f)?;
+/// `prefix` and then addresses joined by commas (a check's detail),
+/// written without the formatting machinery.
+pub(super) fn joined<T: Copy + Into<std::net::IpAddr>>(prefix: &str, ips: &[T]) -> String {
+    let mut out = String::with_capacity(prefix.len() + 16 * ips.len());
+    out.push_str(prefix);
+    for (i, ip) in ips.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        Ok(())
+        crate::net::push_ip(&mut out, (*ip).into());
     }
+    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! message quotes it, and the message with `{client_ip}`, `{zone}`,
 //! `{txt}`, `{sender_domain}`.
 
-use super::checks::{render, Checks, Joined, Timer};
+use super::checks::{joined, render, Checks, Timer};
 use crate::config::{ListZone, OnDnsError};
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::Answer;
@@ -106,7 +106,7 @@ impl Checks {
                     "5.7.1",
                     render(template, client, &zone.zone, &txt, domain),
                 );
-                let detail = format!("listed: {}", Joined(&ips));
+                let detail = joined("listed: ", &ips);
                 t.result(check, setting, ignore, Outcome::Hit(reply), detail)
             }
         }

@@ -3,7 +3,7 @@
 //! DNS: whether it resolves, whether it is the client's PTR name, and the
 //! SPF result of the HELO identity.
 
-use super::checks::{Checks, Joined, Timer};
+use super::checks::{joined, Checks, Timer};
 use crate::config::OnDnsError;
 use crate::dns::Answer;
 use crate::smtp::address::is_domain;
@@ -41,7 +41,7 @@ impl Checks {
                 return None;
             }
             let (outcome, detail) = match self.dns.addresses(&name).await {
-                Answer::Found(ips) => (Outcome::Pass, format!("resolves to {}", Joined(&ips))),
+                Answer::Found(ips) => (Outcome::Pass, joined("resolves to ", &ips)),
                 Answer::NotFound => (
                     Outcome::Hit(rejected(550, "5.7.1", "Host not found")),
                     "no A/AAAA".into(),

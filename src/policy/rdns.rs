@@ -19,11 +19,14 @@ impl Checks {
         }
         let t = Timer::start(Stage::Connect);
         let tempfail = OnDnsError::Tempfail;
-        let failed = Outcome::DnsError(Reply::new(
-            451,
-            "4.7.1",
-            format!("Client host rejected: IP name lookup failed [{client}]"),
-        ));
+        // Built only for a failed lookup.
+        let failed = || {
+            Outcome::DnsError(Reply::new(
+                451,
+                "4.7.1",
+                format!("Client host rejected: IP name lookup failed [{client}]"),
+            ))
+        };
         let names = match self.dns.ptr(client).await {
             Answer::Failed(why) => {
                 return vec![
@@ -31,14 +34,14 @@ impl Checks {
                         "reverse_dns",
                         c.reverse_dns,
                         tempfail,
-                        failed.clone(),
+                        failed(),
                         format!("PTR lookup failed: {why}"),
                     ),
                     t.result(
                         "forged_reverse_dns",
                         c.forged_reverse_dns,
                         tempfail,
-                        failed.clone(),
+                        failed(),
                         "no PTR to confirm",
                     ),
                 ];
@@ -87,7 +90,7 @@ impl Checks {
                 crate::net::push_ip(&mut detail, client);
                 (Outcome::Pass, detail)
             }
-            (None, Some(why)) => (failed.clone(), format!("forward lookup failed: {why}")),
+            (None, Some(why)) => (failed(), format!("forward lookup failed: {why}")),
             (None, None) => (
                 Outcome::Hit(Reply::new(
                     550,

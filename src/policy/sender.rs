@@ -6,7 +6,7 @@
 //! ([`super::forwarded`]) is never refused for its SPF. The RHSBLs of the
 //! sender domain are [`super::dnsbl`]'s.
 
-use super::checks::{Checks, Joined, Timer};
+use super::checks::{joined, Checks, Timer};
 use super::dnsbl::Listed;
 use crate::config::OnDnsError;
 use crate::dns::spf::SpfOnce;
@@ -31,9 +31,9 @@ pub fn spf_sender(from: &Path, helo: &str) -> String {
 /// What `mxguard check` shows of an SPF verdict: the result, why (for an
 /// error or none), and the domain's explanation of a fail.
 pub(super) fn spf_detail(verdict: &Verdict) -> String {
-    let mut detail = format!("spf={}", verdict.result);
+    let mut detail = ["spf=", verdict.result.as_str()].concat();
     if let Some(why) = &verdict.why {
-        detail.push_str(&format!(" ({why})"));
+        detail.extend([" (", why.as_str(), ")"]);
     }
     if let Some(explanation) = &verdict.explanation {
         detail.push_str(&format!(" explanation={explanation:?}"));
@@ -208,9 +208,7 @@ impl Checks {
             Answer::Failed(why) => (lookup_failed(why.clone()), lookup_failed(why)),
             Answer::NotFound => {
                 let exists = match self.dns.addresses(domain).await {
-                    Answer::Found(ips) => {
-                        (Outcome::Pass, format!("no MX; address {}", Joined(&ips)))
-                    }
+                    Answer::Found(ips) => (Outcome::Pass, joined("no MX; address ", &ips)),
                     Answer::NotFound => (
                         Outcome::Hit(rejected(550, "5.1.8", "Domain not found")),
                         "no MX, A or AAAA".into(),
