@@ -56,7 +56,7 @@ impl Ban {
 }
 
 fn ban_key(client: &str) -> String {
-    format!("ban:{client}")
+    ["ban:", client].concat()
 }
 
 /// Length of ban number `level` (1-based): doubling, capped.
@@ -102,7 +102,7 @@ impl Bans {
             return Ok(());
         }
         let b = &self.config.ban;
-        let key = format!("offence:{}", client_id(client));
+        let key = ["offence:", &client_id(client)].concat();
         let count = self.state.hit(&key, b.find_time.0, b.max_retry).await?;
         self.log
             .event("offence")

@@ -61,7 +61,7 @@ impl Abuse {
 }
 
 fn greet_key(client: IpAddr) -> String {
-    format!("greet:{}", client_id(client))
+    ["greet:", &client_id(client)].concat()
 }
 
 /// How the abuse defenses name a client: its IPv4 address, or the /64 of

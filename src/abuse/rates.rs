@@ -123,5 +123,5 @@ impl Rates {
 }
 
 fn key(rate: Rate, who: &str) -> String {
-    format!("rate:{}:{}", rate.key(), who.to_lowercase())
+    ["rate:", rate.key(), ":", &who.to_lowercase()].concat()
 }

@@ -69,9 +69,22 @@ struct Entries {
 
 impl Entries {
     fn insert(&mut self, key: String, entry: Entry) {
-        let fam = family(&key).to_string();
-        if self.map.insert(key, entry).is_none() {
-            *self.families.entry(fam).or_insert(0) += 1;
+        use std::collections::hash_map::Entry as Slot;
+        match self.map.entry(key) {
+            Slot::Occupied(mut old) => {
+                old.insert(entry);
+            }
+            Slot::Vacant(new) => {
+                // The family's name is copied only for its first key.
+                let fam = family(new.key());
+                match self.families.get_mut(fam) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.families.insert(fam.to_string(), 1);
+                    }
+                }
+                new.insert(entry);
+            }
         }
     }
 
@@ -119,12 +132,12 @@ impl Entries {
     /// (by expiry, then key: keys of one second and lifetime all expire
     /// together, and only a tenth of them goes).
     fn make_room(&mut self, key: &str, now: u64, max: usize) {
-        let fam = family(key).to_string();
-        if self.count(&fam) < max || self.map.contains_key(key) {
+        let fam = family(key);
+        if self.count(fam) < max || self.map.contains_key(key) {
             return;
         }
         self.retain(|k, e| e.expires > now || family(k) != fam);
-        let count = self.count(&fam);
+        let count = self.count(fam);
         if count < max {
             return;
         }
