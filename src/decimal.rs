@@ -22,7 +22,12 @@ impl Decimal {
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.digits[self.at..]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The digits as bytes, for text assembled in a buffer of its own.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.at..]
     }
 }
 

@@ -79,7 +79,7 @@ fn v4_text(v4: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
             len += 1;
         }
         let digits = Decimal::of(u64::from(octet));
-        let digits = digits.as_str().as_bytes();
+        let digits = digits.as_bytes();
         buf[len..len + digits.len()].copy_from_slice(digits);
         len += digits.len();
     }

@@ -95,7 +95,7 @@ pub fn reply_code(code: u16, text: &str) -> Reply {
     }
     Reply {
         code,
-        status: Some(status.unwrap_or_else(|| format!("{class}.7.1"))),
+        status: Some(status.unwrap_or_else(|| format!("{class}.7.1")).into()),
         lines,
     }
 }

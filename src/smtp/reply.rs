@@ -2,6 +2,7 @@
 //! into wire form (multi-line aware).
 
 use crate::decimal::Decimal;
+use std::borrow::Cow;
 use std::fmt;
 
 /// One SMTP reply, possibly several lines long.
@@ -10,15 +11,16 @@ pub struct Reply {
     pub code: u16,
     /// The enhanced status (`"5.7.1"`); absent only where RFC 2034 says so
     /// (the greeting and the positive answers to HELO and EHLO).
-    pub status: Option<String>,
+    /// Mostly a literal: most replies are written in the code.
+    pub status: Option<Cow<'static, str>>,
     pub lines: Vec<String>,
 }
 
 impl Reply {
-    pub fn new(code: u16, status: &str, text: impl Into<String>) -> Reply {
+    pub fn new(code: u16, status: impl Into<Cow<'static, str>>, text: impl Into<String>) -> Reply {
         Reply {
             code,
-            status: Some(status.to_string()),
+            status: Some(status.into()),
             lines: vec![text.into()],
         }
     }
@@ -47,7 +49,7 @@ impl Reply {
         let mut r = self.clone();
         if r.code >= 500 {
             r.code -= 100;
-            r.status = r.status.map(|s| s.replacen('5', "4", 1));
+            r.status = r.status.map(|s| s.replacen('5', "4", 1).into());
         }
         r
     }
@@ -60,7 +62,7 @@ impl Reply {
             .sum();
         out.reserve(size.max(5));
         let digits = Decimal::of(u64::from(self.code));
-        let code = digits.as_str().as_bytes();
+        let code = digits.as_bytes();
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             out.extend_from_slice(code);
