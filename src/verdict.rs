@@ -141,7 +141,7 @@ pub fn decide<'a>(
     results: impl IntoIterator<Item = &'a CheckResult>,
     mode: Mode,
     reject_score: f64,
-    client: &str,
+    client: impl std::fmt::Display,
 ) -> Decision {
     let mut decision = Decision::default();
     let mut temporary: Option<Refusal> = None;

@@ -284,7 +284,8 @@ impl<'a> Pipeline<'a> {
         if !abuse.tarpit_enabled() {
             return None;
         }
-        let decision = self.fold(evidence.results(Upto::Connect).await, None);
+        // Only the score and warnings are read: no reply names the client.
+        let decision = self.fold(evidence.results(Upto::Connect).await, "");
         if abuse.tarpit_score.is_some_and(|t| decision.score > t) {
             return Some(("score", decision.score));
         }
@@ -298,14 +299,13 @@ impl<'a> Pipeline<'a> {
     /// The results themselves are kept in the decision only for the front
     /// ends that show them (`mxguard check`, the policy server); a
     /// session never reads them.
-    fn fold(&self, results: Vec<&CheckResult>, client: Option<IpAddr>) -> Decision {
+    fn fold(&self, results: Vec<&CheckResult>, client: impl std::fmt::Display) -> Decision {
         let policy = &self.config.policy;
-        let shown = client.map(|c| c.to_string()).unwrap_or_default();
         let folded = decide(
             results.iter().copied(),
             policy.mode,
             policy.reject_score,
-            &shown,
+            client,
         );
         let results = match self.front {
             Front::Session => Vec::new(),
@@ -330,7 +330,7 @@ impl<'a> Pipeline<'a> {
         if self.exemption(client).is_some() {
             return Decision::default();
         }
-        self.fold(evidence.results(upto).await, Some(client))
+        self.fold(evidence.results(upto).await, crate::net::Ip(client))
     }
 
     /// Whether the checks refuse at their own stage (HELO, MAIL) rather
@@ -370,17 +370,17 @@ impl<'a> Pipeline<'a> {
             }
             _ => match self.policy.relay(client, to) {
                 Err(refusal) => return decision.then(Decision::refused(refusal)),
-                Ok(Destination::Local(mailbox)) => Some(mailbox.clone()),
+                Ok(Destination::Local(mailbox)) => Some(mailbox),
                 Ok(Destination::Relayed) => None,
             },
         };
         if !matches!(self.front, Front::PolicyServer { .. }) {
             // A client that sent to a spam trap gets nothing through.
-            let trapped = Decision::from(self.policy.recipients.trapped(client).await);
-            if trapped.refuses() {
-                return decision.then(trapped);
+            match self.policy.recipients.trapped(client).await {
+                Ok(None) => {}
+                trapped => return decision.then(Decision::from(trapped)),
             }
-            if let Some(mailbox) = &local {
+            if let Some(mailbox) = local {
                 let trap = match self.front {
                     Front::Session => self.policy.recipients.spring_trap(client, mailbox).await,
                     _ => self.policy.recipients.is_trap(mailbox),
@@ -394,18 +394,21 @@ impl<'a> Pipeline<'a> {
         }
         // Connect, HELO and MAIL refusals are given here (reject_at =
         // "rcpt"), so the log line carries the whole envelope.
-        decision = decision.then(self.envelope(client, evidence, Upto::Mail).await);
+        // Each step's verdict awaited before the fold, not inside it: the
+        // fold's receiver would be held across the wait beside `decision`.
+        let envelope = self.envelope(client, evidence, Upto::Mail).await;
+        decision = decision.then(envelope);
         if decision.refuses() {
             return decision;
         }
         if let Some(mailbox) = &to.mailbox {
             let results = self.policy.checks.rcpt(mailbox);
-            decision = decision.then(self.fold(results.iter().collect(), Some(client)));
+            decision = decision.then(self.fold(results.iter().collect(), crate::net::Ip(client)));
             if decision.refuses() {
                 return decision;
             }
         }
-        if let Some(mailbox) = &local {
+        if let Some(mailbox) = local {
             if let Err(refusal) = self.policy.recipient_known(mailbox).await {
                 let unknown = refusal.reply.code >= 500;
                 let mut refused = Decision::refused(refusal);
@@ -416,13 +419,14 @@ impl<'a> Pipeline<'a> {
         if self.exemption(client).is_some() {
             return decision;
         }
-        decision = decision.then(Box::pin(self.greylist(client, from, to, evidence)).await);
+        let greylisted = Box::pin(self.greylist(client, from, to, evidence)).await;
+        decision = decision.then(greylisted);
         if decision.refuses() {
             return decision;
         }
-        decision.then(
-            Box::pin(self.rates(client, from, Rate::Recipients, Rate::SenderRecipients)).await,
-        )
+        let rates = Box::pin(self.rates(client, from, Rate::Recipients, Rate::SenderRecipients));
+        let rates = rates.await;
+        decision.then(rates)
     }
 
     /// Greylisting, unless a DNS allow list lists the client, or (with
@@ -466,7 +470,8 @@ impl<'a> Pipeline<'a> {
         if by_client.refuses() || sender == "<>" {
             return by_client;
         }
-        by_client.then(self.rate(of_sender, &sender).await)
+        let by_sender = self.rate(of_sender, &sender).await;
+        by_client.then(by_sender)
     }
 
     // DATA.

@@ -240,12 +240,10 @@ impl Verifier {
 
     /// The trap pattern `mailbox` matches, if it is a spam trap.
     fn trap(&self, mailbox: &Mailbox) -> Option<String> {
-        let address = format!(
-            "{}@{}",
-            mailbox.local_unquoted(),
-            mailbox.domain_name().unwrap_or("")
-        );
-        self.spamtraps.as_ref()?.find(&address, &self.log)
+        let spamtraps = self.spamtraps.as_ref()?;
+        let domain = mailbox.domain_name().unwrap_or("");
+        let address = [&*mailbox.local_unquoted(), "@", domain].concat();
+        spamtraps.find(&address, &self.log)
     }
 
     /// What [`Verifier::spring_trap`] would answer, blocking no one.
@@ -259,11 +257,10 @@ impl Verifier {
         let pattern = self.trap(mailbox)?;
         let block = self.config.recipients.spamtrap_block_time.0;
         let until = crate::time::unix_now() + block.as_secs();
-        // The trap answers 550 even when the block cannot be stored.
-        let _ = self
-            .state
-            .put(&trap_key(client), &until.to_string(), block)
-            .await;
+        // The trap answers 550 even when the block cannot be stored. Boxed:
+        // every recipient at our domains passes here, few are traps.
+        let (key, value) = (trap_key(client), until.to_string());
+        let _ = Box::pin(self.state.put(&key, &value, block)).await;
         self.log
             .event("spamtrap")
             .kv("client", client)
@@ -275,7 +272,8 @@ impl Verifier {
 }
 
 fn trap_key(client: IpAddr) -> String {
-    let mut key = String::from("trap:");
+    let mut key = String::with_capacity(44);
+    key.push_str("trap:");
     crate::net::push_ip(&mut key, client);
     key
 }
