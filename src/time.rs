@@ -8,6 +8,7 @@
 //! control socket do that only when it was built with the `test-clock`
 //! feature (test builds only) and started with `MXGUARD_TEST_CLOCK=1`.
 
+use crate::decimal::Decimal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -153,7 +154,9 @@ pub fn rfc3164(t: SystemTime) -> String {
 
 /// `2026-11-29T15:01:55.123Z`.
 pub fn iso8601(t: SystemTime) -> String {
-    Iso8601(t).to_string()
+    let mut out = String::with_capacity(24);
+    push_iso8601(&mut out, t);
+    out
 }
 
 /// A duration in seconds to the millisecond, rounded: `0.042s` (the log's
@@ -162,37 +165,43 @@ pub struct Seconds(pub Duration);
 
 impl std::fmt::Display for Seconds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Digits written in place: every session's last line has one.
         let millis = (self.0.as_nanos() + 500_000) / 1_000_000;
-        write!(f, "{}.{:03}s", millis / 1000, millis % 1000)
+        let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+        f.write_str(Decimal::of(millis / 1000).as_str())?;
+        let mut text = *b".000s";
+        put_digits(&mut text, 4, 3, millis % 1000);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }
 
-/// A time written as [`iso8601`] says, where it is displayed (a log line
-/// writes it into its own buffer).
-pub struct Iso8601(pub SystemTime);
-
-impl std::fmt::Display for Iso8601 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Digits written in place: every log line starts with one.
-        let p = parts(self.0);
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        for (value, end, width) in [
-            (u64::try_from(p.year).unwrap_or(0), 4, 4),
-            (u64::from(p.month), 7, 2),
-            (u64::from(p.day), 10, 2),
-            (p.hour, 13, 2),
-            (p.minute, 16, 2),
-            (p.second, 19, 2),
-            (u64::from(p.millis), 23, 3),
-        ] {
-            let mut rest = value;
-            for at in (end - width..end).rev() {
-                text[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
-        }
-        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
+/// Writes `value`'s last `width` decimal digits into `text`, ending before
+/// `end`, with leading zeros.
+fn put_digits(text: &mut [u8], end: usize, width: usize, value: u64) {
+    let mut rest = value;
+    for at in (end - width..end).rev() {
+        text[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
+}
+
+/// Appends `t` as [`iso8601`] writes it, digits written in place: every
+/// log line starts with one.
+pub fn push_iso8601(out: &mut String, t: SystemTime) {
+    let p = parts(t);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (value, end, width) in [
+        (u64::try_from(p.year).unwrap_or(0), 4, 4),
+        (u64::from(p.month), 7, 2),
+        (u64::from(p.day), 10, 2),
+        (p.hour, 13, 2),
+        (p.minute, 16, 2),
+        (p.second, 19, 2),
+        (u64::from(p.millis), 23, 3),
+    ] {
+        put_digits(&mut text, end, width, value);
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -192,9 +192,9 @@ async fn refuse_at_connect<S: AsyncRead + AsyncWrite + Unpin>(
     svc.log
         .event("reject")
         .ip("client", client)
-        .kv("stage", "connect")
-        .kv("check", &refusal.check)
-        .kv("action", if drop { "drop" } else { refusal.action() })
+        .text("stage", "connect")
+        .text("check", &refusal.check)
+        .text("action", if drop { "drop" } else { refusal.action() })
         .kv("reply", &refusal.reply)
         .emit();
 }
@@ -234,21 +234,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if !self.milters.is_empty() {
             Box::pin(self.milters_quit()).await;
         }
+        let ptr = self.svc.policy.checks.dns.known_ptr(self.client);
         self.svc
             .log
             .event("disconnect")
             .ip("client", self.client)
-            .opt("ptr", self.svc.policy.checks.dns.known_ptr(self.client))
-            .opt("helo", self.helo.as_deref())
+            .opt_text("ptr", ptr.as_deref())
+            .opt_text("helo", self.helo.as_deref())
             .opt("tls", self.conn.tls_description())
-            .kv("commands", self.commands)
-            .kv("accepted", self.counts.accepted)
-            .kv("rejected", self.counts.rejected)
-            .kv("tempfailed", self.counts.tempfailed)
-            .kv("rcpts", self.counts.rcpts)
-            .kv("bytes", self.counts.bytes)
+            .num("commands", self.commands.into())
+            .num("accepted", self.counts.accepted.into())
+            .num("rejected", self.counts.rejected.into())
+            .num("tempfailed", self.counts.tempfailed.into())
+            .num("rcpts", self.counts.rcpts.into())
+            .num("bytes", self.counts.bytes)
             .kv("duration", crate::time::Seconds(started.elapsed()))
-            .opt("last_reject", self.counts.last_reject.as_deref())
+            .opt_text("last_reject", self.counts.last_reject.as_deref())
             .emit();
         Box::pin(self.count_offences()).await;
     }
@@ -453,10 +454,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .ip("client", self.client)
             // What mxguard decided comes before what the client sent, so
             // a filter anchored at `client=` (fail2ban) reads only ours.
-            .kv("stage", stage)
-            .kv("check", check)
-            .kv("action", action)
-            .opt("helo", self.helo.as_deref())
+            .text("stage", stage)
+            .text("check", check)
+            .text("action", action)
+            .opt_text("helo", self.helo.as_deref())
             .opt("from", self.tx.as_ref().map(|t| &t.from))
             .opt("to", to)
             .kv("reply", reply)
