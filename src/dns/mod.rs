@@ -67,6 +67,22 @@ impl<T> Answer<Vec<T>> {
 pub enum DnsSetupError {
     #[error("dns: {0}")]
     Build(NetError),
+    #[error("dns: TLS settings: {0}")]
+    Tls(rustls::Error),
+}
+
+/// The TLS settings hickory wants for DNS over TLS, which mxguard never
+/// speaks (its name servers are asked over UDP and TCP): without a root
+/// store, so that the system's certificates are not read and kept in
+/// memory twice (once for the resolver, once for the PTR pool).
+fn no_dns_over_tls() -> Result<rustls::ClientConfig, DnsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(DnsSetupError::Tls)?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// The process's DNS: the cached resolver, the raw pool for PTR, and the
@@ -270,15 +286,16 @@ impl Dns {
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
         opts.cache_size = 8192;
+        let tls = no_dns_over_tls()?;
         let resolver = TokioResolver::builder_with_config(
             resolver_config.clone(),
             TokioRuntimeProvider::default(),
         )
         .with_options(opts.clone())
+        .with_tls_config(tls.clone())
         .build()
         .map_err(DnsSetupError::Build)?;
-        let tls = TlsConfig::new().map_err(DnsSetupError::Build)?;
-        let cx = Arc::new(PoolContext::new(opts, tls));
+        let cx = Arc::new(PoolContext::new(opts, TlsConfig { config: tls }));
         let pool = NameServerPool::from_config(
             resolver_config.name_servers().to_vec(),
             cx,

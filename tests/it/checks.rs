@@ -86,6 +86,34 @@ const CLEAN: &[&str] = &[
     "user@example.test",
 ];
 
+/// The resolver is built without the system's CA certificates (mxguard
+/// never asks DNS over TLS): a host without any still runs the checks.
+#[test]
+fn checks_run_on_a_host_without_ca_certificates() {
+    let dns = DnsFixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &checks_config(&dns));
+    let (empty_file, empty_dir) = (dir.path().join("no-ca.pem"), dir.path().join("no-ca"));
+    std::fs::write(&empty_file, "").unwrap();
+    std::fs::create_dir(&empty_dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mxguard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .args(["--client", "127.0.0.11"])
+        .args(CLEAN)
+        .env("SSL_CERT_FILE", &empty_file)
+        .env("SSL_CERT_DIR", &empty_dir)
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), verdict(&report)),
+        (Some(0), "verdict: accept"),
+        "{report}"
+    );
+}
+
 #[test]
 fn check_command_gives_every_reply() {
     let dns = DnsFixture::start();
