@@ -258,7 +258,8 @@ impl Verifier {
         let block = self.config.recipients.spamtrap_block_time.0;
         let until = crate::time::unix_now() + block.as_secs();
         // The trap answers 550 even when the block cannot be stored. Boxed:
-        // every recipient at our domains passes here, few are traps.
+        // unboxed, the store call's future would be part of every RCPT's
+        // future, and few recipients are traps.
         let (key, value) = (trap_key(client), until.to_string());
         let _ = Box::pin(self.state.put(&key, &value, block)).await;
         self.log
