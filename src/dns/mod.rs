@@ -67,22 +67,6 @@ impl<T> Answer<Vec<T>> {
 pub enum DnsSetupError {
     #[error("dns: {0}")]
     Build(NetError),
-    #[error("dns: TLS settings: {0}")]
-    Tls(rustls::Error),
-}
-
-/// The TLS settings hickory wants for DNS over TLS, which mxguard never
-/// speaks (its name servers are asked over UDP and TCP): without a root
-/// store, so that the system's certificates are not read and kept in
-/// memory twice (once for the resolver, once for the PTR pool).
-fn no_dns_over_tls() -> Result<rustls::ClientConfig, DnsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(DnsSetupError::Tls)?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    Ok(config)
 }
 
 /// The process's DNS: the cached resolver, the raw pool for PTR, and the
@@ -286,7 +270,10 @@ impl Dns {
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
         opts.cache_size = 8192;
-        let tls = no_dns_over_tls()?;
+        // mxguard asks its name servers over UDP and TCP only: the DNS over
+        // TLS settings hickory wants trust nothing, and the system's CA
+        // certificates are not read (twice: resolver and PTR pool).
+        let tls = crate::tls::client::trusting_nothing();
         let resolver = TokioResolver::builder_with_config(
             resolver_config.clone(),
             TokioRuntimeProvider::default(),

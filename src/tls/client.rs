@@ -98,6 +98,22 @@ pub fn any_certificate_config() -> Arc<rustls::ClientConfig> {
     }
 }
 
+/// Trusts no certificate at all: the settings a library wants for a TLS
+/// it is never asked to speak (hickory's DNS over TLS), without reading
+/// the system's certificates (a host may have none).
+pub fn trusting_nothing() -> rustls::ClientConfig {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    match config {
+        Ok(c) => c,
+        Err(e) => unreachable!("ring provider lacks TLS versions: {e}"),
+    }
+}
+
 /// The certificate must chain to one of `roots` and name the server.
 fn verifying_config(roots: RootCertStore) -> Arc<rustls::ClientConfig> {
     let provider = provider();
